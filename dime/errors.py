@@ -1,0 +1,31 @@
+"""One exception root for dime; the CLIs turn these into one-line messages."""
+
+from __future__ import annotations
+
+
+class DimeError(Exception):
+    """Root of every error dime raises on purpose. CLI exit code 2."""
+
+    exit_code = 2
+
+
+class UsageError(DimeError):
+    """Bad arguments or bad input files."""
+
+
+class ModelError(DimeError):
+    """A model cannot be loaded, traced or split."""
+
+
+class ProfileError(DimeError):
+    """A profile file is missing, malformed or does not cover what was asked."""
+
+
+class SolverError(DimeError):
+    """A solver backend is missing, unlicensed or failed."""
+
+
+class InfeasibleError(DimeError):
+    """The budgets admit no placement. CLI exit code 1."""
+
+    exit_code = 1

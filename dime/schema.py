@@ -1,0 +1,28 @@
+"""Column names of profile files (CSV, one row per timed run)."""
+
+from __future__ import annotations
+
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "model",
+    "device",
+    "setting",
+    "bundle",
+    "start",
+    "end",
+    "in_bytes",
+    "out_bytes",
+    "iteration",
+    "run",
+    "latency_s",
+    "energy_j",
+)
+# Written by dime's profiler for provenance; optional when reading.
+OPTIONAL_COLUMNS: tuple[str, ...] = (
+    "setting_kind",  # default, threads, freq_hz, ...
+    "energy_source",  # "", nvml, rapl, jetson, smartpower3, assumed:<W>
+    "torch_device",
+    "host",
+    "torch_version",
+    "timestamp",
+)
+PROFILE_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
