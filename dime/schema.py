@@ -24,5 +24,10 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
     "host",
     "torch_version",
     "timestamp",
+    "t_start_s",  # time.monotonic() on the profiled host at the run's start, for joining power logs
+    "t_end_s",
+    "repeats",  # calls per run (> 1 when a meter needs a longer window)
+    "energy_total_j",  # energy before subtracting idle power (with --idle-baseline)
+    "idle_power_w",
 )
 PROFILE_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
