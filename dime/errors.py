@@ -29,3 +29,11 @@ class InfeasibleError(DimeError):
     """The budgets admit no placement. CLI exit code 1."""
 
     exit_code = 1
+
+
+class DvfsError(DimeError):
+    """An operating point (clock frequency) cannot be listed, set or restored."""
+
+
+class MeterError(DimeError):
+    """A power meter is missing, unreadable or gave no usable reading."""

@@ -1,0 +1,1 @@
+"""CPU operating-point controllers."""

@@ -1,0 +1,1 @@
+"""Discrete-GPU operating-point controllers."""

@@ -1,0 +1,1 @@
+"""System-on-chip (Jetson) operating-point controllers."""
