@@ -36,7 +36,7 @@ from dime.errors import UsageError
 from dime.fileio import atomic_write_text
 from dime.models import SplitModel, load_model
 from dime.samples import Manifest, load_tensors
-from dime.schema import PROFILE_COLUMNS
+from dime.schema import PROFILE_COLUMNS, REQUIRED_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +102,10 @@ class ProfileFile:
         text = self.path.read_text(encoding="utf-8", errors="replace")
         lines = text.splitlines(keepends=True)
         header = next(csv.reader([lines[0]])) if lines else []
-        if header != list(PROFILE_COLUMNS):
+        upgrade = header != list(PROFILE_COLUMNS)
+        if upgrade and not (set(REQUIRED_COLUMNS) <= set(header) <= set(PROFILE_COLUMNS)):
             raise UsageError(
-                f"{self.path} exists but was not written by this profiler version (other columns); "
-                "choose another --out or move it away"
+                f"{self.path} exists but is not a dime profile (other columns); choose another --out or move it away"
             )
         rows: list[list[str]] = []
         dropped_lines = 0
@@ -125,16 +125,19 @@ class ProfileFile:
             counts[k] = counts.get(k, 0) + 1
         self.done = {k for k, c in counts.items() if c == self.expected_rows}
         partial = [k for k in counts if k not in self.done]
-        if dropped_lines or partial:
+        if dropped_lines or partial or upgrade:
             keep = [
-                r for r in rows
+                dict(zip(header, r)) for r in rows
                 if (r[idx["model"]], r[idx["device"]], r[idx["setting"]], r[idx["bundle"]]) in self.done
             ]
             buf = io.StringIO()
-            w = csv.writer(buf, lineterminator="\n")
-            w.writerow(header)
+            w = csv.DictWriter(buf, fieldnames=PROFILE_COLUMNS, restval="", lineterminator="\n")
+            w.writeheader()
             w.writerows(keep)
             atomic_write_text(self.path, buf.getvalue())
+            if upgrade:
+                log.info("%s: columns brought up to this profiler version", self.path)
+        if dropped_lines or partial:
             log.warning(
                 "%s: dropped %d incomplete bundle(s) and %d broken line(s) from an interrupted run",
                 self.path, len(partial), dropped_lines,
@@ -345,7 +348,14 @@ def _profile_bundle(
                 latency = elapsed / repeats
                 row = dict(common, iteration=it, run=run, latency_s=f"{latency:.9g}", t_start_s=f"{t0:.6f}",
                            t_end_s=f"{t1:.6f}", repeats=repeats, energy_j="", energy_source="",
-                           energy_total_j="", idle_power_w="")
+                           energy_total_j="", idle_power_w="", clock_offset_s="")
+                if getattr(meter, "deferred", False):
+                    # energy comes later from `dime energy join` over [t_start_s, t_end_s]
+                    row["energy_source"] = meter.name
+                    if getattr(meter, "offset_s", None) is not None:
+                        row["clock_offset_s"] = f"{meter.offset_s:.6f}"
+                    rows.append(row)
+                    continue
                 if meter is not None:
                     total = (meter.energy_j() - e0) / repeats
                     if math.isfinite(total):
@@ -454,6 +464,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.power != "none":
             from dime.meters import make_meter
 
+            if args.powerlog and args.power != "smartpower3":
+                raise UsageError("--powerlog is for --power smartpower3")
+            if args.idle_baseline and args.power == "smartpower3":
+                raise UsageError("--idle-baseline needs energy on this device; with smartpower3 use "
+                                 "`dime energy join --idle-power-w` instead")
             kw = {"endpoint": args.powerlog} if args.powerlog else {}
             meter = make_meter(args.power, sysfs_root=args.sysfs_root, **kw)
             if meter is None:

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -23,7 +22,7 @@ import torch
 
 from dime._cli import run_main, setup_logging
 from dime.errors import UsageError
-from dime.fileio import atomic_write_text
+from dime.fileio import atomic_write_text, make_temp
 from dime.models import SplitModel, load_model
 
 log = logging.getLogger(__name__)
@@ -82,8 +81,7 @@ def generated_images(count: int, seed: int = 0, size: int = 256) -> list[tuple[s
 def save_tensors(path: Path, tensors: tuple[torch.Tensor, ...]) -> None:
     """torch.save via a temporary file, so an interrupted run leaves no broken file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = make_temp(path)
     try:
         torch.save(tuple(t.detach().cpu().contiguous() for t in tensors), tmp)
         os.replace(tmp, path)

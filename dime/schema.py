@@ -26,6 +26,7 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
     "timestamp",
     "t_start_s",  # time.monotonic() on the profiled host at the run's start, for joining power logs
     "t_end_s",
+    "clock_offset_s",  # power-meter host clock minus this host's, for joining (smartpower3)
     "repeats",  # calls per run (> 1 when a meter needs a longer window)
     "energy_total_j",  # energy before subtracting idle power (with --idle-baseline)
     "idle_power_w",
