@@ -41,6 +41,7 @@ class CostTable:
     settings: dict[str, tuple[str, ...]]  # device -> its settings, in profile order
     costs: dict[tuple[str, str, int, int], BundleCost]  # (device, setting, start, end)
     setting_kinds: dict[tuple[str, str], str] = field(default_factory=dict)
+    sources: tuple[str, ...] = ()  # the profile files read, for error messages
 
     @property
     def n_layers(self) -> int:

@@ -1,0 +1,132 @@
+"""Solve time of the placement ILP per backend, on synthetic instances (seeded random costs).
+
+Instances (all SYNTHETIC costs, not measurements):
+  vit15_k15   15 layers (the size of vit_b_16's bundle chain), K = 15, 10 edge settings + 1 cloud
+  chain60_k10 60 layers, K = 10, 10 edge settings + 1 cloud
+  chain60_k60 60 layers, K = 60 (every bundle), 10 edge settings + 1 cloud
+
+Each instance is solved for two objectives: min latency (no budget), and min edge energy
+under a latency budget of 1.2 x the least latency (the harder, sweep-like case).
+Solve time is the backend call's wall time: translating the model for the solver and solving.
+
+    python benchmarks/bench_solve.py [--repeats 3] [--solvers cbc,highs,gurobi] [--out results.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import random
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+from dime.costs import BundleCost, CostTable, Role, bundles, get_link
+from dime.errors import SolverError
+from dime.ilp import PlacementProblem, build_model
+from dime.ilp.backends import BackendUnavailableError, get_backend
+
+INSTANCES = {"vit15_k15": (15, 15), "chain60_k10": (60, 10), "chain60_k60": (60, 60)}
+
+
+def synthetic_table(n_layers: int, edge_settings: int, seed: int) -> CostTable:
+    """Random but plausible costs: edge DVFS settings trade speed for power; the cloud is ~10x faster."""
+    rng = random.Random(seed)
+    names = tuple(f"synthetic_layer{i}" for i in range(n_layers))
+    cut_bytes = tuple([3 * 224 * 224 * 4] + [rng.choice([150_528, 301_056, 605_184, 4_000]) for _ in range(n_layers)])
+    base = [rng.uniform(2e-4, 2e-2) for _ in range(n_layers)]
+    costs: dict[tuple[str, str, int, int], BundleCost] = {}
+    edge = tuple(f"f{i}" for i in range(edge_settings))
+    for i, setting in enumerate(edge):
+        slow = 1.0 + 2.0 * i / max(1, edge_settings - 1)  # f0 fastest
+        watts = 12.0 / slow**1.5
+        for s, e in bundles(n_layers, n_layers):
+            lat = sum(base[s : e + 1]) * slow * rng.uniform(0.75, 1.05)
+            costs[("edge_synth", setting, s, e)] = BundleCost(lat, lat * watts * rng.uniform(0.9, 1.1), "synthetic", 10)
+    for s, e in bundles(n_layers, n_layers):
+        costs[("cloud_synth", "default", s, e)] = BundleCost(sum(base[s : e + 1]) * 0.1 * rng.uniform(0.75, 1.05), None, "", 10)
+    return CostTable("synthetic", names, cut_bytes, {"edge_synth": edge, "cloud_synth": ("default",)}, costs)
+
+
+@dataclass
+class Row:
+    solver: str
+    instance: str
+    objective: str
+    variables: int
+    constraints: int
+    median_solve_s: float | None
+    value: float | None
+    status: str
+
+
+def run(instances: list[str], solvers: list[str], repeats: int, time_limit_s: float | None, seed: int) -> list[Row]:
+    rows: list[Row] = []
+    link = get_link("4g")
+    for inst in instances:
+        n, k = INSTANCES[inst]
+        table = synthetic_table(n, 10, seed)
+        roles = (Role("edge_synth", table.settings["edge_synth"]), Role("cloud_synth", ("default",)))
+        t0 = time.perf_counter()
+        model = build_model(PlacementProblem(table, roles, link, k))
+        logging.info("%s: model built in %.3f s", inst, time.perf_counter() - t0)
+        least = model.solve("highs", time_limit_s).objective
+        cases = {"latency": model, "energy@1.2xlat": model.with_budgets(objective="energy", max_latency_s=1.2 * least)}
+        for objective, m in cases.items():
+            lm = m.linear_model()
+            for solver in solvers:
+                backend = get_backend(solver)
+                times, value, status = [], None, ""
+                try:
+                    for _ in range(repeats):
+                        raw = backend.solve(lm, time_limit_s)
+                        times.append(raw.solve_time_s)
+                        status = raw.status
+                    sol = m.solve(solver, time_limit_s)
+                    value = sol.objective
+                except BackendUnavailableError as e:
+                    status = e.reason
+                except SolverError as e:
+                    status = f"error: {e}"
+                rows.append(Row(solver, inst, objective, lm.num_vars, lm.num_active_rows,
+                                statistics.median(times) if times else None, value, status))
+                logging.info("%s", rows[-1])
+    return rows
+
+
+def markdown(rows: list[Row]) -> str:
+    out = ["| solver | instance | objective | variables | constraints | median solve s | objective value | status |",
+           "|---|---|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        t = f"{r.median_solve_s:.3f}" if r.median_solve_s is not None else "-"
+        v = f"{r.value:.6g}" if r.value is not None else "-"
+        out.append(f"| {r.solver} | {r.instance} | {r.objective} | {r.variables} | {r.constraints} | {t} | {v} | {r.status} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--instances", default=",".join(INSTANCES), help=f"comma list of {', '.join(INSTANCES)}")
+    p.add_argument("--solvers", default="cbc,highs,gurobi")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--time-limit", type=float, default=None, help="per solve, seconds")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="also write the rows as CSV")
+    p.add_argument("-v", "--verbose", action="store_true")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(message)s", stream=sys.stderr)
+    rows = run(a.instances.split(","), a.solvers.split(","), a.repeats, a.time_limit, a.seed)
+    print(markdown(rows))
+    if a.out:
+        with open(a.out, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(Row.__dataclass_fields__)
+            for r in rows:
+                w.writerow([getattr(r, c) for c in Row.__dataclass_fields__])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

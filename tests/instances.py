@@ -1,0 +1,146 @@
+"""Synthetic placement instances and profile CSVs for the tests (never real measurements)."""
+
+from __future__ import annotations
+
+import csv
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from dime.costs import LINK_PRESETS, BundleCost, CostTable, Link, Role, bundles
+from dime.ilp import PlacementProblem
+from dime.schema import PROFILE_COLUMNS
+
+
+def random_table(
+    rng: random.Random,
+    n_layers: int,
+    devices: dict[str, Sequence[str]],
+    energy_devices: Iterable[str] = (),
+    latency_scale_s: float = 1e-2,
+    model: str = "synthetic",
+    energy_source: str = "synthetic",
+) -> CostTable:
+    """Every bundle of every length on every (device, setting), with random costs.
+
+    A bundle costs the sum of its layers times a random factor in [0.6, 1.2], so that
+    fusing layers sometimes pays and sometimes does not.
+    """
+    energy_devices = set(energy_devices)
+    names = tuple(f"layer{i}.conv" for i in range(n_layers))
+    cut_bytes = tuple(rng.choice([0, 4, 1000, rng.randint(1, 3_000_000)]) for _ in range(n_layers + 1))
+    costs: dict[tuple[str, str, int, int], BundleCost] = {}
+    for device, settings in devices.items():
+        for setting in settings:
+            per_layer = [latency_scale_s * 10 ** rng.uniform(-1.5, 1.0) for _ in range(n_layers)]
+            watts = rng.uniform(0.5, 15.0)
+            for s, e in bundles(n_layers, n_layers):
+                lat = sum(per_layer[s : e + 1]) * rng.uniform(0.6, 1.2)
+                energy = lat * watts * rng.uniform(0.8, 1.2) if device in energy_devices else None
+                costs[(device, setting, s, e)] = BundleCost(lat, energy, energy_source if energy is not None else "", 5)
+    return CostTable(
+        model=model,
+        layer_names=names,
+        cut_bytes=cut_bytes,
+        settings={d: tuple(s) for d, s in devices.items()},
+        costs=costs,
+    )
+
+
+def random_link(rng: random.Random) -> Link:
+    kind = rng.choice(["3g", "4g", "wifi", "custom", "rtt"])
+    if kind == "custom":
+        return Link("custom", rng.uniform(0.5, 200), rng.uniform(0.5, 500), rtt_ms=rng.choice([0.0, 5.0, 40.0]))
+    base = LINK_PRESETS["wifi" if kind == "rtt" else kind]
+    if kind == "rtt":
+        return Link("wifi-rtt", base.uplink_mbps, base.downlink_mbps, base.alpha_up_mw_per_mbps,
+                    base.alpha_down_mw_per_mbps, base.beta_mw, rtt_ms=rng.uniform(1, 80))
+    return base
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The random choices behind one instance (hypothesis draws these)."""
+
+    seed: int
+    n_layers: int
+    max_bundle: int
+    edge_settings: int
+    cloud_settings: int
+    same_device: bool
+    edge_energy: bool
+    latency_scale_s: float
+    objective: str
+    private_layers: int
+    one_setting: bool
+
+
+def make_problem(spec: Spec) -> PlacementProblem:
+    rng = random.Random(spec.seed)
+    if spec.same_device:
+        settings = [f"s{i}" for i in range(spec.edge_settings + spec.cloud_settings)]
+        devices = {"box": settings}
+        roles = (Role("box", tuple(settings[: spec.edge_settings])), Role("box", tuple(settings[spec.edge_settings :])))
+        energy = ["box"] if spec.edge_energy else []
+    else:
+        devices = {
+            "edgedev": [f"e{i}" for i in range(spec.edge_settings)],
+            "clouddev": [f"c{i}" for i in range(spec.cloud_settings)],
+        }
+        roles = (Role("edgedev", tuple(devices["edgedev"])), Role("clouddev", tuple(devices["clouddev"])))
+        energy = ["edgedev"] if spec.edge_energy else []
+    table = random_table(rng, spec.n_layers, devices, energy, spec.latency_scale_s)
+    return PlacementProblem(
+        table=table,
+        roles=roles,
+        link=random_link(rng),
+        max_bundle=spec.max_bundle,
+        objective=spec.objective if spec.edge_energy else "latency",
+        private_layers=spec.private_layers,
+        one_setting_per_device=spec.one_setting,
+    )
+
+
+def write_profile_csv(
+    path: Path,
+    table: CostTable,
+    runs: int = 3,
+    spread: float = 0.0,
+    seed: int = 0,
+    skip: Iterable[tuple[str, str, int, int]] = (),
+    columns: Sequence[str] = PROFILE_COLUMNS,
+) -> Path:
+    """Write `table` as a synthetic profile: `runs` rows per bundle around its cost.
+
+    With spread 0 every run has exactly the table's cost, so any trimmed mean reads it back.
+    """
+    rng = random.Random(seed)
+    skip = set(skip)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+        w.writeheader()
+        for (device, setting, s, e), c in table.costs.items():
+            if (device, setting, s, e) in skip:
+                continue
+            for r in range(runs):
+                jitter = 1 + rng.uniform(-spread, spread)
+                w.writerow({
+                    "model": table.model,
+                    "device": device,
+                    "setting": setting,
+                    "bundle": table.bundle_name(s, e),
+                    "start": table.layer_names[s],
+                    "end": table.layer_names[e],
+                    "in_bytes": table.cut_bytes[s],
+                    "out_bytes": table.cut_bytes[e + 1],
+                    "iteration": 0,
+                    "run": r,
+                    "latency_s": repr(c.latency_s * jitter),
+                    "energy_j": "" if c.energy_j is None else repr(c.energy_j * jitter),
+                    "setting_kind": "synthetic",
+                    "energy_source": c.energy_source,
+                    "torch_device": "cpu",
+                    "host": "synthetic",
+                })
+    return path
