@@ -394,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="torchvision model name or package.module:callable")
     p.add_argument("--weights", help="state-dict file (default: local cache, else seeded random init)")
     p.add_argument("--cuts", help="comma-separated module/node names to cut after (as given to dime.samples)")
-    p.add_argument("--device-name", required=True, help="name of this device in the profile (e.g. jetson-nano)")
+    p.add_argument("--device-name", help="name of this device in the profile, e.g. jetson-nano (default: host name)")
     p.add_argument("--torch-device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--max-bundle", type=int, default=None, help="longest bundle in layers (default: all layers)")
     p.add_argument("--iterations", type=int, default=10, help="timed calls per run, cycling over the samples")
@@ -412,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idle-baseline", action="store_true", help="subtract idle power at the same setting")
     p.add_argument("--assume-power", help="no meter: energy = W x latency; one W or one per setting")
     p.add_argument("--samples", type=Path, help="feature maps folder (default samples/<model>)")
-    p.add_argument("--out", type=Path, required=True, help="profile CSV to write or resume")
+    p.add_argument("--out", type=Path, help="profile CSV to write or resume (default results/profiles/<model>-<device>.csv)")
     p.add_argument("-q", "--quiet", action="store_true")
     return p
 
@@ -441,8 +441,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError("--assume-power is for devices without a meter; drop it or --power")
     model = load_model(args.model, args.weights, args.cuts.split(",") if args.cuts else None)
     samples = args.samples or Path("samples") / model.name.replace(":", "_")
+    device_name = args.device_name or platform.node() or "this-host"
+    out = args.out or Path("results") / "profiles" / f"{model.name.replace(':', '_')}-{device_name}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
     config = ProfileConfig(
-        device_name=args.device_name,
+        device_name=device_name,
         torch_device=args.torch_device,
         max_bundle=args.max_bundle or len(model.layer_names),
         iterations=args.iterations,
@@ -475,12 +478,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UsageError(f"--power {args.power}: no such meter on this machine (see the log above)")
             meter.start()
             stack.callback(meter.stop)
-        summary = profile(model, samples, args.out, config, points, meter, progress=not args.quiet)
+        summary = profile(model, samples, out, config, points, meter, progress=not args.quiet)
     if not args.quiet:
         print(
-            f"{model.name} on {args.device_name}: {summary['profiled']} bundle/setting pairs profiled, "
+            f"{model.name} on {device_name}: {summary['profiled']} bundle/setting pairs profiled, "
             f"{summary['skipped']} already done; {summary['bundles']} bundles x {summary['settings']} settings "
-            f"in {args.out}"
+            f"in {out}"
         )
     return 0
 
