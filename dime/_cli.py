@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
+import math
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
-from dime.errors import DimeError
+from dime.errors import DimeError, UsageError
 
 log = logging.getLogger("dime")
 
@@ -32,3 +34,49 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     except PermissionError as e:
         print(f"error: permission denied: {e.filename}", file=sys.stderr)
         return 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors become one-line UsageErrors (exit 2) instead of a usage dump."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def _number(kind: type, text: str) -> Any:
+    try:
+        v = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a {'whole ' if kind is int else ''}number: {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text}")
+    return v
+
+
+def positive_int(text: str) -> int:
+    v = _number(int, text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return v
+
+
+def non_negative_int(text: str) -> int:
+    v = _number(int, text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    v = _number(float, text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return v
+
+
+def fraction(text: str) -> float:
+    """A trim fraction: dropped at each end, so below one half."""
+    v = _number(float, text)
+    if not 0 <= v < 0.5:
+        raise argparse.ArgumentTypeError(f"must be in [0, 0.5), got {text}")
+    return v

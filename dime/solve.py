@@ -14,7 +14,15 @@ import math
 import sys
 from typing import Sequence
 
-from dime._cli import run_main, setup_logging
+from dime._cli import (
+    OneLineParser,
+    fraction,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_main,
+    setup_logging,
+)
 from dime.costs import UP, Link, get_link, transfers
 from dime.errors import UsageError
 from dime.fileio import atomic_write_text
@@ -22,46 +30,6 @@ from dime.ilp import BACKEND_NAMES, OBJECTIVES, PlacementProblem, Solution, buil
 from dime.profiles import common_max_bundle, load_profiles, make_role, require_bundles
 
 log = logging.getLogger("dime.solve")
-
-
-class _Parser(argparse.ArgumentParser):
-    """Argument errors become one-line UsageErrors (exit 2) instead of a usage dump."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
-
-def _positive(kind: type) -> object:
-    def parse(text: str) -> float:
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a {'whole ' if kind is int else ''}number: {text!r}") from None
-        if not (math.isfinite(v) and v > 0):
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-        return v
-
-    return parse
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
-
-
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= v < 0.5:
-        raise argparse.ArgumentTypeError(f"must be in [0, 0.5), got {text}")
-    return v
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -75,25 +43,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--edge-settings", metavar="LIST", help="comma list of edge settings (default: all)")
     p.add_argument("--cloud-settings", metavar="LIST", help="comma list of cloud settings (default: all)")
     p.add_argument("--link", metavar="NAME", help="link preset: 3g, 4g or wifi")
-    p.add_argument("--uplink-mbps", type=_positive(float), metavar="MBPS",
+    p.add_argument("--uplink-mbps", type=positive_float, metavar="MBPS",
                    help="uplink rate (overrides the preset's)")
-    p.add_argument("--downlink-mbps", type=_positive(float), metavar="MBPS",
+    p.add_argument("--downlink-mbps", type=positive_float, metavar="MBPS",
                    help="downlink rate (overrides the preset's)")
     p.add_argument("--rtt-ms", type=float, metavar="MS", help="round-trip time; half of it is added per transfer")
-    p.add_argument("--max-bundle", type=_positive(int), metavar="K",
+    p.add_argument("--max-bundle", type=positive_int, metavar="K",
                    help="longest bundle in layers (default: the largest K profiled for every chosen setting)")
     p.add_argument("--objective", choices=OBJECTIVES, default="latency", help="what to minimise (default latency)")
-    p.add_argument("--max-latency", type=_positive(float), metavar="S", help="latency budget in seconds")
-    p.add_argument("--max-energy", type=_positive(float), metavar="J", help="edge energy budget in joules")
-    p.add_argument("--private-layers", type=_non_negative_int, default=0, metavar="N",
+    p.add_argument("--max-latency", type=positive_float, metavar="S", help="latency budget in seconds")
+    p.add_argument("--max-energy", type=positive_float, metavar="J", help="edge energy budget in joules")
+    p.add_argument("--private-layers", type=non_negative_int, default=0, metavar="N",
                    help="the first N layers must run on the edge")
     p.add_argument("--one-setting-per-device", action="store_true",
                    help="each device runs all its bundles at one setting")
-    p.add_argument("--trim", type=_fraction, default=0.1, metavar="F",
+    p.add_argument("--trim", type=fraction, default=0.1, metavar="F",
                    help="fraction of runs dropped at each end before averaging (default 0.1)")
     p.add_argument("--solver", choices=BACKEND_NAMES, default="auto",
                    help="auto (gurobi if licensed and the model fits, else cbc), gurobi, cbc or highs")
-    p.add_argument("--time-limit", type=_positive(float), metavar="S", help="solver time limit in seconds")
+    p.add_argument("--time-limit", type=positive_float, metavar="S", help="solver time limit in seconds")
     p.add_argument("--json", metavar="FILE", help="write the solution as JSON")
     p.add_argument("--write-lp", metavar="FILE", help="write the ILP as LP (or MPS, for a .mps name)")
     p.add_argument("-q", "--quiet", action="count", default=0, help="less output")
@@ -101,7 +69,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog=prog or "python -m dime.solve",
         description="Choose where each bundle of layers runs, edge or cloud, by an ILP over bundle profiles.",
     )

@@ -41,7 +41,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from dime._cli import run_main, setup_logging
+from dime._cli import OneLineParser, fraction, positive_float, positive_int, run_main, setup_logging
 from dime.costs import (
     CLOUD,
     EDGE,
@@ -848,43 +848,6 @@ def _plot_cell(ax: Any, cell: Sequence[SweepRow], handles: dict[str, Any], sx: f
 # -- CLI ---------------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    """Argument errors become one-line UsageErrors (exit 2) instead of a usage dump."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return v
-
-
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= v < 0.5:
-        raise argparse.ArgumentTypeError(f"must be in [0, 0.5), got {text}")
-    return v
-
-
 def _split(text: str | None, what: str) -> list[str] | None:
     if text is None:
         return None
@@ -905,7 +868,7 @@ def _watts(text: str) -> list[float]:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog=prog or "python -m dime.sweep",
         description="Sweep latency and energy budgets over links and models; write the points, "
         "the baselines and their Pareto fronts to a CSV (and a figure).",
@@ -923,19 +886,19 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--cloud-settings", metavar="LIST", help="comma list of cloud settings (default: all)")
     p.add_argument("--links", default="3g,4g,wifi", metavar="LIST",
                    help="comma list of link presets (default 3g,4g,wifi)")
-    p.add_argument("--max-bundle", type=_positive_int, metavar="K",
+    p.add_argument("--max-bundle", type=positive_int, metavar="K",
                    help="longest bundle in layers (default: the largest K profiled for every chosen setting)")
-    p.add_argument("--points", type=_positive_int, default=20, metavar="N",
+    p.add_argument("--points", type=positive_int, default=20, metavar="N",
                    help="budgets per sweep (default 20)")
     p.add_argument("--assume-edge-power", metavar="W",
                    help="no edge energy in the profiles: assume W x latency joules, one W or one per edge "
                    "setting; every output says the energy is assumed")
-    p.add_argument("--trim", type=_fraction, default=0.1, metavar="F",
+    p.add_argument("--trim", type=fraction, default=0.1, metavar="F",
                    help="fraction of runs dropped at each end before averaging (default 0.1)")
     p.add_argument("--solver", choices=BACKEND_NAMES, default="auto",
                    help="auto (gurobi if licensed and the model fits, else cbc), gurobi, cbc or highs")
-    p.add_argument("--time-limit", type=_positive_float, metavar="S", help="solver time limit per solve, seconds")
-    p.add_argument("--jobs", type=_positive_int, default=1, metavar="N",
+    p.add_argument("--time-limit", type=positive_float, metavar="S", help="solver time limit per solve, seconds")
+    p.add_argument("--jobs", type=positive_int, default=1, metavar="N",
                    help="(model, link) cells run in N processes (default 1)")
     p.add_argument("--out", metavar="CSV", help="the CSV to write (required)")
     p.add_argument("--plot", metavar="PNG", help="also draw the fronts (needs matplotlib)")

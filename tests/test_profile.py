@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import csv
-import os
 import signal
 import subprocess
 import time
@@ -9,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from clihelp import PY, assert_one_line_error, cli_env, images_dir  # noqa: F401
+from clihelp import PY, assert_one_line_error, cli_env
 from dime.models import load_model
 from dime.samples import generate
 from dime.schema import PROFILE_COLUMNS

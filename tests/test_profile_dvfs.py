@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 from collections import Counter
 
-from clihelp import assert_one_line_error  # noqa: F401
 from dime._cli import run_main
 from dime.models import load_model
 from dime.profile import main as profile_main
