@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch
 
 from dime._cli import run_main, setup_logging
 from dime.errors import UsageError
-from dime.fileio import atomic_write_text, make_temp
+from dime.fileio import atomic_write, atomic_write_text
 from dime.models import SplitModel, load_model
 
 log = logging.getLogger(__name__)
@@ -80,14 +79,7 @@ def generated_images(count: int, seed: int = 0, size: int = 256) -> list[tuple[s
 
 def save_tensors(path: Path, tensors: tuple[torch.Tensor, ...]) -> None:
     """torch.save via a temporary file, so an interrupted run leaves no broken file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp(path)
-    try:
-        torch.save(tuple(t.detach().cpu().contiguous() for t in tensors), tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: torch.save(tuple(t.detach().cpu().contiguous() for t in tensors), tmp))
 
 
 def load_tensors(path: Path) -> tuple[torch.Tensor, ...]:

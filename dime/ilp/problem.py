@@ -26,9 +26,7 @@ import copy
 import logging
 import math
 import os
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -48,6 +46,7 @@ from dime.costs import (
     evaluate,
 )
 from dime.errors import InfeasibleError, SolverError, UsageError
+from dime.fileio import atomic_write
 from dime.ilp.backends import AutoChoice, run_backend
 from dime.ilp.linear import ERROR, INF, INFEASIBLE, LinearModel, ModelBuilder
 
@@ -455,24 +454,8 @@ class PlacementModel:
             prob, _ = to_pulp(self.linear_model())
         except ImportError:
             raise SolverError("writing LP/MPS files needs PuLP (pip install pulp)") from None
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        mps = path.suffix.lower() == ".mps"
-        # A fresh name next to the target (PuLP opens it itself, so it gets the usual
-        # permissions), renamed into place once complete.
-        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp{path.suffix}"
-        try:
-            if mps:
-                prob.writeMPS(str(tmp))
-            else:
-                prob.writeLP(str(tmp))
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        mps = str(path).lower().endswith(".mps")
+        atomic_write(path, lambda tmp: prob.writeMPS(tmp) if mps else prob.writeLP(tmp))
 
 
 def build_model(problem: PlacementProblem) -> PlacementModel:
