@@ -15,6 +15,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "profile": ("dime.profile", "profile every bundle of consecutive layers"),
     "solve": ("dime.solve", "choose bundles, devices and settings (ILP)"),
     "sweep": ("dime.sweep", "sweep budgets and links into CSV and plots"),
+    "run": ("dime.run", "run a split for real (edge and cloud processes) and measure it"),
+    "validate": ("dime.validate", "measure the solver's and every single split against the predictions"),
     "energy": ("dime.energy", "join timing rows with power logs"),
     "powerlog": ("dime.powerlog", "host-side SmartPower3 logger"),
 }

@@ -153,6 +153,11 @@ class SplitModel:
             return [n for n in _flatten_nodes(out.args[0]) if isinstance(self._values.get(n), torch.Tensor)]
         return [n for n in self._live_after(self._cut_pos(k)) if isinstance(self._values[n], torch.Tensor)]
 
+    def cut_specs(self, k: int) -> list[tuple[tuple[int, ...], torch.dtype]]:
+        """Shape and dtype of each tensor crossing cut k, in live_tensors(k) order, as
+        seen in the traced example run: what a receiver allocates before the bytes come."""
+        return [(tuple(self._values[n].shape), self._values[n].dtype) for n in self.live_tensors(k)]
+
     def _cut_bytes(self, k: int) -> int:
         return sum(_tensor_bytes(self._values[n]) for n in self.live_tensors(k))
 

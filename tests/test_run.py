@@ -1,0 +1,362 @@
+"""Split inference across two processes (dime.run), link emulation, measurement, validation."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from clihelp import PY, assert_one_line_error, cli_env
+from dime.costs import CLOUD, DOWN, EDGE, UP, Assignment, get_link
+from dime.errors import UsageError
+from dime.linkemu import LinkShaper, achieved_mbps
+from dime.measure import MeasureSettings, measure, stats_from_latencies
+from dime.models import load_model
+from dime.run import free_port, join_negative_values
+from dime.runplan import parse_links, parse_solution, parse_splits, segments, split_placement
+from dime.runtime import CutLayout
+
+SKIPNET = "toy_models:skipnet"
+SMALL = "1,3,16,16"
+
+
+def run_cli(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([PY, "-m", *args], capture_output=True, text=True, env=cli_env(), timeout=timeout)
+
+
+def local(model: str, extra: list[str], tmp_path: Path, timeout: float = 120) -> tuple[subprocess.CompletedProcess, Path, Path]:
+    out, outputs = tmp_path / "run.csv", tmp_path / "outputs.pt"
+    proc = run_cli(["dime.run", "local", "--model", model, "--out", str(out), "--outputs", str(outputs),
+                    "--verify", "-q", *extra], timeout)
+    return proc, out, outputs
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def assert_outputs_match_full_model(outputs: Path, model: str, input_shape=None) -> int:
+    m = load_model(model, input_shape=input_shape)
+    saved = torch.load(outputs, weights_only=True)
+    n = 0
+    for label, outs in saved["outputs"].items():
+        assert outs, label
+        for i, got in enumerate(outs):
+            x = saved["inputs"][i % len(saved["inputs"])]
+            with torch.inference_mode():
+                want = m.forward_full(x)
+            torch.testing.assert_close(got[0], want, rtol=1e-4, atol=1e-4, msg=lambda s: f"{label}: {s}")
+            n += 1
+    return n
+
+
+# ---- pure helpers -----------------------------------------------------------------
+def test_split_placements_cover_the_chain():
+    assert split_placement(4, -1, "a", "b") == (Assignment(0, 3, CLOUD, "b"),)
+    assert split_placement(4, 3, "a", "b") == (Assignment(0, 3, EDGE, "a"),)
+    assert split_placement(5, 1, "a", "b", max_bundle=2) == (
+        Assignment(0, 1, EDGE, "a"), Assignment(2, 3, CLOUD, "b"), Assignment(4, 4, CLOUD, "b"))
+    segs = segments(split_placement(5, 1, "a", "b", max_bundle=2))
+    assert [(r, s, e) for r, s, e, _ in segs] == [(EDGE, 0, 1), (CLOUD, 2, 4)]
+    assert parse_splits("all", 3, ["x", "y", "z"]) == [-1, 0, 1, 2]
+    assert parse_splits("y,-1", 3, ["x", "y", "z"]) == [1, -1]
+    assert parse_splits("edge-only,cloud-only", 3, ["x", "y", "z"]) == [2, -1]
+    assert join_negative_values(["--split", "-1,3", "--split", "2"]) == ["--split=-1,3", "--split", "2"]
+    with pytest.raises(UsageError):
+        parse_splits("7", 3, ["x", "y", "z"])
+
+
+def test_solution_parsing_needs_roles_or_edge_device():
+    names = ["a", "b", "c"]
+    data = {"placement": [{"start": "a", "end": "b", "device": "jetson", "setting": "s", "role": "edge"},
+                          {"start": "c", "end": "c", "device": "gpu", "setting": "t", "role": "cloud"}]}
+    assert parse_solution(data, names, "x") == (Assignment(0, 1, EDGE, "s"), Assignment(2, 2, CLOUD, "t"))
+    for e in data["placement"]:
+        del e["role"]
+    with pytest.raises(UsageError, match="no role"):
+        parse_solution(data, names, "x")
+    assert parse_solution(data, names, "x", edge_device="jetson")[1].role == CLOUD
+    data["placement"][1]["start"] = "b"
+    with pytest.raises(UsageError, match="chain"):
+        parse_solution(data, names, "x", edge_device="jetson")
+
+
+def test_cut_layout_round_trip_keeps_dtypes_and_shapes():
+    specs = [((1, 3, 5, 5), torch.float32), ((2, 7), torch.int64), ((3,), torch.float16)]
+    layout = CutLayout.of(specs)
+    assert layout.payload_bytes == 75 * 4 + 14 * 8 + 3 * 2
+    assert layout.buffer_bytes % 64 == 0 and all(o % 64 == 0 for o in layout.offsets)
+    ts = [torch.randn(1, 3, 5, 5), torch.arange(14).view(2, 7), torch.randn(3).half()]
+    buf = layout.new_buffer()
+    layout.pack(buf, 10, 42, ts)
+    kind, q, got = layout.unpack(buf.clone())
+    assert (kind, q) == (10, 42)
+    for a, b in zip(got, ts):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    with pytest.raises(Exception, match="traced model"):
+        layout.pack(buf, 10, 0, [torch.zeros(2, 2), ts[1], ts[2]])
+
+
+def test_shaper_sleeps_the_remainder_of_the_link_time():
+    link = get_link("4g")
+    now = [0.0]
+    slept = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += s
+
+    def body() -> None:
+        now[0] += 0.01  # the real send took 10 ms
+
+    shaper = LinkShaper(link, clock=lambda: now[0], sleep=sleep)
+    rec = shaper.send(100_000, UP, body, lambda: None)
+    target = 100_000 * 8 / 5.85e6
+    assert rec.target_s == pytest.approx(target)
+    assert slept == [pytest.approx(target - 0.01)]
+    assert rec.total_s == pytest.approx(target) and not rec.overrun
+    # a real network slower than the link: no sleep, counted as an overrun
+    rec = shaper.send(1_000, DOWN, lambda: sleep(0.5), lambda: None)
+    assert rec.overrun and shaper.stats.overruns == 1
+    assert achieved_mbps(1_000_000, 1.0 + 0.01, rtt_ms=20) == pytest.approx(8.0)
+
+
+def test_link_specs():
+    assert [lk.name for lk in parse_links("4g,wifi")] == ["4g", "wifi"]
+    (custom,) = parse_links("100/200/4")
+    assert (custom.uplink_mbps, custom.downlink_mbps, custom.rtt_ms) == (100, 200, 4)
+    with pytest.raises(UsageError):
+        parse_links("5g")
+
+
+def test_plain_driver_statistics():
+    calls = []
+    stats = measure(lambda i: calls.append(i), 3, MeasureSettings(min_query_count=7), driver="plain")
+    assert stats.count == 7 and calls == [0, 1, 2, 0, 1, 2, 0] and stats.driver == "plain"
+    s = stats_from_latencies([float(i) for i in range(1, 101)], "single-stream", "plain", 1.0)
+    assert (s.p50_s, s.p90_s, s.p99_s, s.mean_s) == (50.0, 90.0, 99.0, 50.5)
+
+
+@pytest.mark.parametrize("scenario", ["single-stream", "server", "offline"])
+def test_loadgen_driver_runs_each_scenario(scenario):
+    pytest.importorskip("mlperf_loadgen")
+    seen = []
+    s = MeasureSettings(scenario=scenario, min_query_count=8, expected_latency_s=0.001, target_qps=500)
+    stats = measure(lambda i: (seen.append(i), time.sleep(0.001)), 4, s, driver="loadgen")
+    assert stats.driver.startswith("loadgen") and stats.count == len(seen) >= 8
+    assert 0.0009 < stats.min_s <= stats.p50_s <= stats.p90_s <= stats.p99_s <= stats.max_s
+    assert stats.throughput_qps > 0
+
+
+# ---- two processes ----------------------------------------------------------------
+def _skipnet_solution(tmp_path: Path) -> tuple[Path, list[str], list[int]]:
+    m = load_model(SKIPNET, input_shape=(1, 3, 16, 16))
+    names = m.layer_names
+    sol = {"status": "optimal", "latency_s": 0.001, "solver": "cbc", "placement": [
+        {"bundle": "+".join(names[:2]), "start": names[0], "end": names[1], "device": "cpu",
+         "setting": "threads=1", "role": "edge", "latency_s": 0.0004},
+        {"bundle": "+".join(names[2:]), "start": names[2], "end": names[-1], "device": "cpu",
+         "setting": "threads=1", "role": "cloud", "latency_s": 0.0002},
+    ]}
+    path = tmp_path / "sol.json"
+    path.write_text(json.dumps(sol))
+    return path, names, m.cut_bytes
+
+
+def test_two_processes_reproduce_the_full_model(tmp_path):
+    """Every single split and a solver's placement, in all three scenarios, one process pair."""
+    sol, names, cut_bytes = _skipnet_solution(tmp_path)
+    proc, out, outputs = local(SKIPNET, ["--input-shape", SMALL, "--split", "all", "--solution", str(sol),
+                                         "--link", "1000/1000", "--scenario", "single-stream,server,offline",
+                                         "--target-qps", "200", "--min-query-count", "4", "--warmup", "2",
+                                         "--count", "2", "--probe-s", "0"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rs = rows(out)
+    configs = ["solver", "cloud-only", "split@conv1", "split@conv2", "split@pool", "edge-only"]
+    assert [r["config"] for r in rs] == [c for c in configs for _ in range(3)]
+    assert [r["scenario"] for r in rs[:3]] == ["single-stream", "server", "offline"]
+    assert all(int(r["count"]) >= 4 and float(r["mean_s"]) > 0 and float(r["throughput_qps"]) > 0 for r in rs)
+    assert float(rs[1]["target_qps"]) == 200
+    assert [int(r["transfers"]) for r in rs[::3]] == [2, 2, 2, 2, 2, 0]
+    # the solver's row: no profile, so bundle costs from the file + communication over the run's link
+    solver = rs[0]
+    assert float(solver["solver_latency_s"]) == 0.001
+    comm = (cut_bytes[2] + cut_bytes[-1]) * 8 / 1e9
+    assert float(solver["pred_bundle_s"]) == pytest.approx(0.0006 + comm, rel=1e-4)
+    assert solver["err_bundle"] != "" and solver["pred_layersum_s"] == ""
+    assert assert_outputs_match_full_model(outputs, SKIPNET, (1, 3, 16, 16)) == 12
+
+
+def test_emulated_link_takes_the_presets_time(tmp_path):
+    """The probe's achieved rates are the presets'; a query over a slow link takes its time."""
+    proc, out, _ = local(SKIPNET, ["--input-shape", SMALL, "--split", "-1", "--link", "4g,wifi,1/1/20",
+                                   "--probe-s", "0.15", "--min-query-count", "4", "--warmup", "1", "--count", "1",
+                                   "--driver", "plain"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    by_link = {r["link"]: r for r in rows(out)}
+    for name in ("4g", "wifi"):
+        preset = get_link(name)
+        r = by_link[name]
+        assert float(r["achieved_up_mbps"]) == pytest.approx(preset.uplink_mbps, rel=0.10)
+        assert float(r["achieved_down_mbps"]) == pytest.approx(preset.downlink_mbps, rel=0.10)
+    # cloud-only at 16x16: 3072 B up and 40 B down at 1 Mbps, + 2 x rtt/2 of 10 ms
+    r = by_link["1up-1down-20ms"]
+    wire = (3072 + 40) * 8 / 1e6 + 0.020
+    assert wire < float(r["min_s"]) < wire + 0.03
+    assert float(r["achieved_up_mbps"]) == pytest.approx(1.0, rel=0.10)
+
+
+def _middle_split(model: str, tmp_path: Path, k: int) -> None:
+    proc, out, outputs = local(model, ["--split", str(k), "--link", "1000/1000", "--probe-s", "0",
+                                       "--min-query-count", "2", "--warmup", "1", "--count", "1",
+                                       "--driver", "plain"], tmp_path, 300)
+    assert proc.returncode == 0, proc.stderr
+    (r,) = rows(out)
+    assert int(r["transfers"]) == 2
+    assert assert_outputs_match_full_model(outputs, model) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model,k", [("alexnet", 3), ("resnet18", 4), ("mobilenet_v2", 9)])
+def test_real_models_split_in_the_middle(model, k, tmp_path):
+    _middle_split(model, tmp_path, k)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("DIME_TEST_ALL_MODELS"),
+                    reason="10 s each; set DIME_TEST_ALL_MODELS=1 to run")
+@pytest.mark.parametrize("model,k", [("vgg11", 5), ("vit_b_16", 6)])
+def test_big_models_split_in_the_middle(model, k, tmp_path):
+    _middle_split(model, tmp_path, k)
+
+
+# ---- failures ---------------------------------------------------------------------
+def test_missing_peer_is_a_one_line_error_within_the_timeout():
+    t0 = time.monotonic()
+    procs = {
+        role: subprocess.Popen([PY, "-m", "dime.run", "--role", role, "--peer", f"127.0.0.1:{free_port()}",
+                                "--model", SKIPNET, "--input-shape", SMALL, "--split", "0", "--timeout-s", "2"],
+                               env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for role in ("edge", "cloud")
+    }
+    for role, p in procs.items():
+        out, err = p.communicate(timeout=60)
+        assert_one_line_error(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+        assert f"no {'cloud' if role == 'edge' else 'edge'} peer joined" in err and "within 2 s" in err
+    assert time.monotonic() - t0 < 2 + 20  # interpreter and model start-up included
+
+
+def test_dead_peer_is_noticed_at_once():
+    port = free_port()
+    common = ["--peer", f"127.0.0.1:{port}", "--model", SKIPNET, "--input-shape", SMALL, "--timeout-s", "30"]
+    cloud = subprocess.Popen([PY, "-m", "dime.run", "--role", "cloud", *common], env=cli_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # a 40-byte answer over 0.0001 Mbps takes 3.2 s: the edge waits in recv when the cloud dies
+    edge = subprocess.Popen([PY, "-m", "dime.run", "--role", "edge", *common, "--split", "-1",
+                             "--link", "1000/0.0001", "--probe-s", "0", "--warmup", "0", "--min-query-count", "50",
+                             "--driver", "plain"], env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        lines = []
+        for line in edge.stderr:  # wait until the edge runs queries
+            lines.append(line)
+            if "[1/1]" in line:
+                break
+        time.sleep(0.5)
+        cloud.kill()
+        t0 = time.monotonic()
+        _, err = edge.communicate(timeout=60)
+        assert time.monotonic() - t0 < 5
+    finally:
+        cloud.kill()
+        cloud.wait()
+        edge.kill()
+        edge.wait()
+    err = "".join(lines) + err
+    assert_one_line_error(subprocess.CompletedProcess(edge.args, edge.returncode, "", err))
+    assert "lost the cloud peer" in err
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--solution", "/nonexistent/sol.json"], "not found"),
+    (["--split", "0", "--link", "5g"], "unknown link"),
+    (["--split", "0", "--scenario", "burst"], "unknown scenario"),
+    ([], "give a placement"),
+])
+def test_bad_input_fails_before_any_process_starts(extra, needle):
+    t0 = time.monotonic()
+    proc = run_cli(["dime.run", "local", "--model", SKIPNET, "--input-shape", SMALL, *extra])
+    assert_one_line_error(proc)
+    assert needle in proc.stderr
+    assert time.monotonic() - t0 < 10
+
+
+# ---- validate ---------------------------------------------------------------------
+def _fake_profile(path: Path, model: str, input_shape) -> None:
+    """A profile with made-up costs (1 ms per layer in a bundle, 0.5 ms per extra bundle)."""
+    m = load_model(model, input_shape=input_shape)
+    names, cb = m.layer_names, m.cut_bytes
+    lines = ["model,device,setting,bundle,start,end,in_bytes,out_bytes,iteration,run,latency_s,energy_j"]
+    for s in range(len(names)):
+        for e in range(s, len(names)):
+            for it in range(3):
+                lat = 0.001 * (e - s + 1) * (0.9 if e > s else 1.0)
+                lines.append(f"{model},cpu,threads=1,{'+'.join(names[s:e + 1])},{names[s]},{names[e]},"
+                             f"{cb[s]},{cb[e + 1]},{it},0,{lat},")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_validate_runs_solver_and_every_split(tmp_path):
+    prof = tmp_path / "skipnet.csv"
+    _fake_profile(prof, SKIPNET, (1, 3, 16, 16))
+    out = tmp_path / "validate.csv"
+    proc = run_cli(["dime.validate", "--profile", str(prof), "--models", SKIPNET, "--links", "1000/1000",
+                    "--edge", "cpu", "--edge-settings", "threads=1", "--cloud", "cpu", "--cloud-settings",
+                    "threads=1", "--input-shape", SMALL, "--min-query-count", "3", "--warmup", "1", "--count", "1",
+                    "--out", str(out), "-q"], timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    rs = rows(out)
+    assert [r["config"] for r in rs] == ["solver", "cloud-only", "split@conv1", "split@conv2", "split@pool",
+                                         "edge-only"]
+    edge_only = rs[-1]
+    assert float(edge_only["pred_bundle_s"]) == pytest.approx(0.0036)  # one 4-layer bundle: 4 ms x 0.9
+    assert float(edge_only["pred_layersum_s"]) == pytest.approx(0.004)
+    assert all(r["err_bundle"] and r["err_layersum"] for r in rs)
+    assert "median abs err, bundle" in proc.stdout and "| **all** |" in proc.stdout
+
+
+def test_validate_rejects_two_settings_per_role(tmp_path):
+    prof = tmp_path / "skipnet.csv"
+    _fake_profile(prof, SKIPNET, (1, 3, 16, 16))
+    proc = run_cli(["dime.validate", "--profile", str(prof), "--models", SKIPNET, "--edge", "cpu",
+                    "--edge-settings", "threads=1,threads=2", "--cloud", "cpu", "--cloud-settings", "threads=1",
+                    "--out", str(tmp_path / "v.csv")])
+    assert_one_line_error(proc)
+
+
+def test_plan_predicts_solutions_and_splits_from_a_profile(tmp_path):
+    from dime.run import build_parser
+    from dime.runplan import build_plan
+
+    prof = tmp_path / "skipnet.csv"
+    _fake_profile(prof, SKIPNET, (1, 3, 16, 16))
+    sol, names, cut_bytes = _skipnet_solution(tmp_path)
+    args = build_parser().parse_args(join_negative_values([
+        "--role", "edge", "--peer", "127.0.0.1:1", "--model", SKIPNET, "--solution", str(sol), "--split", "-1,3",
+        "--profile", str(prof), "--link", "8/16/10"]))
+    plan = build_plan(args, load_model(SKIPNET, input_shape=(1, 3, 16, 16)))
+    solver, cloud_only, edge_only = plan.configs
+    assert plan.edge_device == plan.cloud_device == "cpu"
+    # solver: a 2-layer edge bundle (2 x 0.9 ms), a 2-layer cloud bundle, up cut 2 and down cut 4
+    comm = cut_bytes[2] * 8 / 8e6 + cut_bytes[4] * 8 / 16e6 + 2 * 0.005
+    assert solver.pred_bundle_s == pytest.approx(0.0036 + comm)
+    assert solver.pred_layersum_s == pytest.approx(0.004 + comm)
+    assert cloud_only.pred_bundle_s == pytest.approx(0.0036 + cut_bytes[0] * 8 / 8e6 + cut_bytes[4] * 8 / 16e6 + 0.01)
+    assert edge_only.pred_bundle_s == pytest.approx(0.0036) and edge_only.pred_layersum_s == pytest.approx(0.004)
