@@ -159,7 +159,9 @@ def check_against_brute_force(problem: PlacementProblem, backend: str) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: CI sees the same 40 instances every run; run with more examples by hand to explore.
+@settings(max_examples=40, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(spec=specs(), lat_f=fractions, en_f=fractions)
 def test_matches_brute_force(backend, spec, lat_f, en_f):
     need(backend)

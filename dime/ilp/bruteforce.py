@@ -12,7 +12,7 @@ from typing import Iterator
 
 from dime.costs import CLOUD, EDGE, Assignment, Evaluation, evaluate
 from dime.errors import UsageError
-from dime.ilp.problem import ENERGY, LATENCY, PlacementProblem
+from dime.ilp.problem import ENERGY, LATENCY, PlacementProblem, budget_with_slack
 
 MAX_LAYERS = 10
 
@@ -47,8 +47,7 @@ def placements(problem: PlacementProblem) -> Iterator[list[Assignment]]:
 
 
 def _within(value: float, budget: float | None) -> bool:
-    # A hair of slack, the same size as the ILP solvers' feasibility tolerance.
-    return budget is None or value <= budget + max(1e-9 * budget, 1e-12)
+    return budget is None or value <= budget_with_slack(budget)
 
 
 def brute_force(problem: PlacementProblem) -> tuple[float, list[Assignment], Evaluation] | None:

@@ -58,6 +58,12 @@ OBJECTIVES: tuple[str, ...] = (LATENCY, ENERGY)
 ROLE_NAMES: tuple[str, str] = ("edge", "cloud")
 SCALE = 1e3  # model units per SI unit: ms per s, mJ per J
 
+
+def budget_with_slack(budget: float) -> float:
+    """A budget plus a hair of slack, so that a placement meeting it exactly stays feasible
+    after solvers round coefficients (CBC's preprocessing otherwise drops it)."""
+    return budget + max(1e-9 * budget, 1e-12)
+
 _KEEP: Any = object()  # "leave this budget as it is"
 
 
@@ -353,9 +359,9 @@ class PlacementModel:
         self._check_energy()
         row_upper = self._base.row_upper.copy()
         if self.max_latency_s is not None:
-            row_upper[self._lat_row] = self.max_latency_s * SCALE
+            row_upper[self._lat_row] = budget_with_slack(self.max_latency_s) * SCALE
         if self.max_energy_j is not None and self._en_row is not None:
-            row_upper[self._en_row] = self.max_energy_j * SCALE
+            row_upper[self._en_row] = budget_with_slack(self.max_energy_j) * SCALE
         obj = self._lat_obj if self.objective == LATENCY else self._en_obj
         assert obj is not None
         return self._base.with_changes(objective=obj, row_upper=row_upper)
