@@ -100,6 +100,7 @@ class SweepRow:
     max_bundle: int  # K
     sweep: str  # energy-budget | latency-budget | baseline:<name> | cell (failed)
     point: int | None = None  # index of the budget within its sweep
+    budget: float | None = None  # this sweep's budget: J for energy-budget, s for latency-budget
     max_energy_j: float | None = None  # the budget of an energy-budget point
     max_latency_s: float | None = None  # the budget of a latency-budget point
     status: str = ""  # optimal | time_limit | evaluated | infeasible | error
@@ -121,11 +122,15 @@ class SweepRow:
     pareto: bool = False  # non-dominated within its sweep (latency, energy)
     error: str = ""
 
+    def __post_init__(self) -> None:
+        if self.budget is None:
+            self.budget = self.max_energy_j if self.sweep == "energy-budget" else self.max_latency_s
+
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SweepRow))
 _INT_COLUMNS = {"max_bundle", "point", "edge_layers", "cloud_layers"}
 _FLOAT_COLUMNS = {
-    "max_energy_j", "max_latency_s", "latency_s", "compute_latency_s", "comm_latency_s", "energy_j",
+    "budget", "max_energy_j", "max_latency_s", "latency_s", "compute_latency_s", "comm_latency_s", "energy_j",
     "compute_energy_j", "comm_energy_j", "bundle_latency_s", "bundle_energy_j", "solve_time_s",
 }
 

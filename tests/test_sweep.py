@@ -137,6 +137,7 @@ def test_monotone_and_within_budget(grid):
         assert all(b.max_latency_s >= a.max_latency_s for a, b in zip(lat, lat[1:]))
         assert all(b.energy_j <= a.energy_j * (1 + REL) + 1e-12 for a, b in zip(lat, lat[1:])), lat
         assert all(r.latency_s <= r.max_latency_s * (1 + REL) for r in lat)
+        assert all(r.budget == r.max_energy_j for r in en) and all(r.budget == r.max_latency_s for r in lat)
         # the two sweeps span the same front: same ends
         assert close(en[-1].latency_s, lat[0].latency_s) and close(en[-1].energy_j, lat[0].energy_j)
         assert close(en[0].latency_s, lat[-1].latency_s) and close(en[0].energy_j, lat[-1].energy_j)
