@@ -28,6 +28,7 @@ import torch
 
 from dime.costs import CLOUD, DOWN, EDGE, UP, Link, transfers
 from dime.errors import DimeError, ModelError, UsageError
+from dime.fileio import atomic_write
 from dime.linkemu import EMULATION, LinkShaper, achieved_mbps
 from dime.measure import LatencyStats, MeasureSettings, measure, resolve_driver
 from dime.models import SplitModel, load_model
@@ -664,10 +665,7 @@ def _report(row: dict[str, Any], quiet: bool) -> None:
 
 
 def _save_outputs(path: Path, samples: list[torch.Tensor], saved: dict[str, list[tuple[torch.Tensor, ...]]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"inputs": samples, "outputs": saved}, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save({"inputs": samples, "outputs": saved}, tmp))
 
 
 def run_cloud(args: argparse.Namespace, model: SplitModel) -> int:
