@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import torch
 
-from dime.costs import CLOUD, DOWN, EDGE, UP, Link, transfers
+from dime.costs import CLOUD, DOWN, EDGE, UP, Assignment, Link, transfers
 from dime.errors import DimeError, ModelError, UsageError
 from dime.fileio import atomic_write
 from dime.linkemu import EMULATION, LinkShaper, achieved_mbps
@@ -65,6 +65,14 @@ DATA_END = 11  # the edge ends a config; sent in place of the first upload of a 
 HEADER_BYTES = 16
 ALIGN_BYTES = 64
 TAIL_BYTES = 64
+
+
+def bundle_modules(model: SplitModel, bundles: Sequence[Assignment], cache: dict[tuple[int, int], Any]) -> list[Any]:
+    """The modules of `bundles`, each built once and shared through `cache`."""
+    for a in bundles:
+        if (a.start, a.end) not in cache:
+            cache[(a.start, a.end)] = model.bundle(a.start, a.end)
+    return [cache[(a.start, a.end)] for a in bundles]
 
 
 class PeerError(DimeError):
@@ -282,13 +290,7 @@ class EdgeRunner:
         self.steps: list[tuple[int, Any]] = []
         for role, s, e, bundles in self.segments:
             if role == EDGE:
-                mods = []
-                for a in bundles:
-                    key = (a.start, a.end)
-                    if key not in modules:
-                        modules[key] = model.bundle(a.start, a.end)
-                    mods.append(modules[key])
-                self.steps.append((EDGE, mods))
+                self.steps.append((EDGE, bundle_modules(model, bundles, modules)))
             else:
                 up = CutLayout.of(model.cut_specs(s))
                 down = CutLayout.of(model.cut_specs(e + 1))
@@ -338,12 +340,7 @@ def serve_config(model: SplitModel, config: RunConfig, peer: Peer, modules: dict
     for role, s, e, bundles in segments(config.placement):
         if role != CLOUD:
             continue
-        mods = []
-        for a in bundles:
-            key = (a.start, a.end)
-            if key not in modules:
-                modules[key] = model.bundle(a.start, a.end)
-            mods.append(modules[key])
+        mods = bundle_modules(model, bundles, modules)
         up = CutLayout.of(model.cut_specs(s))
         down = CutLayout.of(model.cut_specs(e + 1))
         steps.append((up, up.new_buffer(), mods, down, down.new_buffer()))
