@@ -23,7 +23,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from dime.errors import ModelError
+from dime.errors import ModelError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -311,6 +311,20 @@ class SplitModel:
 
     def forward_full(self, *inputs: torch.Tensor) -> Any:
         return self.graph_module(*inputs)
+
+
+def resolve_torch_device(text: str, flag: str = "--torch-device") -> torch.device:
+    """`cpu`, `cuda`, `cuda:N`, ... as a torch.device; one-line UsageError when unusable here."""
+    try:
+        device = torch.device(text)
+    except RuntimeError as e:
+        raise UsageError(f"{flag}: {e}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"{flag} {text}: no CUDA device is available here")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"{flag} {text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def _holds_stack(mod: nn.Module, min_len: int = 4) -> bool:

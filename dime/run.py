@@ -175,9 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(p)
     p.add_argument("--threads", type=_positive(int), default=1, help="torch threads of this role (default 1)")
     p.add_argument("--cores", type=_cores, metavar="LIST", help="pin this role to these CPU cores")
+    p.add_argument("--torch-device", default="cpu", metavar="DEV",
+                   help="where this role runs its bundles: cpu, cuda or cuda:N (default cpu)")
     add_connection_arguments(p)
     add_edge_arguments(p)
-    p.add_argument("--cloud-threads", type=_positive(int), help=argparse.SUPPRESS)  # set by `local`, for the CSV
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("-v", "--verbose", action="count", default=0)
     return p
@@ -237,9 +238,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.verbose - (1 if args.quiet else 0))
     if args.role == "edge":
         precheck_edge(args)
-    from dime.runtime import run_role  # torch: only in the role processes
+    from dime.runtime import format_row, run_role  # torch: only in the role processes
 
-    return run_role(args)
+    rows = run_role(args, None if args.quiet else lambda row: print(format_row(row), flush=True))
+    if args.role == "edge" and args.out is not None and not args.quiet:
+        print(f"wrote {len(rows)} row(s) to {args.out}")
+    return 0
 
 
 # ---- local: both roles on this machine --------------------------------------------
@@ -260,6 +264,9 @@ def build_local_parser() -> argparse.ArgumentParser:
     p.add_argument("--cloud-threads", type=_positive(int), default=1)
     p.add_argument("--edge-cores", type=_cores, metavar="LIST", help="default 0 (when there are 2+ cores)")
     p.add_argument("--cloud-cores", type=_cores, metavar="LIST", help="default 1 (when there are 2+ cores)")
+    p.add_argument("--edge-torch-device", default="cpu", metavar="DEV", help="the edge's torch device (default cpu)")
+    p.add_argument("--cloud-torch-device", default="cpu", metavar="DEV",
+                   help="the cloud's torch device: cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--port", type=_positive(int), help="rendezvous port on 127.0.0.1 (default: a free one)")
     add_connection_arguments(p)
     add_edge_arguments(p)
@@ -274,6 +281,11 @@ class _Child:
     proc: subprocess.Popen
     errors: list[str]
     thread: threading.Thread
+    stopped: bool = False  # terminated by the launcher: its own errors are not first-hand
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.proc.terminate()
 
 
 def _relay(stream: Any, errors: list[str], prefix: str) -> None:
@@ -307,6 +319,8 @@ def run_local(
     op_timeout_s: float = 600.0,
     port: int | None = None,
     verbose: int = 0,
+    edge_torch_device: str = "cpu",
+    cloud_torch_device: str = "cpu",
 ) -> None:
     """Run the edge (with `edge_argv`: placements, link, measurement options) and the cloud
     as two child processes on 127.0.0.1; raise DimeError with one line if either fails."""
@@ -325,9 +339,9 @@ def run_local(
         env["GLOO_SOCKET_IFNAME"] = "lo"
     common = [*model_argv, "--peer", addr, "--timeout-s", f"{timeout_s:g}", "--op-timeout-s", f"{op_timeout_s:g}"]
     common += ["-v"] * verbose
-    edge = [*common, "--role", "edge", "--threads", str(edge_threads), "--cloud-threads", str(cloud_threads),
+    edge = [*common, "--role", "edge", "--threads", str(edge_threads), "--torch-device", edge_torch_device,
             *(["--cores", ",".join(map(str, edge_cores))] if edge_cores else []), *edge_argv]
-    cloud = [*common, "--role", "cloud", "--threads", str(cloud_threads), "-q",
+    cloud = [*common, "--role", "cloud", "--threads", str(cloud_threads), "--torch-device", cloud_torch_device, "-q",
              *(["--cores", ",".join(map(str, cloud_cores))] if cloud_cores else [])]
     precheck_edge(build_parser().parse_args(edge))  # bad options fail here, before any process starts
     log.info("local run: edge on cores %s (%d thread(s)), cloud on cores %s (%d thread(s)), rendezvous %s",
@@ -337,21 +351,21 @@ def run_local(
     cloud_failed_at: float | None = None
     edge_done_at: float | None = None
     try:
-        while any(c.proc.poll() is None for c in children):
+        while None in [c.proc.poll() for c in children]:  # poll every child: it sets returncode
             time.sleep(0.05)
             if edge_child.proc.returncode not in (None, 0) and cloud_child.proc.poll() is None:
                 # the edge failed first-hand (or gave up on the cloud): nothing left to serve
-                cloud_child.proc.terminate()
+                cloud_child.stop()
             if cloud_child.proc.returncode not in (None, 0) and edge_child.proc.poll() is None:
                 # the edge notices the closed connection at its next message; this is a backstop
                 cloud_failed_at = cloud_failed_at or time.monotonic()
                 if time.monotonic() - cloud_failed_at > 5:
-                    edge_child.proc.terminate()
+                    edge_child.stop()
             if edge_child.proc.returncode == 0 and cloud_child.proc.poll() is None:
                 # the edge said goodbye; a cloud still running after that is stuck
                 edge_done_at = edge_done_at or time.monotonic()
                 if time.monotonic() - edge_done_at > 10:
-                    cloud_child.proc.terminate()
+                    cloud_child.stop()
     except BaseException:
         for c in children:
             if c.proc.poll() is None:
@@ -365,7 +379,7 @@ def run_local(
     if not bad:
         return
     # Prefer the side that failed first-hand over the one that only lost its peer.
-    first_hand = [c for c in bad if c.errors and not c.errors[-1].startswith("lost the ")]
+    first_hand = [c for c in bad if c.errors and not c.stopped and not c.errors[-1].startswith("lost the ")]
     pick = (first_hand or [c for c in bad if c.errors] or bad)[0]
     what = pick.errors[-1] if pick.errors else f"exited with code {pick.proc.returncode}"
     raise DimeError(f"{pick.name}: {what}" if pick.name == "cloud" or not pick.errors else what)
@@ -384,10 +398,12 @@ def main_local(argv: Sequence[str]) -> int:
         model_argv += ["--input-shape", ",".join(map(str, args.input_shape))]
     # everything that is not the launcher's own goes to the edge unchanged
     own = {"--model", "--weights", "--cuts", "--input-shape", "--edge-threads", "--cloud-threads", "--edge-cores",
-           "--cloud-cores", "--port", "--timeout-s", "--op-timeout-s", "-v", "--verbose"}
+           "--cloud-cores", "--edge-torch-device", "--cloud-torch-device", "--port", "--timeout-s", "--op-timeout-s",
+           "-v", "--verbose"}
     edge_argv = list(_strip_options(argv, own))
     run_local(edge_argv, model_argv, args.edge_threads, args.cloud_threads, args.edge_cores, args.cloud_cores,
-              args.timeout_s, args.op_timeout_s, args.port, args.verbose)
+              args.timeout_s, args.op_timeout_s, args.port, args.verbose, args.edge_torch_device,
+              args.cloud_torch_device)
     return 0
 
 

@@ -417,8 +417,8 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "mean_s", "p50_s", "p90_s", "p95_s", "p99_s", "min_s", "max_s", "throughput_qps", "target_qps",
     "valid", "measured_s", "pred_bundle_s", "pred_layersum_s", "solver_latency_s", "err_bundle",
     "err_layersum", "edge_compute_s", "upload_s", "cloud_wait_s", "up_bytes", "down_bytes", "transfers",
-    "up_overruns", "edge_threads", "cloud_threads",
-    "samples", "warmup", "host", "timestamp", "note",
+    "up_overruns", "edge_threads", "cloud_threads", "edge_torch_device", "cloud_torch_device",
+    "samples", "warmup", "host", "cloud_host", "timestamp", "note",
 )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -22,7 +23,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -31,7 +32,7 @@ from dime.errors import DimeError, ModelError, UsageError
 from dime.fileio import atomic_write
 from dime.linkemu import EMULATION, LinkShaper, achieved_mbps
 from dime.measure import LatencyStats, MeasureSettings, measure, resolve_driver
-from dime.models import SplitModel, load_model
+from dime.models import SplitModel, load_model, resolve_torch_device
 from dime.runplan import (
     ROLE_NAMES,
     Plan,
@@ -58,6 +59,7 @@ CMD_CONFIG = 3  # a: config index; data transfers of that placement follow
 CMD_QUIT = 4
 CMD_PING = 5
 CMD_PONG = 6
+CMD_INFO = 7  # a: JSON length; the cloud's own description (device, threads, host) follows
 # data header (int64[2] at the start of every transfer): [kind, query id]
 DATA_RUN = 10
 DATA_END = 11  # the edge ends a config; sent in place of the first upload of a query
@@ -65,6 +67,19 @@ DATA_END = 11  # the edge ends a config; sent in place of the first upload of a 
 HEADER_BYTES = 16
 ALIGN_BYTES = 64
 TAIL_BYTES = 64
+
+
+CPU = torch.device("cpu")
+
+
+def _to(vals: Sequence[torch.Tensor], device: torch.device) -> Sequence[torch.Tensor]:
+    return vals if device.type == "cpu" else tuple(t.to(device) for t in vals)
+
+
+def _sync(device: torch.device) -> None:
+    # CUDA kernels run asynchronously: a phase's time counts only once they are done
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def bundle_modules(model: SplitModel, bundles: Sequence[Assignment], cache: dict[tuple[int, int], Any]) -> list[Any]:
@@ -282,9 +297,11 @@ class PhaseTimes:
 class EdgeRunner:
     """Runs one placement's edge bundles and exchanges cuts with the cloud, query by query."""
 
-    def __init__(self, model: SplitModel, config: RunConfig, peer: Peer, modules: dict[tuple[int, int], Any]) -> None:
+    def __init__(self, model: SplitModel, config: RunConfig, peer: Peer, modules: dict[tuple[int, int], Any],
+                 device: torch.device = CPU) -> None:
         self.config = config
         self.peer = peer
+        self.device = device
         self.segments = segments(config.placement)
         self.shaper = LinkShaper(config.link)
         self.steps: list[tuple[int, Any]] = []
@@ -308,8 +325,10 @@ class EdgeRunner:
             for role, step in self.steps:
                 t0 = clock()
                 if role == EDGE:
+                    vals = _to(vals, self.device)
                     for mod in step:
                         vals = mod(*vals)
+                    _sync(self.device)
                     ph.edge_compute_s += clock() - t0
                 else:
                     up, ubuf, down, dbuf, _ = step
@@ -322,8 +341,8 @@ class EdgeRunner:
                         raise PeerError(f"protocol error: answer {kind}/{got} to query {qid}")
         ph.queries += 1
         # received tensors are views of a buffer the next query overwrites (and edge
-        # bundles may pass them through), so the caller gets copies
-        return tuple(t.clone() for t in vals)
+        # bundles may pass them through), so the caller gets copies, on the CPU
+        return tuple(t.to(CPU, copy=True) for t in vals)
 
     def finish(self) -> None:
         for role, step in self.steps:
@@ -333,7 +352,8 @@ class EdgeRunner:
                 return
 
 
-def serve_config(model: SplitModel, config: RunConfig, peer: Peer, modules: dict[tuple[int, int], Any]) -> int:
+def serve_config(model: SplitModel, config: RunConfig, peer: Peer, modules: dict[tuple[int, int], Any],
+                 device: torch.device = CPU) -> int:
     """The cloud's side of one placement: answer queries until the edge ends the config."""
     shaper = LinkShaper(config.link)
     steps = []
@@ -361,8 +381,10 @@ def serve_config(model: SplitModel, config: RunConfig, peer: Peer, modules: dict
             if kind != DATA_RUN:
                 raise PeerError(f"protocol error: data message {kind} in the middle of query {qid}")
             with torch.inference_mode():
+                vals = _to(vals, device)
                 for mod in mods:
                     vals = mod(*vals)
+            # packing copies the results into a CPU buffer (from a GPU: a synchronising copy)
             peer.send_cut(down, dbuf, DATA_RUN, qid, vals, shaper, DOWN)
         queries += 1
 
@@ -515,7 +537,10 @@ def _distinct_links(plan: Plan) -> list[Link]:
     return list({dataclasses.astuple(c.link): c.link for c in plan.configs}.values())
 
 
-def run_edge(args: argparse.Namespace, model: SplitModel) -> int:
+def run_edge(args: argparse.Namespace, model: SplitModel, device: torch.device = CPU,
+             on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Drive the run: send the plan, probe the links, measure every placement; the result rows
+    (also appended to `args.out`). `on_row` sees each row as it is measured."""
     plan = build_plan(args, model)
     scenarios = parse_scenarios(args.scenario)
     driver = resolve_driver(args.driver)
@@ -535,6 +560,9 @@ def run_edge(args: argparse.Namespace, model: SplitModel) -> int:
         text = plan.to_json().encode()
         peer.send_ctrl(CMD_PLAN, len(text))
         peer.send_bytes(text)
+        msg = peer.recv_ctrl(CMD_INFO)
+        cloud_info = json.loads(peer.recv_bytes(msg[1]).decode())
+        log.info("cloud: %s", ", ".join(f"{k} {v}" for k, v in cloud_info.items()))
         links = _distinct_links(plan)
         probes: dict[tuple, Any] = {}
         if args.probe_s > 0:
@@ -545,7 +573,7 @@ def run_edge(args: argparse.Namespace, model: SplitModel) -> int:
             log.info("[%d/%d] %s over %s: %s", ci + 1, len(plan.configs), config.label, config.link.name,
                      placement_text(plan.layer_names, config.placement))
             peer.send_ctrl(CMD_CONFIG, ci)
-            runner = EdgeRunner(model, config, peer, modules)
+            runner = EdgeRunner(model, config, peer, modules, device)
             outs = []
             for w in range(args.warmup):
                 got = runner.infer(samples[w % len(samples)])
@@ -554,7 +582,7 @@ def run_edge(args: argparse.Namespace, model: SplitModel) -> int:
                     idx = w % len(samples)
                     if idx not in refs:
                         with torch.inference_mode():
-                            refs[idx] = model.forward_full(samples[idx])
+                            refs[idx] = [t.to(CPU) for t in _flat(model.forward_full(samples[idx].to(device)))]
                     check_outputs(f"{config.label} over {config.link.name}", got, refs[idx])
             saved[f"{config.label}@{config.link.name}"] = outs
             overruns_before = runner.shaper.stats.overruns
@@ -572,10 +600,13 @@ def run_edge(args: argparse.Namespace, model: SplitModel) -> int:
                     log_dir = args.loadgen_logs / f"{ci:03d}-{config.label}-{config.link.name}-{scenario}"
                 stats = measure(lambda i: runner.infer(samples[i]), len(samples), settings, driver, log_dir)
                 row = _row(plan, config, stats, probes.get(dataclasses.astuple(config.link)), model, args,
-                           runner.shaper.stats.overruns - overruns_before)
+                           runner.shaper.stats.overruns - overruns_before, role_info(args, device), cloud_info)
                 row.update(runner.phases.per_query())
                 rows.append(row)
-                _report(row, args.quiet)
+                if on_row is not None:
+                    on_row(row)
+                else:
+                    log.info("%s", format_row(row))
             runner.finish()
         peer.send_ctrl(CMD_QUIT)
     finally:
@@ -584,13 +615,19 @@ def run_edge(args: argparse.Namespace, model: SplitModel) -> int:
         _save_outputs(args.outputs, samples, saved)
     if args.out is not None:
         write_rows(args.out, rows)
-        if not args.quiet:
-            print(f"wrote {len(rows)} row(s) to {args.out}")
-    return 0
+    return rows
+
+
+def role_info(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """What a role reports about itself (the cloud sends it to the edge for the CSV)."""
+    info: dict[str, Any] = {"torch_device": str(device), "threads": args.threads, "host": platform.node()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
 
 
 def _row(plan: Plan, config: RunConfig, stats: LatencyStats, probe: ProbeResult | None, model: SplitModel,
-         args: argparse.Namespace, overruns: int) -> dict[str, Any]:
+         args: argparse.Namespace, overruns: int, edge: dict[str, Any], cloud: dict[str, Any]) -> dict[str, Any]:
     moves = transfers(config.placement, len(plan.layer_names))
     meas = stats.representative_s()
     return {
@@ -629,11 +666,14 @@ def _row(plan: Plan, config: RunConfig, stats: LatencyStats, probe: ProbeResult 
         "down_bytes": sum(plan.cut_bytes[c] for c, d in moves if d == DOWN),
         "transfers": len(moves),
         "up_overruns": overruns,
-        "edge_threads": args.threads,
-        "cloud_threads": args.cloud_threads,
+        "edge_threads": edge.get("threads"),
+        "cloud_threads": cloud.get("threads"),
+        "edge_torch_device": edge.get("gpu") or edge.get("torch_device"),
+        "cloud_torch_device": cloud.get("gpu") or cloud.get("torch_device"),
+        "cloud_host": cloud.get("host"),
         "samples": args.count,
         "warmup": args.warmup,
-        "host": platform.node(),
+        "host": edge.get("host"),
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "note": stats.note,
     }
@@ -647,25 +687,22 @@ def _fmt_err(v: float | None) -> str:
     return "-" if v is None else f"{v * 100:+.1f}%"
 
 
-def _report(row: dict[str, Any], quiet: bool) -> None:
-    text = (
+def format_row(row: dict[str, Any]) -> str:
+    """One measured row as a line of text."""
+    return (
         f"{row['model']} {row['config']} over {row['link']} [{row['scenario']}, {row['driver']}]: "
         f"n={row['count']} mean {_fmt_s(row['mean_s'])} p50 {_fmt_s(row['p50_s'])} p90 {_fmt_s(row['p90_s'])} "
         f"p99 {_fmt_s(row['p99_s'])} {row['throughput_qps']:.3g} q/s; predicted bundle "
         f"{_fmt_s(row['pred_bundle_s'])} ({_fmt_err(row['err_bundle'])}), layer-sum "
         f"{_fmt_s(row['pred_layersum_s'])} ({_fmt_err(row['err_layersum'])})"
     )
-    if quiet:
-        log.info("%s", text)
-    else:
-        print(text, flush=True)
 
 
 def _save_outputs(path: Path, samples: list[torch.Tensor], saved: dict[str, list[tuple[torch.Tensor, ...]]]) -> None:
     atomic_write(path, lambda tmp: torch.save({"inputs": samples, "outputs": saved}, tmp))
 
 
-def run_cloud(args: argparse.Namespace, model: SplitModel) -> int:
+def run_cloud(args: argparse.Namespace, model: SplitModel, device: torch.device = CPU) -> None:
     host, port = args.peer
     peer = connect(CLOUD, host, port, args.timeout_s, args.op_timeout_s)
     try:
@@ -681,6 +718,9 @@ def run_cloud(args: argparse.Namespace, model: SplitModel) -> int:
             for a in c.placement:
                 if a.role == CLOUD:
                     _check_setting(CLOUD, a.setting, args.threads)
+        text = json.dumps(role_info(args, device)).encode()
+        peer.send_ctrl(CMD_INFO, len(text))
+        peer.send_bytes(text)
         links = _distinct_links(plan)
         modules: dict[tuple[int, int], Any] = {}
         while True:
@@ -691,19 +731,26 @@ def run_cloud(args: argparse.Namespace, model: SplitModel) -> int:
                 probe_cloud(peer, msg, links)
             elif msg[0] == CMD_CONFIG and 0 <= msg[1] < len(plan.configs):
                 config = plan.configs[msg[1]]
-                n = serve_config(model, config, peer, modules)
+                n = serve_config(model, config, peer, modules, device)
                 log.debug("served %d queries of %s over %s", n, config.label, config.link.name)
             else:
                 raise PeerError(f"protocol error: control message {msg[0]}")
     finally:
         disconnect()
-    return 0
 
 
-def run_role(args: argparse.Namespace) -> int:
-    """Run one role as parsed by dime.run's parser: pin, load the model, serve or drive."""
+def run_role(args: argparse.Namespace,
+             on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Run one role as parsed by dime.run's parser: pin, load the model, serve or drive.
+    The edge returns its result rows, the cloud none."""
     pin(args.cores, args.threads)
+    device = resolve_torch_device(args.torch_device)
     model = load_model(args.model, args.weights, args.cuts.split(",") if args.cuts else None, args.input_shape)
+    if device.type != "cpu":
+        # bundles share the traced model's parameters: moving it once moves them all
+        model.graph_module.to(device)
+        log.info("%s runs its bundles on %s", args.role, device)
     if args.role == "edge":
-        return run_edge(args, model)
-    return run_cloud(args, model)
+        return run_edge(args, model, device, on_row)
+    run_cloud(args, model, device)
+    return []

@@ -12,9 +12,9 @@ two predictions from the profiles:
 and their relative errors against the measured mean latency. The CSV holds every row;
 a markdown summary (median |error| per model and link) is printed.
 
-    python -m dime.validate --profile profiles/*-epyc-2core.csv --links 4g,wifi \\
-        --models alexnet,resnet18,mobilenet_v2 --edge epyc-2core --edge-settings threads=1 \\
-        --cloud epyc-2core --cloud-settings threads=1 --out results/validate.csv
+    python -m dime.validate --profile profiles/*-xeon-2core.csv --links 4g,wifi \\
+        --models alexnet,resnet18,mobilenet_v2 --edge xeon-2core --edge-settings threads=1 \\
+        --cloud xeon-2core --cloud-settings threads=1 --out results/validate.csv
 """
 
 from __future__ import annotations
@@ -171,6 +171,15 @@ def compute_err(row: dict[str, str], col: str) -> float | None:
     return (pred - meas) / (meas - comm)
 
 
+def _bundle_closer(rows: Sequence[dict[str, str]]) -> str:
+    """In how many rows the bundle prediction is closer to the measurement than the layer sum."""
+    pairs = [(_num(r.get("err_bundle")), _num(r.get("err_layersum"))) for r in rows]
+    pairs = [(b, s) for b, s in pairs if b is not None and s is not None]
+    if not pairs:
+        return "-"
+    return f"{sum(abs(b) < abs(s) for b, s in pairs)}/{len(pairs)}"
+
+
 def _median_abs_compute(rows: Sequence[dict[str, str]], col: str) -> float | None:
     vals = [abs(x) for x in (compute_err(r, col) for r in rows) if x is not None]
     return statistics.median(vals) if vals else None
@@ -210,9 +219,9 @@ def summary_markdown(rows: Sequence[dict[str, str]]) -> str:
     """Median |prediction error| per model and link, and how the solver's choice fared."""
     lines = [
         "| model | link | scenario | placements | median abs err, bundle | median abs err, layer-sum "
-        "| compute only: bundle | compute only: layer-sum "
+        "| compute only: bundle | compute only: layer-sum | bundle closer "
         "| solver's placement | solver pred (ms) | measured (ms) | best measured (ms) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     groups: dict[tuple[str, str, str], list[dict[str, str]]] = {}
     for r in rows:
@@ -226,6 +235,7 @@ def summary_markdown(rows: Sequence[dict[str, str]]) -> str:
             f"| {model} | {link} | {scenario} | {len(rs)} | {_pct(_median_abs(rs, 'err_bundle'))} "
             f"| {_pct(_median_abs(rs, 'err_layersum'))} "
             f"| {_pct(_median_abs_compute(rs, 'pred_bundle_s'))} | {_pct(_median_abs_compute(rs, 'pred_layersum_s'))} "
+            f"| {_bundle_closer(rs)} "
             f"| {_short_placement(solver['placement']) if solver else '-'} | {_ms(_num(solver['pred_bundle_s'])) if solver else '-'} "
             f"| {_ms(_num(solver['measured_s'])) if solver else '-'} | {_ms(best)} ({best_label}) |"
         )
@@ -233,7 +243,7 @@ def summary_markdown(rows: Sequence[dict[str, str]]) -> str:
         f"| **all** | | | {len(rows)} | **{_pct(_median_abs(rows, 'err_bundle'))}** "
         f"| **{_pct(_median_abs(rows, 'err_layersum'))}** "
         f"| **{_pct(_median_abs_compute(rows, 'pred_bundle_s'))}** "
-        f"| **{_pct(_median_abs_compute(rows, 'pred_layersum_s'))}** | | | | |"
+        f"| **{_pct(_median_abs_compute(rows, 'pred_layersum_s'))}** | **{_bundle_closer(rows)}** | | | | |"
     )
     return "\n".join(lines)
 
@@ -275,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cloud-threads", type=_positive(int), default=1)
     p.add_argument("--edge-cores", type=_cores, metavar="LIST")
     p.add_argument("--cloud-cores", type=_cores, metavar="LIST")
+    p.add_argument("--edge-torch-device", default="cpu", metavar="DEV", help="the edge's torch device (default cpu)")
+    p.add_argument("--cloud-torch-device", default="cpu", metavar="DEV",
+                   help="the cloud's torch device: cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--timeout-s", type=_positive(float), default=30.0)
     p.add_argument("--out", type=Path, required=True, metavar="CSV", help="result table (overwritten)")
     p.add_argument("--summary", type=Path, metavar="MD", help="also write the markdown summary here")
@@ -330,7 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.input_shape:
                 model_argv += ["--input-shape", ",".join(map(str, args.input_shape))]
             run_local(edge_argv, model_argv, args.edge_threads, args.cloud_threads, args.edge_cores,
-                      args.cloud_cores, args.timeout_s, verbose=max(0, args.verbose))
+                      args.cloud_cores, args.timeout_s, verbose=max(0, args.verbose),
+                      edge_torch_device=args.edge_torch_device, cloud_torch_device=args.cloud_torch_device)
             got = read_rows(out)
             rows.extend(got)
             # after every model, so that a later failure keeps what was measured

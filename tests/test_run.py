@@ -192,6 +192,34 @@ def test_two_processes_reproduce_the_full_model(tmp_path):
     assert float(solver["pred_bundle_s"]) == pytest.approx(0.0006 + comm, rel=1e-4)
     assert solver["err_bundle"] != "" and solver["pred_layersum_s"] == ""
     assert assert_outputs_match_full_model(outputs, SKIPNET, (1, 3, 16, 16)) == 12
+    # each side describes itself: the cloud's line comes over the wire
+    assert {(r["edge_threads"], r["cloud_threads"], r["edge_torch_device"], r["cloud_torch_device"]) for r in rs} \
+        == {("1", "1", "cpu", "cpu")}
+    assert all(r["cloud_host"] and r["cloud_host"] == r["host"] for r in rs)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cloud_role_on_cuda_reproduces_the_full_model(tmp_path):
+    sol, _, _ = _skipnet_solution(tmp_path)
+    proc, out, outputs = local(SKIPNET, ["--input-shape", SMALL, "--split", "all", "--solution", str(sol),
+                                         "--cloud-torch-device", "cuda", "--link", "1000/1000",
+                                         "--min-query-count", "4", "--warmup", "2", "--count", "2", "--probe-s", "0",
+                                         "--driver", "plain"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rs = rows(out)
+    assert len(rs) == 6 and all(r["cloud_torch_device"] == torch.cuda.get_device_name(0) for r in rs)
+    assert all(r["edge_torch_device"] == "cpu" for r in rs)
+    assert assert_outputs_match_full_model(outputs, SKIPNET, (1, 3, 16, 16)) == 12
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cloud_on_cuda_without_a_gpu_is_a_one_line_error(tmp_path):
+    t0 = time.monotonic()
+    proc, _, _ = local(SKIPNET, ["--input-shape", SMALL, "--split", "0", "--cloud-torch-device", "cuda",
+                                 "--timeout-s", "20"], tmp_path)
+    assert_one_line_error(proc)
+    assert "cloud: --torch-device cuda: no CUDA device is available here" in proc.stderr
+    assert time.monotonic() - t0 < 20
 
 
 def test_emulated_link_takes_the_presets_time(tmp_path):
@@ -360,3 +388,24 @@ def test_plan_predicts_solutions_and_splits_from_a_profile(tmp_path):
     assert solver.pred_layersum_s == pytest.approx(0.004 + comm)
     assert cloud_only.pred_bundle_s == pytest.approx(0.0036 + cut_bytes[0] * 8 / 8e6 + cut_bytes[4] * 8 / 16e6 + 0.01)
     assert edge_only.pred_bundle_s == pytest.approx(0.0036) and edge_only.pred_layersum_s == pytest.approx(0.004)
+
+
+def test_validation_summary_medians_and_bundle_closer_count():
+    from dime.validate import summary_markdown
+
+    def row(config, meas, pred_b, pred_l):
+        return {"model": "m", "link": "4g", "scenario": "single-stream", "config": config,
+                "placement": "a@edge(t)|b@cloud(t)", "measured_s": str(meas), "pred_bundle_s": str(pred_b),
+                "pred_layersum_s": str(pred_l), "err_bundle": str((pred_b - meas) / meas),
+                "err_layersum": str((pred_l - meas) / meas), "uplink_mbps": "8", "downlink_mbps": "8",
+                "up_bytes": "1000000", "down_bytes": "0", "transfers": "1", "rtt_ms": "0"}
+
+    # communication: 1 MB at 8 Mbps = 1 s of each measurement
+    rows = [row("solver", 1.10, 1.09, 1.08), row("split@a", 1.20, 1.22, 1.10), row("split@b", 1.50, 1.45, 1.60)]
+    table = summary_markdown(rows)
+    line = next(li for li in table.splitlines() if li.startswith("| m |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    # |errors| bundle: 0.91%, 1.67%, 3.33% -> median 1.7%; layer-sum: 1.82%, 8.33%, 6.67% -> 6.7%
+    assert cells[3:9] == ["3", "1.7%", "6.7%", "10.0%", "20.0%", "3/3"]
+    assert cells[10:] == ["1090.0", "1100.0", "1100.0 (solver)"]
+    assert "**3/3**" in table.splitlines()[-1]
