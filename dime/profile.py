@@ -32,9 +32,9 @@ from typing import Any, Callable, Sequence
 import torch
 
 from dime._cli import run_main, setup_logging
-from dime.errors import UsageError
+from dime.errors import ModelError, UsageError
 from dime.fileio import atomic_write_text
-from dime.models import SplitModel, load_model
+from dime.models import SplitModel, load_model, resolve_torch_device
 from dime.samples import Manifest, load_tensors
 from dime.schema import PROFILE_COLUMNS, REQUIRED_COLUMNS
 
@@ -61,7 +61,14 @@ class ProfileConfig:
     assume_power_w: list[float] | None = None  # one value, or one per setting
     min_window_s: float | None = None  # meter window; default: the meter's own
     idle_baseline: bool = False
+    # "isolated": a bundle's runs back to back (DIME's way); "chain": each timed run follows an
+    # untimed run of the layers before it, so caches hold what they hold inside a chain
+    context: str = "isolated"
+    bundles: str | None = None  # only these, e.g. "conv1..fc3,conv1"; default every bundle up to max_bundle
     command: str = ""
+
+
+CONTEXTS = ("isolated", "chain")
 
 
 class Timer:
@@ -183,6 +190,29 @@ def _bundles(n: int, k: int) -> list[tuple[int, int]]:
     return [(s, e) for s in range(n) for e in range(s, min(n, s + k))]
 
 
+def parse_bundles(model: SplitModel, text: str) -> list[tuple[int, int]]:
+    """`FIRST..LAST` or `LAYER` items (names or indices), comma-separated, as (start, end)."""
+    out = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        first, _, last = item.partition("..")
+        try:
+            s, e = model.index(_layer_ref(first)), model.index(_layer_ref(last or first))
+        except ModelError as err:
+            raise UsageError(f"--bundles {item}: {err}") from None
+        if e < s:
+            raise UsageError(f"--bundles {item}: {last} comes before {first}")
+        out.append((s, e))
+    if not out:
+        raise UsageError("--bundles: empty list")
+    return list(dict.fromkeys(out))
+
+
+def _layer_ref(text: str) -> str | int:
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
 def _host_info(device: torch.device) -> dict[str, str]:
     info = {"host": platform.node(), "machine": platform.machine(), "cpu": platform.processor()}
     try:
@@ -220,17 +250,21 @@ def profile(
     if not 1 <= config.max_bundle:
         raise UsageError("--max-bundle must be >= 1")
     k = min(config.max_bundle, n)
+    bundles = parse_bundles(model, config.bundles) if config.bundles else _bundles(n, k)
+    if config.bundles:
+        k = max(e - s + 1 for s, e in bundles)
     if config.iterations < 1 or config.runs < 1 or config.warmup < 0:
         raise UsageError("--iterations and --runs must be >= 1, --warmup >= 0")
     powers = config.assume_power_w
     if powers is not None and len(powers) not in (1, len(points)):
         raise UsageError(f"--assume-power: give one value or one per setting ({len(points)})")
-    try:
-        device = torch.device(config.torch_device)
-    except RuntimeError as e:
-        raise UsageError(f"--torch-device: {e}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--torch-device cuda: no CUDA device is available here")
+    device = resolve_torch_device(config.torch_device)
+    if config.context not in CONTEXTS:
+        raise UsageError(f"--context must be one of {', '.join(CONTEXTS)}, got {config.context!r}")
+    if config.context == "chain" and meter is not None:
+        raise UsageError("--context chain times one run at a time; a power meter needs back-to-back repeats "
+                         "(use --context isolated with --power)")
+    _check_same_context(out, config.context)
     pfile = ProfileFile(out, config.iterations * config.runs)
     host = _host_info(device)
     meta = {
@@ -248,12 +282,12 @@ def profile(
         "torch_version": torch.__version__,
         "python": platform.python_version(),
         "command": config.command,
+        "context": config.context,
         "energy": (meter.name if meter else ("assumed" if powers else "none")),
         **host,
     }
     atomic_write_text(out.with_name(out.name + ".meta.json"), json.dumps(meta, indent=2) + "\n")
     timer = Timer(device)
-    bundles = _bundles(n, k)
     todo = [
         (p_i, b) for p_i, p in enumerate(points) for b in bundles
         if (model.name, config.device_name, p.label, model.bundle_name(*b)) not in pfile.done
@@ -266,12 +300,13 @@ def profile(
         point = points[p_i]
         point.apply()
         inputs_by_start: dict[int, list[tuple[torch.Tensor, ...]]] = {}
+        model_inputs = _load_inputs(samples, manifest, model.layer_names[0], device) if config.context == "chain" else []
         idle_w = _idle_power_w(meter, config) if (meter and config.idle_baseline) else None
         for _, (s, e) in group:
             if s not in inputs_by_start:
                 inputs_by_start = {s: _load_inputs(samples, manifest, model.layer_names[s], device)}
             rows = _profile_bundle(model, s, e, inputs_by_start[s], device, timer, config, point, meter, idle_w,
-                                   powers[p_i if len(powers) > 1 else 0] if powers else None)
+                                   powers[p_i if len(powers) > 1 else 0] if powers else None, model_inputs)
             pfile.append(rows)
             written += 1
             bar.update(1)
@@ -288,6 +323,21 @@ def _load_inputs(samples: Path, manifest: Manifest, layer: str, device: torch.de
             raise UsageError(f"feature map missing: {path}; rerun `python -m dime.samples`")
         out.append(tuple(t.to(device) for t in load_tensors(path)))
     return out
+
+
+def _check_same_context(out: Path, context: str) -> None:
+    """Resuming must not mix bundles timed in different contexts in one file."""
+    meta = out.with_name(out.name + ".meta.json")
+    if not (out.is_file() and meta.is_file()):
+        return
+    try:
+        before = json.loads(meta.read_text()).get("context", "isolated")
+    except (OSError, ValueError, AttributeError):
+        return
+    with open(out, encoding="utf-8") as f:
+        has_rows = sum(1 for _ in itertools.islice(f, 2)) > 1
+    if has_rows and before != context:
+        raise UsageError(f"{out} was profiled with --context {before}; resume with the same or choose another --out")
 
 
 def _idle_power_w(meter: Any, config: ProfileConfig) -> float:
@@ -309,8 +359,19 @@ def _profile_bundle(
     meter: Any,
     idle_w: float | None,
     assumed_w: float | None,
+    model_inputs: Sequence[tuple[torch.Tensor, ...]] = (),
 ) -> list[dict[str, Any]]:
     mod = model.bundle(s, e).to(device)  # built once per bundle and setting
+    prefix = model.bundle(0, s - 1).to(device) if (s > 0 and model_inputs) else None
+
+    def bundle_input(i: int) -> tuple[torch.Tensor, ...]:
+        if prefix is None:
+            return inputs[i % len(inputs)]
+        out = prefix(*model_inputs[i % len(model_inputs)])  # untimed: puts caches in the chain's state
+        if timer.cuda:
+            torch.cuda.synchronize()
+        return out
+
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     common = {
         "model": model.name,
@@ -331,7 +392,7 @@ def _profile_bundle(
     with torch.inference_mode():
         warm = 0.0
         for w in range(config.warmup):
-            x = inputs[w % len(inputs)]
+            x = bundle_input(w)
             warm = timer.time_s(lambda: mod(*x))
         repeats = 1
         if meter is not None:
@@ -340,7 +401,7 @@ def _profile_bundle(
             repeats = max(1, math.ceil(window / max(est, 1e-7)))
         for run in range(config.runs):
             for it in range(config.iterations):
-                x = inputs[it % len(inputs)]
+                x = bundle_input(it)
                 e0 = meter.energy_j() if meter is not None else 0.0
                 t0 = time.monotonic()
                 elapsed = timer.time_s(lambda: mod(*x), repeats)
@@ -397,6 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device-name", help="name of this device in the profile, e.g. jetson-nano (default: host name)")
     p.add_argument("--torch-device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--max-bundle", type=int, default=None, help="longest bundle in layers (default: all layers)")
+    p.add_argument("--bundles", metavar="LIST",
+                   help="profile only these bundles: FIRST..LAST or LAYER, names or indices, comma-separated")
     p.add_argument("--iterations", type=int, default=10, help="timed calls per run, cycling over the samples")
     p.add_argument("--runs", type=int, default=3, help="runs per bundle")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls before timing each bundle")
@@ -411,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-window", type=float, help="least measured window per run in s (default: per meter)")
     p.add_argument("--idle-baseline", action="store_true", help="subtract idle power at the same setting")
     p.add_argument("--assume-power", help="no meter: energy = W x latency; one W or one per setting")
+    p.add_argument("--context", choices=CONTEXTS, default="isolated",
+                   help="isolated: time each bundle back to back (default); chain: before each timed run, run "
+                        "the layers before the bundle untimed, as in a chain of bundles on one device")
     p.add_argument("--samples", type=Path, help="feature maps folder (default samples/<model>)")
     p.add_argument("--out", type=Path, help="profile CSV to write or resume (default results/profiles/<model>-<device>.csv)")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -454,6 +520,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         assume_power_w=_float_list(args.assume_power, "--assume-power") if args.assume_power else None,
         min_window_s=args.min_window,
         idle_baseline=args.idle_baseline,
+        context=args.context,
+        bundles=args.bundles,
         command=" ".join(shlex.quote(a) for a in ["python", "-m", "dime.profile", *(argv if argv is not None else sys.argv[1:])]),
     )
     threads_before = torch.get_num_threads()

@@ -1,15 +1,19 @@
 from __future__ import annotations
 
 import csv
+import json
 import signal
 import subprocess
 import time
 from collections import Counter
 
 import pytest
+import torch
 
 from clihelp import PY, assert_one_line_error, cli_env
+from dime.errors import UsageError
 from dime.models import load_model
+from dime.profile import OperatingPoint, ProfileConfig, profile
 from dime.samples import generate
 from dime.schema import PROFILE_COLUMNS
 
@@ -119,3 +123,67 @@ def test_profile_errors(tmp_path, toy_samples):
     p = run_profile([*TOY, "--device-name", "d", "--torch-device", "cuda:7", "--samples", str(samples),
                      "--out", str(tmp_path / "o2.csv")])
     assert_one_line_error(p)
+
+
+def _counting_bundles(m, calls, slow_s):
+    """Wrap m.bundle so that every module starting at layer 0 records its calls and sleeps."""
+    real = m.bundle
+
+    class Recorded(torch.nn.Module):
+        def __init__(self, gm, key):
+            super().__init__()
+            self.gm, self.key = gm, key
+
+        def forward(self, *args):
+            calls[self.key] += 1
+            time.sleep(slow_s)
+            return self.gm(*args)
+
+    def bundle(first, last):
+        gm = real(first, last)
+        s, e = m.index(first), m.index(last)
+        return Recorded(gm, (s, e)) if s == 0 else gm
+
+    m.bundle = bundle
+
+
+@pytest.mark.parametrize("context", ["isolated", "chain"])
+def test_chain_context_runs_the_earlier_layers_untimed_before_each_run(tmp_path, toy_samples, context):
+    m, samples = toy_samples
+    calls: Counter = Counter()
+    slow_s = 0.02
+    _counting_bundles(m, calls, slow_s)
+    out = tmp_path / "p.csv"
+    config = ProfileConfig(device_name="toy", max_bundle=2, iterations=2, runs=2, warmup=1, context=context)
+    profile(m, samples, out, config, [OperatingPoint("default", "default", lambda: None)], progress=False)
+    n, per_bundle = len(m.layer_names), 1 + 2 * 2
+    bundles = [(s, e) for s in range(n) for e in range(s, min(n, s + 2))]
+    want: Counter = Counter({b: per_bundle for b in bundles if b[0] == 0})  # their own warm-up and timed runs
+    if context == "chain":
+        for s, _ in bundles:
+            if s > 0:
+                want[(0, s - 1)] += per_bundle  # once before each of the bundle's runs
+    assert calls == want
+    rows = read_rows(out)
+    assert len(rows) == len(bundles) * 4
+    for r in rows:
+        # only the bundles starting at layer 0 are slow themselves: the prefix is never timed
+        assert (float(r["latency_s"]) >= slow_s) == (m.index(r["start"]) == 0), r["bundle"]
+    assert json.loads((tmp_path / "p.csv.meta.json").read_text())["context"] == context
+
+
+def test_chain_context_is_not_mixed_on_resume_and_needs_no_meter(tmp_path, toy_samples):
+    m, samples = toy_samples
+    out = tmp_path / "p.csv"
+    base = [*TOY, "--device-name", "d", "--max-bundle", "1", "--iterations", "1", "--runs", "1",
+            "--samples", str(samples), "--out", str(out), "-q"]
+    assert run_profile([*base, "--context", "chain"]).returncode == 0
+    before = out.read_bytes()
+    p = run_profile(base)
+    assert_one_line_error(p)
+    assert "--context chain" in p.stderr and out.read_bytes() == before
+    config = ProfileConfig(device_name="d", context="chain")
+    with pytest.raises(UsageError, match="power meter"):
+        profile(m, samples, tmp_path / "q.csv", config, [OperatingPoint("default", "default", lambda: None)],
+                meter=object(), progress=False)
+    assert not (tmp_path / "q.csv").exists()
