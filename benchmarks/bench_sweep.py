@@ -4,12 +4,12 @@
 
 Runs what this command runs, in-process, and times it:
 
-    python -m dime.sweep profiles/{alexnet,vgg11,resnet18,vit_b_16}-epyc-2core.csv \\
-        --edge epyc-2core --cloud epyc-2core --cloud-settings threads=2 --assume-edge-power 10,16 \\
+    python -m dime.sweep profiles/{alexnet,vgg11,resnet18,vit_b_16}-xeon-2core.csv \\
+        --edge xeon-2core --cloud xeon-2core --cloud-settings threads=2 --assume-edge-power 10,16 \\
         --links 3g,4g,wifi --points 20 --jobs 2 --out results/bench-sweep/sweep.csv \\
         --plot results/bench-sweep/sweep.png
 
-The profiles are real timings on a 2-core EPYC VM at 1 and 2 threads, with no energy: the edge
+The profiles are real timings on a 2-core Xeon VM at 1 and 2 threads, with no energy: the edge
 energy is ASSUMED (10 W at 1 thread, 16 W at 2 threads) and the "cloud" is the same CPU at 2
 threads. K is every layer of each model (the profiles cover every bundle). The sweep must
 finish in under 60 s on that machine. Also writes docs/figures/sweep-<model>.png.
@@ -39,10 +39,10 @@ FIGURE_LIMIT_BYTES = 300_000
 
 
 def sweep_argv(jobs: int, out: Path) -> list[str]:
-    profiles = [f"profiles/{m}-epyc-2core.csv" for m in MODELS]
+    profiles = [f"profiles/{m}-xeon-2core.csv" for m in MODELS]
     return [
         *profiles,
-        "--edge", "epyc-2core", "--cloud", "epyc-2core", "--cloud-settings", "threads=2",
+        "--edge", "xeon-2core", "--cloud", "xeon-2core", "--cloud-settings", "threads=2",
         "--assume-edge-power", "10,16", "--links", "3g,4g,wifi", "--points", "20",
         "--jobs", str(jobs), "--out", str(out / "sweep.csv"), "--plot", str(out / "sweep.png"), "-q",
     ]
@@ -56,9 +56,9 @@ def main() -> int:
     opts = p.parse_args()
 
     os.chdir(ROOT)  # the profile paths in the command are relative to the repository
-    missing = [m for m in MODELS if not (ROOT / "profiles" / f"{m}-epyc-2core.csv").exists()]
+    missing = [m for m in MODELS if not (ROOT / "profiles" / f"{m}-xeon-2core.csv").exists()]
     if missing:
-        print(f"error: no profiles/{missing[0]}-epyc-2core.csv; profile it first (see profiles/)", file=sys.stderr)
+        print(f"error: no profiles/{missing[0]}-xeon-2core.csv; profile it first (see profiles/)", file=sys.stderr)
         return 2
     argv = sweep_argv(opts.jobs, opts.out)
     args = sweep.build_parser().parse_args(argv)

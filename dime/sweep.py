@@ -17,8 +17,8 @@ placement; baselines that reason with per-layer costs (the layer-sum estimate) a
 profiles, to show how far off the layer-sum estimate is.
 
 Example:
-    python -m dime.sweep profiles/alexnet-epyc-2core.csv --edge epyc-2core \\
-        --cloud epyc-2core --cloud-settings threads=2 --assume-edge-power 10,16 \\
+    python -m dime.sweep profiles/alexnet-xeon-2core.csv --edge xeon-2core \\
+        --cloud xeon-2core --cloud-settings threads=2 --assume-edge-power 10,16 \\
         --links 3g,4g,wifi --points 20 --out results/alexnet.csv --plot results/alexnet.png
 """
 

@@ -489,3 +489,27 @@ def test_auto_skips_missing_backend(monkeypatch):
 
 def test_gurobi_error_is_solver_error():
     assert issubclass(BackendUnavailableError, SolverError)
+
+
+# ---- the shipped, measured profiles ------------------------------------------------------------
+SHIPPED = ("profiles/alexnet-xeon-2core.csv", "profiles/resnet18-xeon-2core.csv",
+           "profiles/chain/alexnet-xeon-2core.csv")
+
+
+@pytest.mark.parametrize("path", SHIPPED)
+@pytest.mark.parametrize("link", ["4g", "wifi", "fast"])
+def test_shipped_profiles_solve_to_the_brute_force_optimum(path, link):
+    """Replay the recorded profiles: the ILP's placement equals exhaustive search's optimum."""
+    from clihelp import ROOT
+    from dime.profiles import load_profiles, make_role
+
+    if not (ROOT / path).exists():
+        pytest.skip(f"{path} is not in this checkout")
+    from dime.costs import get_link
+
+    link = Link("fast", 300.0, 300.0, rtt_ms=1.0) if link == "fast" else get_link(link)
+    table = load_profiles([ROOT / path])
+    (device,) = table.settings
+    roles = (make_role(table, device, ["threads=1"]), make_role(table, device, ["threads=2"]))
+    problem = PlacementProblem(table, roles, link, max_bundle=table.n_layers)
+    check_against_brute_force(problem, "cbc" if not unusable("cbc") else "auto")

@@ -17,8 +17,8 @@ pytest.importorskip("ipykernel")
 
 @pytest.mark.slow
 def test_walkthrough_runs(tmp_path, monkeypatch):
-    if not (ROOT / "profiles" / "alexnet-epyc-2core.csv").exists():
-        pytest.skip("profiles/alexnet-epyc-2core.csv is not in this checkout")
+    if not (ROOT / "profiles" / "alexnet-xeon-2core.csv").exists():
+        pytest.skip("profiles/alexnet-xeon-2core.csv is not in this checkout")
     # The kernel inherits the environment: outputs go to tmp_path, not into results/.
     monkeypatch.setenv("DIME_NOTEBOOK_OUT", str(tmp_path))
     nb = nbformat.read(NOTEBOOK, as_version=4)
