@@ -380,3 +380,34 @@ def _aggregate(df: pd.DataFrame, trim: float, layer_names: list[str]) -> dict[tu
             latency_s=trimmed_mean(lat[idx], trim), energy_j=energy, energy_source=src, runs=len(idx)
         )
     return costs
+
+
+def timing_contexts(paths: Iterable[PathLike]) -> dict[str, str]:
+    """device -> how its bundles were timed ("isolated", "chain" or "mixed"), from the
+    `.meta.json` the profiler writes beside each CSV; devices without one are left out.
+    Files from before `--context` existed were timed in isolation."""
+    import json
+
+    found: dict[str, set[str]] = {}
+    for p in paths:
+        meta = Path(p).with_name(Path(p).name + ".meta.json")
+        try:
+            info = json.loads(meta.read_text(encoding="utf-8"))
+            device = str(info["device"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        found.setdefault(device, set()).add(str(info.get("context", "isolated")))
+    return {d: (c.pop() if len(c) == 1 else "mixed") for d, c in found.items()}
+
+
+def isolated_chains(placement: Sequence, roles: Sequence[Role], contexts: dict[str, str]) -> list[list]:
+    """Runs of two or more consecutive bundles on one role whose device was timed in
+    isolation: their predicted cost is the sum of bundles each timed back to back alone,
+    which on CPUs with warm caches can be less than the chain really costs."""
+    runs: list[list] = []
+    for a in placement:
+        if runs and runs[-1][-1].role == a.role:
+            runs[-1].append(a)
+        else:
+            runs.append([a])
+    return [r for r in runs if len(r) > 1 and contexts.get(roles[r[0].role].device) in ("isolated", "mixed")]

@@ -27,7 +27,8 @@ from dime.costs import UP, Link, get_link, transfers
 from dime.errors import UsageError
 from dime.fileio import atomic_write_text
 from dime.ilp import BACKEND_NAMES, OBJECTIVES, PlacementProblem, Solution, build_model
-from dime.profiles import common_max_bundle, load_profiles, make_role, require_bundles
+from dime.ilp.problem import ROLE_NAMES
+from dime.profiles import common_max_bundle, isolated_chains, load_profiles, make_role, require_bundles, timing_contexts
 
 log = logging.getLogger("dime.solve")
 
@@ -163,6 +164,8 @@ def format_report(problem: PlacementProblem, sol: Solution, data: dict, header: 
             f"edge energy: {_fmt(data['energy_j'], 'J')} = compute {_fmt(data['compute_energy_j'], 'J')} "
             f"+ communication {_fmt(data['comm_energy_j'], 'J')}{assumed}"
         )
+    for note in data.get("profile_notes", []):
+        lines.append(f"note: {note}")
     solver = f"solver: {data['solver']}, {data['status']}, {data['solve_time_s']:.3g} s"
     if data["note"]:
         solver += f" ({data['note']})"
@@ -214,6 +217,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sol = model.solve(args.solver, args.time_limit)
 
     data = sol.to_json_dict(table, roles)
+    data["profile_notes"] = [
+        f"{len(run)} {ROLE_NAMES[run[0].role]} bundles in a row "
+        f"({' | '.join(table.bundle_name(a.start, a.end) for a in run)}) were each profiled in isolation; "
+        "run back to back they can cost more than their sum (profile with --context chain)"
+        for run in isolated_chains(sol.placement, roles, timing_contexts(paths))
+    ]
     print(format_report(problem, sol, data, header=args.quiet == 0))
     if args.json:
         atomic_write_text(args.json, json.dumps(data, indent=2) + "\n")

@@ -265,3 +265,24 @@ def test_build_parser_is_reusable():
 
     args = build_parser("dime solve").parse_args(["p.csv", "--edge", "a", "--cloud", "b", "--link", "wifi"])
     assert args.profiles == ["p.csv"] and args.solver == "auto" and args.trim == 0.1
+
+
+@pytest.mark.parametrize("context,noted", [("isolated", True), ("chain", False), (None, False)])
+def test_note_on_chains_of_bundles_profiled_in_isolation(tmp_path, profile, table, context, noted):
+    """Layers 0 and 1 must stay on the edge, one layer per bundle: two edge bundles in a row."""
+    if context is not None:
+        meta = {"device": "jetson", "model": "vit_synthetic"}
+        if context == "chain":
+            meta["context"] = "chain"  # files without the key were profiled in isolation
+        (tmp_path / (profile.name + ".meta.json")).write_text(json.dumps(meta))
+    out = tmp_path / "sol.json"
+    p = run(profile, *BASE, "--max-bundle", "1", "--private-layers", "2", "--json", out)
+    assert p.returncode == 0, p.stderr
+    notes = json.loads(out.read_text())["profile_notes"]
+    if noted:
+        # only the edge's file says how it was timed; the run starts at layer 0
+        assert len(notes) == 1 and " edge bundles in a row (" in notes[0], notes
+        assert notes[0].split("(", 1)[1].startswith(table.layer_names[0] + " | " + table.layer_names[1])
+        assert f"note: {notes[0]}" in p.stdout
+    else:
+        assert notes == [] and "note: " not in p.stdout
