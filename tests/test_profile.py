@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import json
 import signal
+import statistics
 import subprocess
 import time
 from collections import Counter
@@ -166,9 +167,13 @@ def test_chain_context_runs_the_earlier_layers_untimed_before_each_run(tmp_path,
     assert calls == want
     rows = read_rows(out)
     assert len(rows) == len(bundles) * 4
+    # only the bundles starting at layer 0 are slow themselves: the prefix is never timed
+    # (medians: one scheduler hiccup on a busy machine must not decide)
+    by_bundle: dict = {}
     for r in rows:
-        # only the bundles starting at layer 0 are slow themselves: the prefix is never timed
-        assert (float(r["latency_s"]) >= slow_s) == (m.index(r["start"]) == 0), r["bundle"]
+        by_bundle.setdefault((m.index(r["start"]), r["bundle"]), []).append(float(r["latency_s"]))
+    for (start, name), lat in by_bundle.items():
+        assert (statistics.median(lat) >= slow_s) == (start == 0), (name, lat)
     assert json.loads((tmp_path / "p.csv.meta.json").read_text())["context"] == context
 
 
