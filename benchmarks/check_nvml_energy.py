@@ -40,7 +40,7 @@ def profile_energy(model_name: str, torch_device: str, gpu: int, iterations: int
     generate(model, samples, count=4, progress=False)
     out = work / "profile.csv"
     argv = ["--model", model_name, "--device-name", f"gpu{gpu}", "--torch-device", torch_device,
-            "--power", "nvml", "--min-window", f"{min_window_s:g}", "--iterations", str(iterations), "--runs", "1",
+            "--power", "nvml", "--nvml-index", str(gpu), "--min-window", f"{min_window_s:g}", "--iterations", str(iterations), "--runs", "1",
             "--warmup", "3", "--bundles", f"0..{len(model.layer_names) - 1}", "--samples", str(samples),
             "--out", str(out), "-q"]
     dime_profile.main(argv)

@@ -470,6 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sysfs-root", default="/", help="root of /sys (for tests and containers)")
     p.add_argument("--power", default="none", choices=["none", "nvml", "jetson", "rapl", "smartpower3"],
                    help="power meter")
+    p.add_argument("--nvml-index", type=int, metavar="N",
+                   help="NVML index of the GPU to meter (default: N of --torch-device cuda:N, else 0)")
     p.add_argument("--powerlog", help="HOST:PORT of the smartpower3 logger (python -m dime.powerlog serve)")
     p.add_argument("--min-window", type=float, help="least measured window per run in s (default: per meter)")
     p.add_argument("--idle-baseline", action="store_true", help="subtract idle power at the same setting")
@@ -498,6 +500,22 @@ def _controller_points(args: argparse.Namespace, stack: ExitStack) -> list[Opera
         if unknown:
             raise UsageError(f"--settings {','.join(unknown)} not available; choose from {','.join(available)}")
     return [OperatingPoint(s, ctl.kind, lambda s=s: ctl.apply(s)) for s in chosen]
+
+
+def _nvml_index(args: argparse.Namespace) -> int:
+    """The GPU to meter: --nvml-index, else N of --torch-device cuda:N (CUDA and NVML count
+    alike unless CUDA_VISIBLE_DEVICES or CUDA_DEVICE_ORDER say otherwise), else 0."""
+    if args.nvml_index is not None:
+        if args.nvml_index < 0:
+            raise UsageError(f"--nvml-index must be >= 0, got {args.nvml_index}")
+        return args.nvml_index
+    if os.environ.get("CUDA_VISIBLE_DEVICES"):
+        log.warning("CUDA_VISIBLE_DEVICES is set: CUDA's GPU numbers may not be NVML's; give --nvml-index")
+    try:
+        dev = torch.device(args.torch_device)
+    except RuntimeError:
+        return 0
+    return dev.index or 0 if dev.type == "cuda" else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -540,7 +558,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.idle_baseline and args.power == "smartpower3":
                 raise UsageError("--idle-baseline needs energy on this device; with smartpower3 use "
                                  "`dime energy join --idle-power-w` instead")
-            kw = {"endpoint": args.powerlog} if args.powerlog else {}
+            kw: dict[str, Any] = {"endpoint": args.powerlog} if args.powerlog else {}
+            if args.power == "nvml":
+                kw["device_index"] = _nvml_index(args)
             meter = make_meter(args.power, sysfs_root=args.sysfs_root, **kw)
             if meter is None:
                 raise UsageError(f"--power {args.power}: no such meter on this machine (see the log above)")

@@ -21,6 +21,15 @@ def check(monkeypatch):
     fake = make_fake_pynvml(state)
     t0 = time.monotonic()
     fake.nvmlDeviceGetTotalEnergyConsumption = lambda h: int(1_000_000 + 250_000 * (time.monotonic() - t0))
+    real_handle = fake.nvmlDeviceGetHandleByIndex
+    state.handles = []
+    fake.nvmlDeviceGetCount = lambda: 4
+
+    def handle(i):
+        state.handles.append(i)
+        return real_handle(i)
+
+    fake.nvmlDeviceGetHandleByIndex = handle
     monkeypatch.setitem(__import__("sys").modules, "pynvml", fake)
     spec = importlib.util.spec_from_file_location("check_nvml_energy", SCRIPT)
     mod = importlib.util.module_from_spec(spec)
@@ -32,7 +41,7 @@ def test_profiled_energy_of_the_full_model_matches_a_direct_reading(check, tmp_p
     mod, state = check
     out = tmp_path / "report.json"
     rc = mod.main(["--model", "toy_models:skipnet", "--torch-device", "cpu", "--iterations", "4",
-                   "--min-window", "0.05", "--out", str(out)])
+                   "--min-window", "0.1", "--out", str(out)])
     report = json.loads(out.read_text())
     # every row is one window of >= 0.05 s split over its repeats: the runs add up over the rows
     assert report["runs"] >= 4 * 2
@@ -41,7 +50,9 @@ def test_profiled_energy_of_the_full_model_matches_a_direct_reading(check, tmp_p
     # at a constant 250 W the profiled energy is 250 W x the time of all its runs: rows' energies
     # are per run, so they must be multiplied back by their repeats (the CPU's speed may differ
     # between the two phases, so the verdict itself is not asserted here)
-    assert report["profile_energy_j"] == pytest.approx(250 * report["profile_latency_s"] * report["runs"], rel=0.10)
+    # (25%: a busy machine can stall the process between a meter read and the timer; forgetting
+    # the repeats would be off by a factor of ten or more)
+    assert report["profile_energy_j"] == pytest.approx(250 * report["profile_latency_s"] * report["runs"], rel=0.25)
     assert rc == (0 if report["agree"] else 1)
     assert ("within 10%" if report["agree"] else "outside 10%") in capsys.readouterr().out
     assert state.calls == []  # nothing was set on the GPU
@@ -52,3 +63,10 @@ def test_a_difference_beyond_the_tolerance_exits_1(check, tmp_path):
     rc = mod.main(["--model", "toy_models:skipnet", "--torch-device", "cpu", "--iterations", "2",
                    "--min-window", "0.05", "--tolerance", "0", "--out", str(tmp_path / "r.json")])
     assert rc == 1
+
+
+def test_the_profiler_and_the_direct_reading_meter_the_gpu_asked_for(check, tmp_path):
+    mod, state = check
+    mod.main(["--model", "toy_models:skipnet", "--torch-device", "cpu", "--gpu", "2", "--iterations", "1",
+              "--min-window", "0.02", "--tolerance", "1", "--out", str(tmp_path / "r.json")])
+    assert state.handles and set(state.handles) == {2}
