@@ -41,10 +41,11 @@ def test_profiled_energy_of_the_full_model_matches_a_direct_reading(check, tmp_p
     mod, state = check
     out = tmp_path / "report.json"
     rc = mod.main(["--model", "toy_models:skipnet", "--torch-device", "cpu", "--iterations", "4",
-                   "--min-window", "0.1", "--out", str(out)])
+                   "--min-window", "0.3", "--out", str(out)])
     report = json.loads(out.read_text())
-    # every row is one window of >= 0.05 s split over its repeats: the runs add up over the rows
-    assert report["runs"] >= 4 * 2
+    # every row is one window of >= 0.3 s split over its repeats (a run takes milliseconds): the
+    # runs add up over the rows
+    assert report["runs"] > 4
     assert report["profile_energy_j"] > 0 and report["direct_energy_j"] > 0
     assert report["direct_power_w"] == pytest.approx(250, rel=0.05)
     # at a constant 250 W the profiled energy is 250 W x the time of all its runs: rows' energies
