@@ -154,6 +154,9 @@ def add_edge_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--min-duration-s", type=_non_negative(float), default=0.0, help="least seconds per scenario")
     g.add_argument("--target-qps", type=_positive(float), help="server arrival rate (default 0.5 / predicted latency)")
     g.add_argument("--warmup", type=_non_negative(int), default=3, help="untimed queries before each placement")
+    g.add_argument("--reference-runs", type=_non_negative(int), default=10, metavar="N",
+                   help="time the whole model on the edge N times before and after the placements, to show "
+                        "drift against the profile (0: skip; default 10)")
     g.add_argument("--driver", choices=DRIVERS, default="auto", help="loadgen (MLPerf LoadGen), plain or auto")
     g.add_argument("--loadgen-logs", type=Path, metavar="DIR", help="keep LoadGen's logs under DIR")
     g.add_argument("--images", type=Path, help="folder of images (default: deterministic generated images)")

@@ -418,6 +418,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "valid", "measured_s", "pred_bundle_s", "pred_layersum_s", "solver_latency_s", "err_bundle",
     "err_layersum", "edge_compute_s", "upload_s", "cloud_wait_s", "up_bytes", "down_bytes", "transfers",
     "up_overruns", "edge_threads", "cloud_threads", "edge_torch_device", "cloud_torch_device",
+    "edge_whole_profiled_s", "edge_whole_start_s", "edge_whole_end_s",
     "samples", "warmup", "host", "cloud_host", "timestamp", "note",
 )
 

@@ -569,6 +569,7 @@ def run_edge(args: argparse.Namespace, model: SplitModel, device: torch.device =
             for i, link in enumerate(links):
                 probes[dataclasses.astuple(link)] = probe_edge(peer, i, link, args.probe_s)
         modules: dict[tuple[int, int], Any] = {}
+        ref_start = time_whole_model(model, samples, device, args.reference_runs, modules) if args.reference_runs else None
         for ci, config in enumerate(plan.configs):
             log.info("[%d/%d] %s over %s: %s", ci + 1, len(plan.configs), config.label, config.link.name,
                      placement_text(plan.layer_names, config.placement))
@@ -602,12 +603,19 @@ def run_edge(args: argparse.Namespace, model: SplitModel, device: torch.device =
                 row = _row(plan, config, stats, probes.get(dataclasses.astuple(config.link)), model, args,
                            runner.shaper.stats.overruns - overruns_before, role_info(args, device), cloud_info)
                 row.update(runner.phases.per_query())
+                row["edge_whole_start_s"] = ref_start
                 rows.append(row)
                 if on_row is not None:
                     on_row(row)
                 else:
                     log.info("%s", format_row(row))
             runner.finish()
+        if args.reference_runs:
+            ref_end = time_whole_model(model, samples, device, args.reference_runs, modules)
+            log.info("edge whole model, back to back: %.2f ms before the placements, %.2f ms after",
+                     (ref_start or 0) * 1e3, ref_end * 1e3)
+            for row in rows:
+                row["edge_whole_end_s"] = ref_end
         peer.send_ctrl(CMD_QUIT)
     finally:
         disconnect()
@@ -616,6 +624,26 @@ def run_edge(args: argparse.Namespace, model: SplitModel, device: torch.device =
     if args.out is not None:
         write_rows(args.out, rows)
     return rows
+
+
+def time_whole_model(model: SplitModel, samples: Sequence[torch.Tensor], device: torch.device, runs: int,
+                     cache: dict[tuple[int, int], Any], warmup: int = 2, trim: float = 0.1) -> float:
+    """The edge's whole-model bundle, timed as the profiler times it (back to back, trimmed
+    mean): set beside the profile's figure it shows how much this machine has drifted."""
+    (mod,) = bundle_modules(model, [Assignment(0, len(model.layer_names) - 1, EDGE, "")], cache)
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + runs):
+            x = samples[i % len(samples)].to(device)
+            t0 = time.perf_counter()
+            mod(x)
+            _sync(device)
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    times.sort()
+    cut = int(len(times) * trim)
+    kept = times[cut: len(times) - cut] or times
+    return sum(kept) / len(kept)
 
 
 def role_info(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:

@@ -180,6 +180,14 @@ def _bundle_closer(rows: Sequence[dict[str, str]]) -> str:
     return f"{sum(abs(b) < abs(s) for b, s in pairs)}/{len(pairs)}"
 
 
+def _whole(rows: Sequence[dict[str, str]]) -> str:
+    """The edge's whole model as profiled and as timed before and after the run's placements:
+    how far the machine drifted since it was profiled."""
+    r = rows[0]
+    vals = [_num(r.get(c)) for c in ("edge_whole_profiled_s", "edge_whole_start_s", "edge_whole_end_s")]
+    return " / ".join(_ms(v) for v in vals)
+
+
 def _median_abs_compute(rows: Sequence[dict[str, str]], col: str) -> float | None:
     vals = [abs(x) for x in (compute_err(r, col) for r in rows) if x is not None]
     return statistics.median(vals) if vals else None
@@ -220,8 +228,9 @@ def summary_markdown(rows: Sequence[dict[str, str]]) -> str:
     lines = [
         "| model | link | scenario | placements | median abs err, bundle | median abs err, layer-sum "
         "| compute only: bundle | compute only: layer-sum | bundle closer "
-        "| solver's placement | solver pred (ms) | measured (ms) | best measured (ms) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+        "| solver's placement | solver pred (ms) | measured (ms) | best measured (ms) "
+        "| edge whole model (ms): profiled / before / after |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     groups: dict[tuple[str, str, str], list[dict[str, str]]] = {}
     for r in rows:
@@ -237,13 +246,14 @@ def summary_markdown(rows: Sequence[dict[str, str]]) -> str:
             f"| {_pct(_median_abs_compute(rs, 'pred_bundle_s'))} | {_pct(_median_abs_compute(rs, 'pred_layersum_s'))} "
             f"| {_bundle_closer(rs)} "
             f"| {_short_placement(solver['placement']) if solver else '-'} | {_ms(_num(solver['pred_bundle_s'])) if solver else '-'} "
-            f"| {_ms(_num(solver['measured_s'])) if solver else '-'} | {_ms(best)} ({best_label}) |"
+            f"| {_ms(_num(solver['measured_s'])) if solver else '-'} | {_ms(best)} ({best_label}) "
+            f"| {_whole(rs)} |"
         )
     lines.append(
         f"| **all** | | | {len(rows)} | **{_pct(_median_abs(rows, 'err_bundle'))}** "
         f"| **{_pct(_median_abs(rows, 'err_layersum'))}** "
         f"| **{_pct(_median_abs_compute(rows, 'pred_bundle_s'))}** "
-        f"| **{_pct(_median_abs_compute(rows, 'pred_layersum_s'))}** | **{_bundle_closer(rows)}** | | | | |"
+        f"| **{_pct(_median_abs_compute(rows, 'pred_layersum_s'))}** | **{_bundle_closer(rows)}** | | | | | |"
     )
     return "\n".join(lines)
 
@@ -315,10 +325,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"--out {args.out} is a folder")
     # every model's placements and predictions first: bad profiles fail before any run
     plans = []
+    whole: dict[str, float | None] = {}  # model -> profiled whole-model cost at the edge's setting
     for m in models:
         table = load_profiles(args.profile, model=m)
         roles = (make_role(table, args.edge, [edge_set]), make_role(table, args.cloud, [cloud_set]))
         n = table.n_layers
+        key = (args.edge, edge_set, 0, n - 1)
+        whole[m] = table.costs[key].latency_s if key in table.costs else None
         splits = [] if args.splits.strip() == "none" else parse_splits(args.splits, n, table.layer_names)
         if args.no_solver and not splits:
             raise UsageError("nothing to run: --no-solver and --splits none")
@@ -346,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       args.cloud_cores, args.timeout_s, verbose=max(0, args.verbose),
                       edge_torch_device=args.edge_torch_device, cloud_torch_device=args.cloud_torch_device)
             got = read_rows(out)
+            for r in got:
+                r["edge_whole_profiled_s"] = "" if whole.get(plan.model) is None else f"{whole[plan.model]:.6g}"
             rows.extend(got)
             # after every model, so that a later failure keeps what was measured
             write_table(args.out, rows)

@@ -358,6 +358,11 @@ def test_validate_runs_solver_and_every_split(tmp_path):
     assert float(edge_only["pred_layersum_s"]) == pytest.approx(0.004)
     assert all(r["err_bundle"] and r["err_layersum"] for r in rs)
     assert "median abs err, bundle" in proc.stdout and "| **all** |" in proc.stdout
+    # the whole model: 4 ms x 0.9 in the made-up profile, timed for real before and after the runs
+    assert {r["edge_whole_profiled_s"] for r in rs} == {"0.0036"}
+    starts, ends = {r["edge_whole_start_s"] for r in rs}, {r["edge_whole_end_s"] for r in rs}
+    assert len(starts) == len(ends) == 1 and float(starts.pop()) > 0 and float(ends.pop()) > 0
+    assert "| 3.6 / " in proc.stdout
 
 
 def test_validate_rejects_two_settings_per_role(tmp_path):
@@ -398,7 +403,8 @@ def test_validation_summary_medians_and_bundle_closer_count():
                 "placement": "a@edge(t)|b@cloud(t)", "measured_s": str(meas), "pred_bundle_s": str(pred_b),
                 "pred_layersum_s": str(pred_l), "err_bundle": str((pred_b - meas) / meas),
                 "err_layersum": str((pred_l - meas) / meas), "uplink_mbps": "8", "downlink_mbps": "8",
-                "up_bytes": "1000000", "down_bytes": "0", "transfers": "1", "rtt_ms": "0"}
+                "up_bytes": "1000000", "down_bytes": "0", "transfers": "1", "rtt_ms": "0",
+                "edge_whole_profiled_s": "0.01", "edge_whole_start_s": "0.012", "edge_whole_end_s": "0.0131"}
 
     # communication: 1 MB at 8 Mbps = 1 s of each measurement
     rows = [row("solver", 1.10, 1.09, 1.08), row("split@a", 1.20, 1.22, 1.10), row("split@b", 1.50, 1.45, 1.60)]
@@ -407,5 +413,5 @@ def test_validation_summary_medians_and_bundle_closer_count():
     cells = [c.strip() for c in line.strip("|").split("|")]
     # |errors| bundle: 0.91%, 1.67%, 3.33% -> median 1.7%; layer-sum: 1.82%, 8.33%, 6.67% -> 6.7%
     assert cells[3:9] == ["3", "1.7%", "6.7%", "10.0%", "20.0%", "3/3"]
-    assert cells[10:] == ["1090.0", "1100.0", "1100.0 (solver)"]
+    assert cells[10:] == ["1090.0", "1100.0", "1100.0 (solver)", "10.0 / 12.0 / 13.1"]
     assert "**3/3**" in table.splitlines()[-1]
