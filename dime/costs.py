@@ -173,6 +173,18 @@ class Evaluation:
     energy_assumed: bool = False
 
 
+def segments(placement: Sequence[Assignment]) -> list[tuple[int, int, int, list[Assignment]]]:
+    """Runs of consecutive bundles on one role: (role, first layer, last layer, bundles)."""
+    out: list[tuple[int, int, int, list[Assignment]]] = []
+    for a in placement:
+        if out and out[-1][0] == a.role:
+            role, s, _, bs = out[-1]
+            out[-1] = (role, s, a.end, bs + [a])
+        else:
+            out.append((a.role, a.start, a.end, [a]))
+    return out
+
+
 def transfers(
     placement: Sequence[Assignment], n_layers: int
 ) -> list[tuple[int, str]]:

@@ -515,7 +515,7 @@ def _nvml_index(args: argparse.Namespace) -> int:
         dev = torch.device(args.torch_device)
     except RuntimeError:
         return 0
-    return dev.index or 0 if dev.type == "cuda" else 0
+    return (dev.index or 0) if dev.type == "cuda" else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

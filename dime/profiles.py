@@ -9,6 +9,7 @@ placement. This module does not import torch: the solver runs where torch is abs
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -18,7 +19,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from dime.costs import BundleCost, CostTable, Role
+from dime.costs import Assignment, BundleCost, CostTable, Role, segments
 from dime.errors import ProfileError, UsageError
 from dime.schema import REQUIRED_COLUMNS
 
@@ -386,8 +387,6 @@ def timing_contexts(paths: Iterable[PathLike]) -> dict[str, str]:
     """device -> how its bundles were timed ("isolated", "chain" or "mixed"), from the
     `.meta.json` the profiler writes beside each CSV; devices without one are left out.
     Files from before `--context` existed were timed in isolation."""
-    import json
-
     found: dict[str, set[str]] = {}
     for p in paths:
         meta = Path(p).with_name(Path(p).name + ".meta.json")
@@ -400,14 +399,10 @@ def timing_contexts(paths: Iterable[PathLike]) -> dict[str, str]:
     return {d: (c.pop() if len(c) == 1 else "mixed") for d, c in found.items()}
 
 
-def isolated_chains(placement: Sequence, roles: Sequence[Role], contexts: dict[str, str]) -> list[list]:
+def isolated_chains(placement: Sequence[Assignment], roles: Sequence[Role],
+                    contexts: dict[str, str]) -> list[list[Assignment]]:
     """Runs of two or more consecutive bundles on one role whose device was timed in
     isolation: their predicted cost is the sum of bundles each timed back to back alone,
     which on CPUs with warm caches can be less than the chain really costs."""
-    runs: list[list] = []
-    for a in placement:
-        if runs and runs[-1][-1].role == a.role:
-            runs[-1].append(a)
-        else:
-            runs.append([a])
-    return [r for r in runs if len(r) > 1 and contexts.get(roles[r[0].role].device) in ("isolated", "mixed")]
+    return [bs for role, _, _, bs in segments(placement)
+            if len(bs) > 1 and contexts.get(roles[role].device) in ("isolated", "mixed")]

@@ -19,7 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from dime.costs import CLOUD, EDGE, Assignment, CostTable, Link, Role, check_chain, evaluate, get_link, transfers
+from dime.costs import (
+    CLOUD,
+    EDGE,
+    Assignment,
+    CostTable,
+    Link,
+    Role,
+    check_chain,
+    evaluate,
+    get_link,
+    segments,
+    transfers,
+)
 from dime.errors import DimeError, UsageError
 from dime.fileio import atomic_write_text
 
@@ -248,18 +260,6 @@ def predict(
             log.warning("no prediction for %s: %s", placement_text(table.layer_names, placement), e)
             out.append(None)
     return out[0], out[1]
-
-
-def segments(placement: Sequence[Assignment]) -> list[tuple[int, int, int, list[Assignment]]]:
-    """Runs of consecutive bundles on one role: (role, first layer, last layer, bundles)."""
-    out: list[tuple[int, int, int, list[Assignment]]] = []
-    for a in placement:
-        if out and out[-1][0] == a.role:
-            role, s, _, bs = out[-1]
-            out[-1] = (role, s, a.end, bs + [a])
-        else:
-            out.append((a.role, a.start, a.end, [a]))
-    return out
 
 
 def parse_link(text: str, uplink_mbps: float | None = None, downlink_mbps: float | None = None,
