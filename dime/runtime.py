@@ -569,6 +569,7 @@ def run_edge(args: argparse.Namespace, model: SplitModel, device: torch.device =
             for i, link in enumerate(links):
                 probes[dataclasses.astuple(link)] = probe_edge(peer, i, link, args.probe_s)
         modules: dict[tuple[int, int], Any] = {}
+        edge_info = role_info(args, device)
         ref_start = time_whole_model(model, samples, device, args.reference_runs, modules) if args.reference_runs else None
         for ci, config in enumerate(plan.configs):
             log.info("[%d/%d] %s over %s: %s", ci + 1, len(plan.configs), config.label, config.link.name,
@@ -601,7 +602,7 @@ def run_edge(args: argparse.Namespace, model: SplitModel, device: torch.device =
                     log_dir = args.loadgen_logs / f"{ci:03d}-{config.label}-{config.link.name}-{scenario}"
                 stats = measure(lambda i: runner.infer(samples[i]), len(samples), settings, driver, log_dir)
                 row = _row(plan, config, stats, probes.get(dataclasses.astuple(config.link)), model, args,
-                           runner.shaper.stats.overruns - overruns_before, role_info(args, device), cloud_info)
+                           runner.shaper.stats.overruns - overruns_before, edge_info, cloud_info)
                 row.update(runner.phases.per_query())
                 row["edge_whole_start_s"] = ref_start
                 rows.append(row)
@@ -630,6 +631,8 @@ def time_whole_model(model: SplitModel, samples: Sequence[torch.Tensor], device:
                      cache: dict[tuple[int, int], Any], warmup: int = 2, trim: float = 0.1) -> float:
     """The edge's whole-model bundle, timed as the profiler times it (back to back, trimmed
     mean): set beside the profile's figure it shows how much this machine has drifted."""
+    from dime.profiles import trimmed_mean  # pandas: not at the roles' start-up
+
     (mod,) = bundle_modules(model, [Assignment(0, len(model.layer_names) - 1, EDGE, "")], cache)
     times = []
     with torch.inference_mode():
@@ -640,10 +643,7 @@ def time_whole_model(model: SplitModel, samples: Sequence[torch.Tensor], device:
             _sync(device)
             if i >= warmup:
                 times.append(time.perf_counter() - t0)
-    times.sort()
-    cut = int(len(times) * trim)
-    kept = times[cut: len(times) - cut] or times
-    return sum(kept) / len(kept)
+    return trimmed_mean(times, trim)
 
 
 def role_info(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
