@@ -23,10 +23,11 @@ import sys
 import time
 from dataclasses import dataclass
 
-from dime.costs import BundleCost, CostTable, Role, bundles, get_link
+from dime.core.costs import BundleCost, CostTable, Role, bundles
+from dime.core.links import get_link
 from dime.errors import SolverError
-from dime.ilp import PlacementProblem, build_model
-from dime.ilp.backends import BackendUnavailableError, get_backend
+from dime.plan import PlacementProblem, build_model
+from dime.plan.backends import BackendUnavailableError, get_backend
 
 INSTANCES = {"vit15_k15": (15, 15), "chain60_k10": (60, 10), "chain60_k60": (60, 60)}
 

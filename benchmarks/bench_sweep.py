@@ -29,9 +29,9 @@ from pathlib import Path  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dime import sweep  # noqa: E402
-from dime.costs import LINK_PRESETS  # noqa: E402
-from dime.ilp import PlacementProblem, build_model  # noqa: E402
+from dime.core.links import LINK_PRESETS
+from dime.plan import PlacementProblem, build_model  # noqa: E402
+from dime.sweep import cli as sweep  # noqa: E402
 
 MODELS = ("alexnet", "vgg11", "resnet18", "vit_b_16")
 BUDGET_S = 60.0

@@ -24,16 +24,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dime._cli import run_main, setup_logging  # noqa: E402
+from dime.cliargs import run_main, setup_logging  # noqa: E402
 from dime.errors import UsageError  # noqa: E402
 
 
 def profile_energy(model_name: str, torch_device: str, gpu: int, iterations: int, min_window_s: float,
                    work: Path) -> tuple[float, int, list[dict[str, str]]]:
     """Total energy (J) and number of full-model runs the profiler measured."""
-    from dime import profile as dime_profile
-    from dime.models import load_model
-    from dime.samples import generate
+    from dime.capture.models import load_model
+    from dime.capture.samples import generate
+    from dime.profiling import profiler as dime_profile
 
     model = load_model(model_name)
     samples = work / "samples"
@@ -57,8 +57,8 @@ def direct_energy(model_name: str, torch_device: str, gpu: int, runs: int) -> tu
     """Energy (J) and seconds of `runs` full-model runs, read straight off the counter."""
     import torch
 
-    from dime.meters.nvml import NvmlMeter
-    from dime.models import load_model, resolve_torch_device
+    from dime.capture.models import load_model, resolve_torch_device
+    from dime.profiling.meters.nvml import NvmlMeter
 
     device = resolve_torch_device(torch_device)
     model = load_model(model_name)

@@ -7,18 +7,18 @@ import importlib.util
 import sys
 from typing import Sequence
 
-from dime._cli import run_main
+from dime.cliargs import run_main
 
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "samples": ("dime.samples", "save every layer's input tensors for sample images"),
-    "profile": ("dime.profile", "profile every bundle of consecutive layers"),
-    "solve": ("dime.solve", "choose bundles, devices and settings (ILP)"),
-    "sweep": ("dime.sweep", "sweep budgets and links into CSV and plots"),
-    "run": ("dime.run", "run a split for real (edge and cloud processes) and measure it"),
-    "validate": ("dime.validate", "measure the solver's and every single split against the predictions"),
-    "energy": ("dime.energy", "join timing rows with power logs"),
-    "powerlog": ("dime.powerlog", "host-side SmartPower3 logger"),
+    "samples": ("dime.capture.samples", "save every layer's input tensors for sample images"),
+    "profile": ("dime.profiling.profiler", "profile every bundle of consecutive layers"),
+    "solve": ("dime.plan.solve", "choose bundles, devices and settings (ILP)"),
+    "sweep": ("dime.sweep.cli", "sweep budgets and links into CSV and plots"),
+    "run": ("dime.run.cli", "run a split for real (edge and cloud processes) and measure it"),
+    "validate": ("dime.run.validate", "measure the solver's and every single split against the predictions"),
+    "energy": ("dime.profiling.power.join", "join timing rows with power logs"),
+    "powerlog": ("dime.profiling.power.powerlog", "host-side SmartPower3 logger"),
 }
 
 

@@ -14,8 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from dime._cli import run_main
-from dime.solve import main as solve_main
+from dime.cliargs import run_main
+from dime.plan.solve import main as solve_main
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dime.device.common import read_sysfs, write_sysfs
+from dime.profiling.device.common import read_sysfs, write_sysfs
 
 # ---------------------------------------------------------------------------------------------
 # tree helpers

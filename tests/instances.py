@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from dime.costs import LINK_PRESETS, BundleCost, CostTable, Link, Role, bundles
-from dime.ilp import PlacementProblem
-from dime.schema import PROFILE_COLUMNS
+from dime.core.costs import BundleCost, CostTable, Role, bundles
+from dime.core.links import LINK_PRESETS, Link
+from dime.plan import PlacementProblem
+from dime.profiling.schema import PROFILE_COLUMNS
 
 
 def random_table(

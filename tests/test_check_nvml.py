@@ -8,7 +8,6 @@ import json
 import time
 
 import pytest
-
 from clihelp import ROOT
 from energy_fakes import FakeNvmlState, make_fake_pynvml
 

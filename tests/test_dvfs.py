@@ -13,13 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
-from dime.device import Controller, make_controller
-from dime.device.common import DvfsError, _boot_id, write_sysfs
-from dime.device.cpu.cpufreq import CpufreqController
-from dime.device.gpu.nvml import NvmlGpuController
-from dime.device.soc.jetson import JetsonGpuController
-from dime.errors import UsageError
 from energy_fakes import (
     CPU_BIG_KHZ,
     CPU_LITTLE_KHZ,
@@ -32,6 +25,13 @@ from energy_fakes import (
     fake_nvml,  # noqa: F401  (fixture)
     snapshot,
 )
+
+from dime.errors import UsageError
+from dime.profiling.device import Controller, make_controller
+from dime.profiling.device.common import DvfsError, _boot_id, write_sysfs
+from dime.profiling.device.cpu.cpufreq import CpufreqController
+from dime.profiling.device.gpu.nvml import NvmlGpuController
+from dime.profiling.device.soc.jetson import JetsonGpuController
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -235,7 +235,7 @@ def test_jetson_unavailable_without_gpu_node(tmp_path, caplog):
 
 CHILD = r"""
 import sys, time, signal
-from dime.device import make_controller
+from dime.profiling.device import make_controller
 root, state, mode, setting = sys.argv[1:5]
 ctl = make_controller("cpufreq", sysfs_root=root, state_dir=state)
 if mode == "kill":

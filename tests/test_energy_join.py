@@ -10,16 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dime._cli import run_main
-from dime.energy import (
+from dime.cliargs import run_main
+from dime.errors import UsageError
+from dime.profiling.power.join import (
     cumulative_energy_j,
     estimate_offset_s,
     integrate_energy_j,
     join_energy,
     main,
 )
-from dime.errors import UsageError
-from dime.powerlog import CSV_COLUMNS
+from dime.profiling.power.powerlog import CSV_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,14 +14,23 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from dime.costs import CLOUD, EDGE, Assignment, BundleCost, CostTable, Link, Role, evaluate
-from dime.errors import InfeasibleError, SolverError, UsageError
-from dime.ilp import PlacementProblem, build_model, get_backend
-from dime.ilp.backends import AutoChoice, BackendUnavailableError, run_backend
-from dime.ilp.bruteforce import brute_force, compositions, placements
-from dime.ilp.linear import INF, ModelBuilder
 from instances import Spec, make_problem, random_table
+
+from dime.core.costs import (
+    CLOUD,
+    EDGE,
+    Assignment,
+    BundleCost,
+    CostTable,
+    Role,
+    evaluate,
+)
+from dime.core.links import Link
+from dime.errors import InfeasibleError, SolverError, UsageError
+from dime.plan import PlacementProblem, build_model, get_backend
+from dime.plan.backends import AutoChoice, BackendUnavailableError, run_backend
+from dime.plan.bruteforce import brute_force, compositions, placements
+from dime.plan.linear import INF, ModelBuilder
 
 BACKENDS = ("cbc", "highs", "gurobi")
 
@@ -451,7 +460,7 @@ def test_unknown_backend():
 
 
 def test_is_installed_does_not_import():
-    code = ("import sys; from dime.ilp import get_backend; "
+    code = ("import sys; from dime.plan import get_backend; "
             "assert all(get_backend(n).is_installed() in (True, False) for n in ('gurobi', 'cbc', 'highs')); "
             "assert not {'gurobipy', 'highspy', 'pulp'} & set(sys.modules), 'solver imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -476,7 +485,7 @@ def test_gurobi_size_limit_and_auto_fallback():
 
 
 def test_auto_skips_missing_backend(monkeypatch):
-    from dime.ilp.backends.gurobi import GurobiBackend
+    from dime.plan.backends.gurobi import GurobiBackend
 
     monkeypatch.setattr(GurobiBackend, "is_installed", lambda self: False)
     b = ModelBuilder("tiny")
@@ -501,11 +510,12 @@ SHIPPED = ("profiles/alexnet-xeon-2core.csv", "profiles/resnet18-xeon-2core.csv"
 def test_shipped_profiles_solve_to_the_brute_force_optimum(path, link):
     """Replay the recorded profiles: the ILP's placement equals exhaustive search's optimum."""
     from clihelp import ROOT
-    from dime.profiles import load_profiles, make_role
+
+    from dime.profiling.reader import load_profiles, make_role
 
     if not (ROOT / path).exists():
         pytest.skip(f"{path} is not in this checkout")
-    from dime.costs import get_link
+    from dime.core.links import get_link
 
     link = Link("fast", 300.0, 300.0, rtt_ms=1.0) if link == "fast" else get_link(link)
     table = load_profiles([ROOT / path])

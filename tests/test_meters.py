@@ -10,12 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
-from dime.errors import MeterError, UsageError
-from dime.meters import Meter, make_meter
-from dime.meters.jetson import JetsonMeter, find_rails
-from dime.meters.nvml import NvmlMeter
-from dime.meters.rapl import RaplMeter, counter_delta
 from energy_fakes import (
     RAPL_MAX_UJ,
     FakeClock,
@@ -27,6 +21,11 @@ from energy_fakes import (
     set_rapl,
 )
 
+from dime.errors import MeterError, UsageError
+from dime.profiling.meters import Meter, make_meter
+from dime.profiling.meters.jetson import JetsonMeter, find_rails
+from dime.profiling.meters.nvml import NvmlMeter
+from dime.profiling.meters.rapl import RaplMeter, counter_delta
 
 # ------------------------------------------------------------------------------- Jetson
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dime.capture.models import DEFAULT_LAYERS, load_model
 from dime.errors import ModelError
-from dime.models import DEFAULT_LAYERS, load_model
 
 EXPECTED_LAYERS = {
     "alexnet": ["conv1", "conv2", "conv3", "conv4", "conv5", "fc1", "fc2", "fc3"],
@@ -106,7 +106,7 @@ def test_callable_model_automatic_layers():
 
 def test_weights_from_file_and_cache(tmp_path, monkeypatch):
     torch.manual_seed(123)
-    from torchvision.models import mobilenet_v2, MobileNet_V2_Weights
+    from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
     ref = mobilenet_v2()
     path = tmp_path / "w.pth"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from clihelp import ROOT
 
 NOTEBOOK = ROOT / "notebooks" / "dime_walkthrough.ipynb"

@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 
 from dime.errors import MeterError
-from dime.meters import make_meter
-from dime.meters.smartpower3 import SmartPower3Meter
-from dime.powerlog import (
+from dime.profiling.meters import make_meter
+from dime.profiling.meters.smartpower3 import SmartPower3Meter
+from dime.profiling.power.powerlog import (
     CSV_COLUMNS,
     LINE_BYTES,
     PowerLogClient,
@@ -249,7 +249,7 @@ def test_smartpower3_meter_endpoint_argument(server):
     host, port = server.address
     meter = make_meter("smartpower3", endpoint=f"{host}:{port}")
     assert (meter.host, meter.port) == (host, port)
-    from dime.meters.smartpower3 import parse_endpoint
+    from dime.profiling.meters.smartpower3 import parse_endpoint
 
     assert parse_endpoint("[::1]:9000") == ("::1", 9000)
     assert parse_endpoint("box") == ("box", 47031)

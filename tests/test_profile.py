@@ -10,13 +10,13 @@ from collections import Counter
 
 import pytest
 import torch
-
 from clihelp import PY, assert_one_line_error, cli_env
+
+from dime.capture.models import load_model
+from dime.capture.samples import generate
 from dime.errors import UsageError
-from dime.models import load_model
-from dime.profile import OperatingPoint, ProfileConfig, profile
-from dime.samples import generate
-from dime.schema import PROFILE_COLUMNS
+from dime.profiling.profiler import OperatingPoint, ProfileConfig, profile
+from dime.profiling.schema import PROFILE_COLUMNS
 
 TOY = ["--model", "toy_models:skipnet", "--cuts", "conv1,conv2,conv3,pool"]
 

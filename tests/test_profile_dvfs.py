@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 from collections import Counter
 
-from dime._cli import run_main
-from dime.models import load_model
-from dime.profile import main as profile_main
-from dime.samples import generate
 from energy_fakes import CPU_BIG_KHZ, CPU_LITTLE_KHZ, build_cpufreq, snapshot
+
+from dime.capture.models import load_model
+from dime.capture.samples import generate
+from dime.cliargs import run_main
+from dime.profiling.profiler import main as profile_main
 
 
 def test_cpufreq_settings_profiled_and_tree_restored(tmp_path, monkeypatch, capsys):

@@ -9,12 +9,18 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from dime.costs import Role
-from dime.errors import ProfileError, UsageError
-from dime.profiles import common_max_bundle, load_profiles, make_role, require_bundles, trimmed_mean
-from dime.schema import PROFILE_COLUMNS, REQUIRED_COLUMNS
 from instances import random_table, write_profile_csv
+
+from dime.core.costs import Role
+from dime.errors import ProfileError, UsageError
+from dime.profiling.reader import (
+    common_max_bundle,
+    load_profiles,
+    make_role,
+    require_bundles,
+    trimmed_mean,
+)
+from dime.profiling.schema import PROFILE_COLUMNS, REQUIRED_COLUMNS
 
 
 @pytest.fixture
@@ -313,5 +319,5 @@ def test_inconsistent_cut_bytes(tmp_path):
 
 
 def test_no_torch_import():
-    code = "import sys, dime.profiles, dime.ilp, dime.solve; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, dime.profiling.reader, dime.plan, dime.plan.solve; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -11,16 +11,17 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from clihelp import PY, assert_one_line_error, cli_env
-from dime.costs import CLOUD, DOWN, EDGE, UP, Assignment, get_link
+
+from dime.capture.models import load_model
+from dime.core.costs import CLOUD, EDGE, Assignment, segments
+from dime.core.links import DOWN, UP, get_link, parse_links
 from dime.errors import UsageError
-from dime.linkemu import LinkShaper, achieved_mbps
-from dime.measure import MeasureSettings, measure, stats_from_latencies
-from dime.models import load_model
-from dime.run import free_port, join_negative_values
-from dime.runplan import parse_links, parse_solution, parse_splits, segments, split_placement
-from dime.runtime import CutLayout
+from dime.run.cli import free_port, join_negative_values
+from dime.run.linkemu import LinkShaper, achieved_mbps
+from dime.run.measure import MeasureSettings, measure, stats_from_latencies
+from dime.run.plan import parse_solution, parse_splits, split_placement
+from dime.run.roles import CutLayout
 
 SKIPNET = "toy_models:skipnet"
 SMALL = "1,3,16,16"
@@ -375,8 +376,8 @@ def test_validate_rejects_two_settings_per_role(tmp_path):
 
 
 def test_plan_predicts_solutions_and_splits_from_a_profile(tmp_path):
-    from dime.run import build_parser
-    from dime.runplan import build_plan
+    from dime.run.cli import build_parser
+    from dime.run.plan import build_plan
 
     prof = tmp_path / "skipnet.csv"
     _fake_profile(prof, SKIPNET, (1, 3, 16, 16))
@@ -396,7 +397,7 @@ def test_plan_predicts_solutions_and_splits_from_a_profile(tmp_path):
 
 
 def test_validation_summary_medians_and_bundle_closer_count():
-    from dime.validate import summary_markdown
+    from dime.run.validate import summary_markdown
 
     def row(config, meas, pred_b, pred_l):
         return {"model": "m", "link": "4g", "scenario": "single-stream", "config": config,

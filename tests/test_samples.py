@@ -4,10 +4,10 @@ import json
 import subprocess
 
 import torch
-
 from clihelp import PY, assert_one_line_error, cli_env, images_dir  # noqa: F401
-from dime.models import load_model
-from dime.samples import Manifest, generate, load_tensors
+
+from dime.capture.models import load_model
+from dime.capture.samples import Manifest, generate, load_tensors
 
 
 def test_feature_maps_are_each_layers_inputs(tmp_path, images_dir):

@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from dime.costs import BundleCost, Role, get_link
-from dime.ilp import PlacementProblem, build_model
-from dime.profiles import load_profiles
 from instances import random_table, write_profile_csv
+
+from dime.core.costs import BundleCost, Role
+from dime.core.links import get_link
+from dime.plan import PlacementProblem, build_model
+from dime.profiling.reader import load_profiles
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -261,7 +262,7 @@ def test_help():
 
 
 def test_build_parser_is_reusable():
-    from dime.solve import build_parser
+    from dime.plan.solve import build_parser
 
     args = build_parser("dime solve").parse_args(["p.csv", "--edge", "a", "--cloud", "b", "--link", "wifi"])
     assert args.profiles == ["p.csv"] and args.solver == "auto" and args.trim == 0.1

@@ -14,16 +14,19 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-import dime.sweep as sweep
 from clihelp import PY, ROOT, assert_one_line_error, cli_env
-from dime._cli import run_main
-from dime.costs import CLOUD, EDGE, LINK_PRESETS, Assignment, Role, evaluate
+from instances import random_table, write_profile_csv
+
+import dime.sweep.cli as sweep
+from dime.cliargs import run_main
+from dime.core.costs import CLOUD, EDGE, Assignment, Role, evaluate
+from dime.core.links import LINK_PRESETS
+from dime.core.placement import format_placement, parse_placement
 from dime.errors import UsageError
-from dime.ilp import PlacementProblem
-from dime.ilp.bruteforce import brute_force
-from dime.profiles import load_profiles
-from dime.sweep import (
+from dime.plan import PlacementProblem
+from dime.plan.bruteforce import brute_force
+from dime.profiling.reader import load_profiles
+from dime.sweep.cli import (
     BASELINE,
     CELL_FAILED,
     ENERGY_SWEEP,
@@ -32,14 +35,11 @@ from dime.sweep import (
     CellSpec,
     SweepRow,
     assume_edge_power,
-    format_placement,
     merge_bundles,
-    parse_placement,
     read_rows,
     run_grid,
     sweep_cell,
 )
-from instances import random_table, write_profile_csv
 
 REL = 1e-9
 DEVICES = {"edgedev": ["e0", "e1"], "clouddev": ["c0"]}
@@ -110,7 +110,7 @@ def test_every_row_is_its_placement_reevaluated(grid):
     rows, tables, _ = grid
     for r in rows:
         table = tables[r.model]
-        placement = parse_placement(table, r.placement)
+        placement = parse_placement(table.layer_names, r.placement)
         ev = evaluate(table, ROLES, LINK_PRESETS[r.link], placement)
         for field in ("latency_s", "compute_latency_s", "comm_latency_s", "energy_j", "compute_energy_j",
                       "comm_energy_j"):
@@ -209,7 +209,7 @@ def test_neurosurgeon_is_best_single_split():
         for cut in range(6) for te in ("e0", "e1")
     )
     assert close(row.latency_s, best)
-    placement = parse_placement(table, row.placement)
+    placement = parse_placement(table.layer_names, row.placement)
     roles_seq = [a.role for a in placement]
     assert roles_seq == sorted(roles_seq)  # edge first, then cloud: one split
 
@@ -237,19 +237,19 @@ def test_placement_text_round_trip():
             role = rng.choice([EDGE, CLOUD])
             placement.append(Assignment(s, e, role, rng.choice(ROLES[role].settings)))
             s = e + 1
-        text = format_placement(table, placement)
-        assert parse_placement(table, text) == placement, text
+        text = format_placement(table.layer_names, placement)
+        assert parse_placement(table.layer_names, text) == placement, text
 
 
 def test_placement_text_format():
     table = synthetic_table(0, 5)
     p = [Assignment(0, 1, EDGE, "e0"), Assignment(2, 2, EDGE, "e0"), Assignment(3, 4, CLOUD, "c0")]
-    assert format_placement(table, p) == "layer0.conv+layer1.conv,layer2.conv@edge/e0 | layer3.conv+layer4.conv@cloud/c0"
+    assert format_placement(table.layer_names, p) == "layer0.conv+layer1.conv,layer2.conv@edge/e0 | layer3.conv+layer4.conv@cloud/c0"
     p = [Assignment(0, 4, EDGE, "e1")]
-    assert format_placement(table, p) == "layer0.conv..layer4.conv@edge/e1"
+    assert format_placement(table.layer_names, p) == "layer0.conv..layer4.conv@edge/e1"
     for bad in ("nonsense", "layer0.conv@middle/e0", "layer9@edge/e0", "layer0.conv+layer2.conv@edge/e0"):
         with pytest.raises(UsageError):
-            parse_placement(table, bad)
+            parse_placement(table.layer_names, bad)
 
 
 def test_merge_bundles_takes_longest_profiled():
@@ -291,7 +291,7 @@ def test_cli_assumed_energy(tmp_path):
     assert rows and all(r.energy_source == "assumed:4" for r in rows)
     table, _ = assume_edge_power(load_profiles(prof), ROLES[EDGE], [4.0])
     for r in rows:
-        ev = evaluate(table, ROLES, LINK_PRESETS["wifi"], parse_placement(table, r.placement))
+        ev = evaluate(table, ROLES, LINK_PRESETS["wifi"], parse_placement(table.layer_names, r.placement))
         assert close(r.energy_j, ev.energy_j)
     assert sweep.energy_note(["assumed:4"]).startswith("edge energy ASSUMED")
 

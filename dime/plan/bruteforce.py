@@ -1,0 +1,67 @@
+"""Exhaustive search over placements: an independent check of the ILP on small models.
+
+Every composition of the n layers into bundles of at most K layers, times a role and a
+setting per bundle, is evaluated with dime.core.costs.evaluate. Exponential: n <= ~8 only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Iterator
+
+from dime.core.costs import CLOUD, EDGE, Assignment, Evaluation, evaluate
+from dime.errors import UsageError
+from dime.plan.problem import ENERGY, LATENCY, PlacementProblem, budget_with_slack
+
+MAX_LAYERS = 10
+
+
+def compositions(n: int, k: int) -> Iterator[list[tuple[int, int]]]:
+    """Every split of layers 0..n-1 into consecutive bundles of 1..k layers."""
+    if n == 0:
+        yield []
+        return
+    for length in range(1, min(k, n) + 1):
+        for rest in compositions(n - length, k):
+            yield [(0, length - 1)] + [(s + length, e + length) for s, e in rest]
+
+
+def placements(problem: PlacementProblem) -> Iterator[list[Assignment]]:
+    """Every placement allowed by the structure: bundle length, private layers, one setting per role."""
+    n = problem.table.n_layers
+    if n > MAX_LAYERS:
+        raise UsageError(f"brute force is for at most {MAX_LAYERS} layers, got {n}")
+    for comp in compositions(n, problem.k):
+        choices = []
+        for s, _ in comp:
+            opts = [(EDGE, t) for t in problem.roles[EDGE].settings]
+            if s >= problem.private_layers:
+                opts += [(CLOUD, t) for t in problem.roles[CLOUD].settings]
+            choices.append(opts)
+        for pick in itertools.product(*choices):
+            if problem.one_setting_per_device:
+                if any(len({t for r, t in pick if r == role}) > 1 for role in (EDGE, CLOUD)):
+                    continue
+            yield [Assignment(s, e, r, t) for (s, e), (r, t) in zip(comp, pick)]
+
+
+def _within(value: float, budget: float | None) -> bool:
+    return budget is None or value <= budget_with_slack(budget)
+
+
+def brute_force(problem: PlacementProblem) -> tuple[float, list[Assignment], Evaluation] | None:
+    """The optimum (objective value, placement, evaluation), or None when the budgets admit none."""
+    best: tuple[float, list[Assignment], Evaluation] | None = None
+    for placement in placements(problem):
+        ev = evaluate(problem.table, problem.roles, problem.link, placement)
+        if not _within(ev.latency_s, problem.max_latency_s):
+            continue
+        if problem.max_energy_j is not None and not _within(ev.energy_j, problem.max_energy_j):
+            continue
+        value = ev.latency_s if problem.objective == LATENCY else ev.energy_j
+        if problem.objective == ENERGY and math.isnan(value):
+            raise UsageError("the edge profile has no energy")
+        if best is None or value < best[0]:
+            best = (value, placement, ev)
+    return best

@@ -1,0 +1,236 @@
+"""Choose where each bundle of layers runs (edge or cloud) from profiles: `python -m dime.solve`.
+
+Example:
+    python -m dime.solve profiles/vit_b_16_*.csv --edge jetson --cloud a100 --link 4g \\
+        --objective energy --max-latency 0.2 --json placement.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from typing import Sequence
+
+from dime.cliargs import (
+    OneLineParser,
+    fraction,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_main,
+    setup_logging,
+)
+from dime.core.costs import ROLE_NAMES, transfers
+from dime.core.links import UP, Link, get_link
+from dime.core.placement import bundle_text
+from dime.errors import UsageError
+from dime.fileio import atomic_write_text
+from dime.plan import BACKEND_NAMES, OBJECTIVES, PlacementProblem, Solution, build_model
+from dime.profiling.reader import (
+    common_max_bundle,
+    isolated_chains,
+    load_profiles,
+    make_role,
+    require_bundles,
+    timing_contexts,
+)
+
+log = logging.getLogger("dime.solve")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The solve options, for this CLI and for a `dime solve` subcommand."""
+    p.add_argument("profiles", nargs="*", metavar="PROFILE", help="profile CSV files")
+    p.add_argument("--profile", dest="profile_opts", action="extend", nargs="+", default=[],
+                   metavar="PROFILE", help="profile CSV files (same as the positional ones)")
+    p.add_argument("--model", help="the model to place, when the files hold several")
+    p.add_argument("--edge", metavar="DEV", help="edge device (holds the input, gets the output back)")
+    p.add_argument("--cloud", metavar="DEV", help="cloud device")
+    p.add_argument("--edge-settings", metavar="LIST", help="comma list of edge settings (default: all)")
+    p.add_argument("--cloud-settings", metavar="LIST", help="comma list of cloud settings (default: all)")
+    p.add_argument("--link", metavar="NAME", help="link preset: 3g, 4g or wifi")
+    p.add_argument("--uplink-mbps", type=positive_float, metavar="MBPS",
+                   help="uplink rate (overrides the preset's)")
+    p.add_argument("--downlink-mbps", type=positive_float, metavar="MBPS",
+                   help="downlink rate (overrides the preset's)")
+    p.add_argument("--rtt-ms", type=float, metavar="MS", help="round-trip time; half of it is added per transfer")
+    p.add_argument("--max-bundle", type=positive_int, metavar="K",
+                   help="longest bundle in layers (default: the largest K profiled for every chosen setting)")
+    p.add_argument("--objective", choices=OBJECTIVES, default="latency", help="what to minimise (default latency)")
+    p.add_argument("--max-latency", type=positive_float, metavar="S", help="latency budget in seconds")
+    p.add_argument("--max-energy", type=positive_float, metavar="J", help="edge energy budget in joules")
+    p.add_argument("--private-layers", type=non_negative_int, default=0, metavar="N",
+                   help="the first N layers must run on the edge")
+    p.add_argument("--one-setting-per-device", action="store_true",
+                   help="each device runs all its bundles at one setting")
+    p.add_argument("--trim", type=fraction, default=0.1, metavar="F",
+                   help="fraction of runs dropped at each end before averaging (default 0.1)")
+    p.add_argument("--solver", choices=BACKEND_NAMES, default="auto",
+                   help="auto (gurobi if licensed and the model fits, else cbc), gurobi, cbc or highs")
+    p.add_argument("--time-limit", type=positive_float, metavar="S", help="solver time limit in seconds")
+    p.add_argument("--json", metavar="FILE", help="write the solution as JSON")
+    p.add_argument("--write-lp", metavar="FILE", help="write the ILP as LP (or MPS, for a .mps name)")
+    p.add_argument("-q", "--quiet", action="count", default=0, help="less output")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more output")
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog=prog or "python -m dime.solve",
+        description="Choose where each bundle of layers runs, edge or cloud, by an ILP over bundle profiles.",
+    )
+    add_arguments(p)
+    return p
+
+
+def _split(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    if not items:
+        raise UsageError(f"empty settings list {text!r}")
+    return items
+
+
+def _fmt(x: float | None, unit: str = "") -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:.6g}{' ' + unit if unit else ''}"
+
+
+def _link_text(link: Link) -> str:
+    return (f"{link.name} (up {link.uplink_mbps:g} Mbps, down {link.downlink_mbps:g} Mbps, "
+            f"rtt {link.rtt_ms:g} ms)")
+
+
+def format_report(problem: PlacementProblem, sol: Solution, data: dict, header: bool = True) -> str:
+    """The human-readable result; every number is taken from `data` (the JSON dict)."""
+    table = problem.table
+    lines: list[str] = []
+    if header:
+        roles = problem.roles
+        lines.append(
+            f"model {table.model}: {table.n_layers} layers; edge {roles[0].device} ({', '.join(roles[0].settings)}); "
+            f"cloud {roles[1].device} ({', '.join(roles[1].settings)})"
+        )
+        budgets = [f"min {problem.objective}", f"max bundle {problem.k}"]
+        if problem.max_latency_s is not None:
+            budgets.append(f"max latency {problem.max_latency_s:g} s")
+        if problem.max_energy_j is not None:
+            budgets.append(f"max energy {problem.max_energy_j:g} J")
+        if problem.private_layers:
+            budgets.append(f"private layers {problem.private_layers}")
+        if problem.one_setting_per_device:
+            budgets.append("one setting per device")
+        lines.append(f"link {_link_text(problem.link)}; {'; '.join(budgets)}")
+        lines.append("")
+    rows = [("#", "layers", "bundle", "role", "device", "setting", "latency_s", "energy_j")]
+    for i, (a, entry) in enumerate(zip(sol.placement, data["placement"]), 1):
+        rows.append((
+            str(i),
+            f"{a.start}" if a.start == a.end else f"{a.start}-{a.end}",
+            bundle_text(table.layer_names, a.start, a.end),
+            entry["role"],
+            entry["device"],
+            entry["setting"],
+            _fmt(entry["latency_s"]),
+            _fmt(entry["energy_j"]),
+        ))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    right = {0, 6, 7}
+    for r in rows:
+        cells = [r[c].rjust(widths[c]) if c in right else r[c].ljust(widths[c]) for c in range(len(r))]
+        lines.append("  ".join(cells).rstrip())
+    lines.append("")
+    moves = transfers(list(sol.placement), table.n_layers)
+    if moves:
+        parts = []
+        for cut, direction in moves:
+            where = f"before {table.layer_names[cut]}" if cut < table.n_layers else "of the output"
+            parts.append(f"{'up' if direction == UP else 'down'} {where} ({table.cut_bytes[cut]} B)")
+        lines.append(f"transfers: {', '.join(parts)}")
+    else:
+        lines.append("transfers: none (all on the edge)")
+    lines.append(
+        f"latency: {_fmt(data['latency_s'], 's')} = compute {_fmt(data['compute_latency_s'], 's')} "
+        f"+ communication {_fmt(data['comm_latency_s'], 's')}"
+    )
+    if data["energy_j"] is None:
+        lines.append("edge energy: not measured")
+    else:
+        assumed = " (assumed power)" if data["energy_assumed"] else ""
+        lines.append(
+            f"edge energy: {_fmt(data['energy_j'], 'J')} = compute {_fmt(data['compute_energy_j'], 'J')} "
+            f"+ communication {_fmt(data['comm_energy_j'], 'J')}{assumed}"
+        )
+    for note in data.get("profile_notes", []):
+        lines.append(f"note: {note}")
+    solver = f"solver: {data['solver']}, {data['status']}, {data['solve_time_s']:.3g} s"
+    if data["note"]:
+        solver += f" ({data['note']})"
+    lines.append(solver)
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose - args.quiet)
+    paths = list(args.profiles) + list(args.profile_opts)
+    if not paths:
+        raise UsageError("give one or more profile files")
+
+    table = load_profiles(paths, model=args.model, trim=args.trim)
+    for flag, value in (("--edge", args.edge), ("--cloud", args.cloud)):
+        if value is None:
+            raise UsageError(f"{flag} DEV is required; devices in the profiles: {', '.join(table.settings)}")
+    edge = make_role(table, args.edge, _split(args.edge_settings))
+    cloud = make_role(table, args.cloud, _split(args.cloud_settings))
+    roles = (edge, cloud)
+    if args.rtt_ms is not None and not (math.isfinite(args.rtt_ms) and args.rtt_ms >= 0):
+        raise UsageError(f"--rtt-ms must be >= 0, got {args.rtt_ms}")
+    link = get_link(args.link, args.uplink_mbps, args.downlink_mbps, args.rtt_ms)
+    if args.private_layers > table.n_layers:
+        raise UsageError(f"--private-layers {args.private_layers} exceeds the model's {table.n_layers} layers")
+
+    if args.max_bundle is None:
+        k = common_max_bundle(table, roles)
+    else:
+        k = min(args.max_bundle, table.n_layers)
+        require_bundles(table, roles, k)
+    problem = PlacementProblem(
+        table=table,
+        roles=roles,
+        link=link,
+        max_bundle=k,
+        objective=args.objective,
+        max_latency_s=args.max_latency,
+        max_energy_j=args.max_energy,
+        private_layers=args.private_layers,
+        one_setting_per_device=args.one_setting_per_device,
+    )
+    model = build_model(problem)
+    log.debug("model: %d variables, %d constraints", model.num_vars, model.num_constraints())
+    if args.write_lp:
+        model.write_lp(args.write_lp)
+        log.info("wrote the ILP to %s", args.write_lp)
+    sol = model.solve(args.solver, args.time_limit)
+
+    data = sol.to_json_dict(table, roles)
+    data["profile_notes"] = [
+        f"{len(run)} {ROLE_NAMES[run[0].role]} bundles in a row "
+        f"({' | '.join(table.bundle_name(a.start, a.end) for a in run)}) were each profiled in isolation; "
+        "run back to back they can cost more than their sum (profile with --context chain)"
+        for run in isolated_chains(sol.placement, roles, timing_contexts(paths))
+    ]
+    print(format_report(problem, sol, data, header=args.quiet == 0))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(data, indent=2) + "\n")
+        log.info("wrote %s", args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

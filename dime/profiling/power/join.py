@@ -1,0 +1,325 @@
+"""Turn power samples into energy per timed window; join external power logs with profiles.
+
+Library::
+
+    integrate_energy_j(times_s, power_w, t0, t1)   # trapezoid, interpolated at t0 and t1
+    estimate_offset_s(round_trips)                 # host - device clock offset
+    join_energy(timing_df, power_df, ...)          # fill energy_j for every timed window
+
+CLI (after profiling with ``--power smartpower3``, with the host's log copied over)::
+
+    python -m dime.energy join --timing profile.csv --power run1.csv --out joined.csv \\
+        [--offset-s X] [--power-column input_mw] [--clock host|meter] [--allow-sparse]
+    python -m dime.energy offset --host 127.0.0.1 --port 47031     # print the clock offset
+
+Each timing row's window [t_start_s, t_end_s] is in DEVICE ``time.monotonic()`` seconds; the
+power log's ``host_time_s`` is HOST monotonic time. The window is shifted by the offset (host
+minus device): ``--offset-s``, else a ``clock_offset_s`` column in the timing file, else 0 (same
+machine). If the timing file has a ``repeats`` column (the bundle ran that many times inside the
+window, as dime.profile writes it), the window's energy is divided by it. With
+``--idle-power-w W`` the idle energy W x latency_s is subtracted the way the profiler's
+--idle-baseline does: energy_total_j keeps the measured value, idle_power_w records W.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from dime.cliargs import run_main, setup_logging
+from dime.errors import DimeError, UsageError
+from dime.fileio import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+MIN_SAMPLES_PER_WINDOW = 2
+
+
+def _prepare(times_s: Sequence[float] | np.ndarray, power_w: Sequence[float] | np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    t = np.asarray(times_s, dtype=float)
+    p = np.asarray(power_w, dtype=float)
+    if t.ndim != 1 or t.shape != p.shape:
+        raise UsageError(f"times and power differ in shape: {t.shape} vs {p.shape}")
+    if t.size < 2:
+        raise UsageError(f"need at least 2 power samples, got {t.size}")
+    if not (np.isfinite(t).all() and np.isfinite(p).all()):
+        raise UsageError("power samples contain NaN or infinite values")
+    if np.any(np.diff(t) < 0):
+        order = np.argsort(t, kind="stable")
+        t, p = t[order], p[order]
+    return t, p
+
+
+def cumulative_energy_j(times_s: Sequence[float] | np.ndarray,
+                        power_w: Sequence[float] | np.ndarray,
+                        query_s: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Energy (J) from the first sample to each query time: trapezoid rule over the samples,
+    with power linearly interpolated at the query time. Queries must lie within the samples.
+    """
+    t, p = _prepare(times_s, power_w)
+    q = np.asarray(query_s, dtype=float)
+    seg = 0.5 * (p[1:] + p[:-1]) * np.diff(t)
+    cum = np.concatenate(([0.0], np.cumsum(seg)))
+    k = np.clip(np.searchsorted(t, q, side="right") - 1, 0, t.size - 2)
+    pq = np.interp(q, t, p)
+    return cum[k] + 0.5 * (p[k] + pq) * (q - t[k])
+
+
+def integrate_energy_j(times_s: Sequence[float] | np.ndarray,
+                       power_w: Sequence[float] | np.ndarray,
+                       t0: float, t1: float) -> float:
+    """Energy (J) over [t0, t1] from power samples (W) at `times_s` (s).
+
+    Trapezoid rule over the samples inside the window plus the two edge pieces, with the power at
+    t0 and t1 linearly interpolated between neighbouring samples (exact for piecewise-linear
+    power). Raises UsageError if the window is reversed or not covered by the samples.
+    """
+    t, p = _prepare(times_s, power_w)
+    if not (math.isfinite(t0) and math.isfinite(t1)) or t1 < t0:
+        raise UsageError(f"bad window [{t0}, {t1}]")
+    if t0 < t[0] or t1 > t[-1]:
+        raise UsageError(
+            f"window [{t0:.6f}, {t1:.6f}] s is outside the power samples "
+            f"[{t[0]:.6f}, {t[-1]:.6f}] s"
+        )
+    e = cumulative_energy_j(t, p, [t0, t1])
+    return float(e[1] - e[0])
+
+
+def estimate_offset_s(round_trips: Iterable[tuple[float, float, float]]) -> tuple[float, float]:
+    """Clock offset (remote minus local) from round trips (t_send, t_remote, t_recv).
+
+    Uses the fastest round trip (least queueing) and assumes the reply was stamped halfway:
+    offset = t_remote - (t_send + t_recv) / 2, uncertain by at most half its round trip.
+    Returns (offset_s, round_trip_s).
+    """
+    best: tuple[float, float] | None = None
+    for t_send, t_remote, t_recv in round_trips:
+        rtt = t_recv - t_send
+        if rtt < 0:
+            raise UsageError(f"round trip ends before it starts ({t_send} > {t_recv})")
+        offset = t_remote - 0.5 * (t_send + t_recv)
+        if best is None or rtt < best[1]:
+            best = (offset, rtt)
+    if best is None:
+        raise UsageError("no round trips to estimate a clock offset from")
+    return best
+
+
+# --------------------------------------------------------------------------------------------
+# joining
+
+
+def power_log_series(power, power_column: str = "input_mw", clock: str = "host"
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(host times s, power W) from a `dime.powerlog` CSV (as a DataFrame).
+
+    clock="host": the host's arrival stamps. clock="meter": the meter's own ms counter (even
+    spacing, no USB jitter), anchored to host time by the least-delayed line; the two crystals
+    drift apart by up to ~50 ppm, so prefer it for recordings of minutes, not hours.
+    """
+    if power_column not in power.columns:
+        raise UsageError(
+            f"power log has no column {power_column!r}; columns: {', '.join(power.columns)}"
+        )
+    if power_column.endswith("_mw"):
+        scale = 1e-3
+    elif power_column.endswith("_w"):
+        scale = 1.0
+    else:
+        raise UsageError(f"power column {power_column!r} must end in _mw or _w (its unit)")
+    if "host_time_s" not in power.columns:
+        raise UsageError("power log has no host_time_s column (not written by dime.powerlog?)")
+    p = power[power_column].to_numpy(dtype=float) * scale
+    host = power["host_time_s"].to_numpy(dtype=float)
+    if clock == "host":
+        t = host
+    elif clock == "meter":
+        if "meter_ms" not in power.columns:
+            raise UsageError("power log has no meter_ms column for --clock meter")
+        meter = power["meter_ms"].to_numpy(dtype=float) / 1000.0
+        if np.any(np.diff(meter) <= 0):
+            raise UsageError("meter_ms is not increasing (meter rebooted?); use --clock host")
+        t = meter + np.min(host - meter)
+    else:
+        raise UsageError(f"unknown clock {clock!r}; use host or meter")
+    return t, p
+
+
+def join_energy(timing, power, *, offset_s: float | None = None,
+                power_column: str = "input_mw", clock: str = "host",
+                allow_sparse: bool = False, source: str = "smartpower3",
+                idle_power_w: float | None = None):
+    """A copy of `timing` (DataFrame) with energy_j and energy_source filled from `power`.
+
+    Rows without t_start_s/t_end_s are left unchanged. Raises UsageError when windows fall
+    outside the log, or (unless `allow_sparse`) when a window holds fewer than 2 samples.
+    """
+    import pandas as pd
+
+    for col in ("t_start_s", "t_end_s"):
+        if col not in timing.columns:
+            raise UsageError(
+                f"timing file has no {col} column (profile with a deferred meter, e.g. "
+                "--power smartpower3, to get window timestamps)"
+            )
+    t, p = power_log_series(power, power_column, clock)
+    t, p = _prepare(t, p)
+    out = timing.copy()
+    start = out["t_start_s"].to_numpy(dtype=float)
+    end = out["t_end_s"].to_numpy(dtype=float)
+    ok = np.isfinite(start) & np.isfinite(end)
+    if not ok.any():
+        raise UsageError("no timing row has both t_start_s and t_end_s")
+    if (~ok).any():
+        log.warning("%d rows have no window timestamps; left unchanged", int((~ok).sum()))
+    if offset_s is not None:
+        off = np.full(len(out), float(offset_s))
+    elif "clock_offset_s" in out.columns:
+        off = out["clock_offset_s"].to_numpy(dtype=float)
+        if not np.isfinite(off[ok]).all():
+            raise UsageError("clock_offset_s has empty values; pass --offset-s")
+    else:
+        log.warning("no --offset-s and no clock_offset_s column: assuming device and host "
+                    "share one clock (offset 0)")
+        off = np.zeros(len(out))
+    a, b = start[ok] + off[ok], end[ok] + off[ok]
+    if np.any(b < a):
+        raise UsageError(f"{int((b < a).sum())} windows end before they start")
+    outside = (a < t[0]) | (b > t[-1])
+    if outside.any():
+        raise UsageError(
+            f"{int(outside.sum())} of {len(a)} windows fall outside the power log (log covers "
+            f"{t[0]:.3f}..{t[-1]:.3f} s host time; windows span {a.min():.3f}..{b.max():.3f} s "
+            "after the offset): check --offset-s and that the recording covers the whole run"
+        )
+    n_inside = np.searchsorted(t, b, side="right") - np.searchsorted(t, a, side="left")
+    sparse = n_inside < MIN_SAMPLES_PER_WINDOW
+    if sparse.any():
+        interval_ms = 1000 * float(np.median(np.diff(t)))
+        window_ms = 1000 * float(np.median(b - a))
+        msg = (
+            f"{int(sparse.sum())} of {len(a)} windows hold fewer than {MIN_SAMPLES_PER_WINDOW} "
+            f"power samples (median window {window_ms:.1f} ms, log interval {interval_ms:.1f} "
+            "ms): repeat each bundle for a longer window (profile with a larger --min-window) "
+            "or log faster"
+        )
+        if not allow_sparse:
+            raise UsageError(msg + "; --allow-sparse joins anyway")
+        log.warning("%s", msg)
+    e = cumulative_energy_j(t, p, b) - cumulative_energy_j(t, p, a)
+    if "repeats" in out.columns:
+        runs = pd.to_numeric(out["repeats"], errors="coerce").to_numpy(dtype=float)[ok]
+        if not (np.isfinite(runs).all() and (runs >= 1).all()):
+            raise UsageError("repeats must be a positive number on every timed row")
+        e = e / runs
+    if idle_power_w is not None:
+        if "latency_s" not in out.columns:
+            raise UsageError("--idle-power-w needs a latency_s column")
+        latency = pd.to_numeric(out["latency_s"], errors="coerce").to_numpy(dtype=float)[ok]
+        total = np.full(len(out), np.nan)
+        total[ok] = e
+        idle = np.full(len(out), np.nan)
+        idle[ok] = float(idle_power_w)
+        if "energy_total_j" in out.columns:
+            old = pd.to_numeric(out["energy_total_j"], errors="coerce").to_numpy(dtype=float)
+            total[~ok] = old[~ok]
+        if "idle_power_w" in out.columns:
+            old = pd.to_numeric(out["idle_power_w"], errors="coerce").to_numpy(dtype=float)
+            idle[~ok] = old[~ok]
+        out["energy_total_j"] = total
+        out["idle_power_w"] = idle
+        e = e - float(idle_power_w) * latency
+    if "energy_j" in out.columns:
+        energy = pd.to_numeric(out["energy_j"], errors="coerce").to_numpy(dtype=float, copy=True)
+    else:
+        energy = np.full(len(out), np.nan)
+    energy[ok] = e
+    out["energy_j"] = energy
+    if "energy_source" in out.columns:
+        src = np.array(out["energy_source"].tolist(), dtype=object)
+    else:
+        src = np.full(len(out), "", dtype=object)
+    src[ok] = source
+    out["energy_source"] = src
+    return out
+
+
+def join_files(timing_path: str, power_path: str, out_path: str, **kw) -> int:
+    """Read both CSVs, join, write `out_path` atomically; returns the number of rows joined."""
+    import pandas as pd
+
+    try:
+        timing = pd.read_csv(timing_path)
+        power = pd.read_csv(power_path)
+    except FileNotFoundError:
+        raise
+    except (ValueError, pd.errors.ParserError) as e:
+        raise UsageError(f"cannot read CSV: {e}") from e
+    if power.empty:
+        raise UsageError(f"power log {power_path} has no samples")
+    out = join_energy(timing, power, **kw)
+    atomic_write_text(out_path, out.to_csv(index=False))
+    n = int((out["energy_source"] == kw.get("source", "smartpower3")).sum())
+    log.info("joined energy for %d rows into %s", n, out_path)
+    return n
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m dime.energy",
+                                description="energy from external power logs")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    sub = p.add_subparsers(dest="command", required=True)
+    j = sub.add_parser("join", help="fill energy_j of timed windows from a power log")
+    j.add_argument("--timing", required=True, help="profile CSV with t_start_s, t_end_s")
+    j.add_argument("--power", required=True, help="CSV written by python -m dime.powerlog")
+    j.add_argument("--out", required=True, help="output CSV (written atomically)")
+    j.add_argument("--offset-s", type=float, default=None,
+                   help="host minus device monotonic time (default: the clock_offset_s column, "
+                        "else 0)")
+    j.add_argument("--power-column", default="input_mw",
+                   help="power column (unit from its suffix _mw or _w); default input_mw")
+    j.add_argument("--clock", choices=("host", "meter"), default="host",
+                   help="time base of the samples (default host arrival stamps)")
+    j.add_argument("--allow-sparse", action="store_true",
+                   help="join windows with fewer than 2 samples (warn instead of failing)")
+    j.add_argument("--source", default="smartpower3", help="energy_source label to write")
+    j.add_argument("--idle-power-w", type=float, default=None,
+                   help="subtract this idle power x latency_s (keeps energy_total_j)")
+    o = sub.add_parser("offset", help="print host minus device clock offset (run on the device)")
+    o.add_argument("--host", default="127.0.0.1")
+    o.add_argument("--port", type=int, default=None)
+    o.add_argument("--rounds", type=int, default=20)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    if args.command == "join":
+        join_files(args.timing, args.power, args.out, offset_s=args.offset_s,
+                   power_column=args.power_column, clock=args.clock,
+                   allow_sparse=args.allow_sparse, source=args.source,
+                   idle_power_w=args.idle_power_w)
+        return 0
+    if args.command == "offset":
+        from dime.profiling.power.powerlog import DEFAULT_PORT, PowerLogClient
+
+        with PowerLogClient(args.host, args.port or DEFAULT_PORT) as client:
+            print(f"{client.estimate_offset_s(args.rounds):.6f}")
+        return 0
+    raise DimeError(f"unknown command {args.command}")  # argparse prevents this
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

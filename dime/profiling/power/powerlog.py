@@ -1,0 +1,636 @@
+"""Host-side logger for an ODROID SmartPower3 on a serial port, driven over TCP.
+
+The SmartPower3 sits between the power supply and the device under test and streams one line
+per sample over USB serial. This module runs on the HOST PC the meter is plugged into::
+
+    python -m dime.powerlog serve --serial /dev/ttyUSB0 --baud 115200 \\
+        --bind 127.0.0.1 --port 47031 --dir power-logs
+
+Each line is stamped with the host's ``time.monotonic()`` as it arrives, checked (17 fields,
+8-bit two's-complement sum and 8-bit xor over everything before the checksum fields) and, while a
+recording is active, appended to ``DIR/<name>.csv`` (written as ``DIR/.<name>.csv.part`` and
+renamed on stop). Corrupt lines are dropped and counted.
+
+Protocol: one command per line (UTF-8, at most 1024 bytes), one reply line each::
+
+    ping          -> pong
+    time          -> time <host monotonic seconds>      (for clock-offset round trips)
+    start NAME    -> ok started <sanitized name>          (stops a running recording first)
+    stop          -> ok stopped <name> lines=<good> corrupt=<bad> file=<name>.csv
+    status        -> ok recording=<name or -> lines=<good> corrupt=<bad> serial=<ok or error>
+    quit          -> bye (closes the connection)
+    anything else -> error <reason>
+
+Names from the network are sanitized: characters outside [A-Za-z0-9._-] become "_", leading
+dots/dashes are dropped, ".csv" is implied; an empty or dots-only name is refused. The server
+binds loopback unless told otherwise: the device under test reaches it through an SSH tunnel
+(``ssh -R 47031:127.0.0.1:47031 device``) or, on a trusted network, ``--bind 0.0.0.0``.
+
+This module needs only the standard library (termios: Linux/macOS hosts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import os
+import re
+import select
+import signal
+import socket
+import socketserver
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from functools import reduce
+from pathlib import Path
+from typing import Sequence
+
+from dime.cliargs import run_main, setup_logging
+from dime.errors import MeterError, UsageError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 47031
+LINE_BYTES = 81
+LINE_FIELDS = 17
+MAX_COMMAND_BYTES = 1024
+CSV_COLUMNS: tuple[str, ...] = (
+    "host_time_s", "meter_ms",
+    "input_mv", "input_ma", "input_mw", "input_low",
+    "ch0_mv", "ch0_ma", "ch0_mw", "ch0_on", "ch0_int",
+    "ch1_mv", "ch1_ma", "ch1_mw", "ch1_on", "ch1_int",
+)
+_NAME_RE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+# --------------------------------------------------------------------------------------------
+# the SmartPower3 line format
+
+
+def line_checksums(data: bytes) -> tuple[int, int]:
+    """(8-bit two's complement of the byte sum, 8-bit xor) of `data`."""
+    return (-sum(data)) & 0xFF, reduce(lambda a, b: a ^ b, data, 0)
+
+
+def format_line(
+    ms: int,
+    input_mv: int, input_ma: int, input_mw: int, input_low: int,
+    ch0: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0),
+    ch1: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0),
+) -> bytes:
+    """A line as the SmartPower3 firmware prints it (81 bytes with CRLF for in-range values).
+
+    `ch0`/`ch1` are (mV, mA, mW, on/off, interrupt flags).
+    """
+    data = (
+        f"{ms:010d},{input_mv:05d},{input_ma:04d},{input_mw:05d},{input_low:1d},"
+        f"{ch0[0]:05d},{ch0[1]:04d},{ch0[2]:05d},{ch0[3]:1d},{ch0[4]:02x},"
+        f"{ch1[0]:05d},{ch1[1]:04d},{ch1[2]:05d},{ch1[3]:1d},{ch1[4]:02x},"
+    ).encode("ascii")
+    s, x = line_checksums(data)
+    return data + f"{s:02x},{x:02x}\r\n".encode("ascii")
+
+
+def parse_line(line: bytes) -> tuple[int, ...]:
+    """Check and parse one line; returns the 15 data values (meter_ms first).
+
+    Raises ValueError (with the reason) for a corrupt line.
+    """
+    body = line.rstrip(b"\r\n")
+    try:
+        text = body.decode("ascii")
+    except UnicodeDecodeError:
+        raise ValueError("not ASCII") from None
+    fields = text.split(",")
+    if len(fields) != LINE_FIELDS:
+        raise ValueError(f"{len(fields)} fields, expected {LINE_FIELDS}")
+    cut = body.rfind(b",", 0, body.rfind(b",")) + 1  # start of the checksum fields
+    try:
+        want_sum, want_xor = int(fields[15], 16), int(fields[16], 16)
+    except ValueError:
+        raise ValueError("bad checksum field") from None
+    got_sum, got_xor = line_checksums(body[:cut])
+    if (got_sum, got_xor) != (want_sum, want_xor):
+        raise ValueError(
+            f"checksum {got_sum:02x},{got_xor:02x} != {want_sum:02x},{want_xor:02x}"
+        )
+    try:
+        values = [int(f, 16) if i in (9, 14) else int(f) for i, f in enumerate(fields[:15])]
+    except ValueError:
+        raise ValueError("non-numeric field") from None
+    if len(line) != LINE_BYTES:
+        log.debug("powerlog: line of %d bytes (expected %d) passed its checksums", len(line),
+                  LINE_BYTES)
+    return tuple(values)
+
+
+def sanitize_name(raw: str) -> str:
+    """A safe file stem from a name sent over the network; ValueError if none is left."""
+    name = raw.strip()
+    if name.lower().endswith(".csv"):
+        name = name[:-4]
+    name = _NAME_RE.sub("_", name).lstrip(".-")[:100]
+    if not name or not set(name) - {".", "_", "-"}:
+        raise ValueError(f"unusable recording name {raw!r}")
+    return name
+
+
+# --------------------------------------------------------------------------------------------
+# serial port
+
+
+def open_serial(path: str, baud: int) -> int:
+    """Open a tty raw (8N1, no flow control, no echo) at `baud`; returns the fd."""
+    import termios
+
+    speed = getattr(termios, f"B{baud}", None)
+    if speed is None:
+        raise UsageError(f"unsupported baud rate {baud}")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    except PermissionError as e:
+        raise MeterError(
+            f"permission denied opening {path}: add yourself to the dialout group or run as root"
+        ) from e
+    except OSError as e:
+        raise MeterError(f"cannot open serial port {path}: {e.strerror or e}") from e
+    try:
+        iflag, oflag, cflag, lflag, _, _, cc = termios.tcgetattr(fd)
+        iflag &= ~(termios.IGNBRK | termios.BRKINT | termios.PARMRK | termios.ISTRIP
+                   | termios.INLCR | termios.IGNCR | termios.ICRNL | termios.IXON | termios.IXOFF)
+        oflag &= ~termios.OPOST
+        lflag &= ~(termios.ECHO | termios.ECHONL | termios.ICANON | termios.ISIG | termios.IEXTEN)
+        cflag &= ~(termios.CSIZE | termios.PARENB | termios.CSTOPB | getattr(termios, "CRTSCTS", 0))
+        cflag |= termios.CS8 | termios.CREAD | termios.CLOCAL
+        cc[termios.VMIN] = 1
+        cc[termios.VTIME] = 0
+        termios.tcsetattr(fd, termios.TCSANOW, [iflag, oflag, cflag, lflag, speed, speed, cc])
+    except termios.error as e:
+        os.close(fd)
+        raise MeterError(f"{path} is not a serial port: {e}") from e
+    return fd
+
+
+# --------------------------------------------------------------------------------------------
+# recordings
+
+
+class _Recording:
+    def __init__(self, out_dir: Path, name: str) -> None:
+        self.name = name
+        self.path = out_dir / f"{name}.csv"
+        self.part = out_dir / f".{name}.csv.part"
+        if self.path.parent.resolve() != out_dir.resolve():  # paranoia: sanitize_name forbids
+            raise ValueError(f"recording path {self.path} escapes {out_dir}")
+        self.file = open(self.part, "w", encoding="ascii", newline="")
+        self.file.write(",".join(CSV_COLUMNS) + "\n")
+        self.good = 0
+        self.corrupt = 0
+
+    def write(self, host_t: float, values: tuple[int, ...]) -> None:
+        self.file.write(f"{host_t:.6f}," + ",".join(str(v) for v in values) + "\n")
+        self.good += 1
+
+    def close(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        if self.path.exists():
+            log.warning("powerlog: overwriting %s", self.path)
+        os.replace(self.part, self.path)
+
+
+# --------------------------------------------------------------------------------------------
+# the server
+
+
+class _TCPServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    powerlog: "PowerLogServer"
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    def setup(self) -> None:
+        super().setup()
+        try:
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+    def handle(self) -> None:
+        server: PowerLogServer = self.server.powerlog  # type: ignore[attr-defined]
+        peer = "%s:%s" % self.client_address[:2]
+        log.info("powerlog: client %s connected", peer)
+        try:
+            while True:
+                raw = self.rfile.readline(MAX_COMMAND_BYTES + 1)
+                if not raw:
+                    break
+                if len(raw) > MAX_COMMAND_BYTES:
+                    self.wfile.write(b"error command too long\n")
+                    break
+                reply = server.handle_command(raw.decode("utf-8", "replace"))
+                self.wfile.write(reply.encode("utf-8") + b"\n")
+                self.wfile.flush()
+                if reply == "bye":
+                    break
+        except (ConnectionError, OSError) as e:
+            log.info("powerlog: client %s dropped: %s", peer, e)
+        log.info("powerlog: client %s disconnected", peer)
+
+
+class PowerLogServer:
+    """Reads a SmartPower3 serial stream and serves the recording protocol over TCP.
+
+    `serial_fd` (an already-open fd) replaces `serial_path` in tests. `start()` runs everything
+    in background threads; `address` is then the bound (host, port); `shutdown()` stops all and
+    finalizes an active recording.
+    """
+
+    def __init__(
+        self,
+        serial_path: str | None,
+        out_dir: str | os.PathLike,
+        baud: int = 115200,
+        bind: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        serial_fd: int | None = None,
+    ) -> None:
+        self.serial_path = serial_path
+        self.baud = int(baud)
+        self.out_dir = Path(out_dir)
+        self.bind = bind
+        self.port = int(port)
+        self._fd = serial_fd
+        self._own_fd = serial_fd is None
+        self._lock = threading.Lock()
+        self._recording: _Recording | None = None
+        self._stop = threading.Event()
+        self._reader: threading.Thread | None = None
+        self._tcp: _TCPServer | None = None
+        self._tcp_thread: threading.Thread | None = None
+        self.serial_error: str | None = None
+        self.good_lines = 0
+        self.corrupt_lines = 0
+
+    # ---- lifecycle
+
+    def start(self) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self._fd is None:
+            if not self.serial_path:
+                raise UsageError("no serial port given")
+            self._fd = open_serial(self.serial_path, self.baud)
+        if self.bind not in ("127.0.0.1", "localhost", "::1"):
+            log.warning(
+                "powerlog: listening on %s: anyone who can reach this port can start and stop "
+                "recordings in %s", self.bind, self.out_dir,
+            )
+        try:
+            self._tcp = _TCPServer((self.bind, self.port), _Handler)
+        except OSError as e:
+            if self._own_fd:
+                os.close(self._fd)
+                self._fd = None
+            raise MeterError(f"cannot listen on {self.bind}:{self.port}: {e.strerror or e}") from e
+        self._tcp.powerlog = self
+        self._reader = threading.Thread(target=self._read_serial, name="powerlog serial",
+                                        daemon=True)
+        self._reader.start()
+        self._tcp_thread = threading.Thread(target=self._tcp.serve_forever,
+                                            kwargs={"poll_interval": 0.1},
+                                            name="powerlog tcp", daemon=True)
+        self._tcp_thread.start()
+        log.info("powerlog: reading %s, listening on %s:%d, writing to %s",
+                 self.serial_path or f"fd {self._fd}", *self.address, self.out_dir)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self._tcp is None:
+            return self.bind, self.port
+        host, port = self._tcp.server_address[:2]
+        return str(host), int(port)
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        if self._tcp is not None:
+            self._tcp.shutdown()
+            self._tcp.server_close()
+            self._tcp = None
+        if self._reader is not None:
+            self._reader.join(timeout=5.0)
+            self._reader = None
+        with self._lock:
+            if self._recording is not None:
+                rec = self._recording
+                self._recording = None
+                rec.close()
+                log.info("powerlog: saved %s (%d lines) on shutdown", rec.path, rec.good)
+        if self._own_fd and self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "PowerLogServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # ---- serial side
+
+    def _read_serial(self) -> None:
+        fd = self._fd
+        assert fd is not None
+        buf = b""
+        while not self._stop.is_set():
+            try:
+                ready, _, _ = select.select([fd], [], [], 0.1)
+            except (OSError, ValueError) as e:
+                self.serial_error = f"select failed: {e}"
+                break
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except BlockingIOError:
+                continue
+            except OSError as e:
+                if e.errno == errno.EINTR:
+                    continue
+                self.serial_error = f"serial read failed: {e.strerror or e}"
+                break
+            t = time.monotonic()
+            if not chunk:
+                self.serial_error = "serial port closed (EOF)"
+                break
+            buf += chunk
+            while True:
+                i = buf.find(b"\n")
+                if i < 0:
+                    break
+                line, buf = buf[: i + 1], buf[i + 1 :]
+                self._on_line(line, t)
+            if len(buf) > 4 * LINE_BYTES:  # no newline in a long while: garbage
+                self._count_corrupt("no line end")
+                buf = b""
+        if self.serial_error:
+            log.error("powerlog: %s", self.serial_error)
+
+    def _count_corrupt(self, why: str) -> None:
+        with self._lock:
+            self.corrupt_lines += 1
+            if self._recording is not None:
+                self._recording.corrupt += 1
+        log.debug("powerlog: dropped a line: %s", why)
+
+    def _on_line(self, line: bytes, t: float) -> None:
+        try:
+            values = parse_line(line)
+        except ValueError as e:
+            self._count_corrupt(str(e))
+            return
+        with self._lock:
+            self.good_lines += 1
+            if self._recording is not None:
+                self._recording.write(t, values)
+
+    # ---- commands
+
+    def handle_command(self, text: str) -> str:
+        """One protocol command in, one reply line out. Never raises."""
+        try:
+            return self._command(text)
+        except Exception as e:  # a bad command must not take the server down
+            log.exception("powerlog: command %r failed", text[:80])
+            return f"error internal: {type(e).__name__}: {e}".replace("\n", " ")
+
+    def _command(self, text: str) -> str:
+        parts = text.strip().split()
+        if not parts:
+            return "error empty command"
+        cmd, args = parts[0].lower(), parts[1:]
+        if cmd == "ping" and not args:
+            return "pong"
+        if cmd == "time" and not args:
+            return f"time {time.monotonic():.9f}"
+        if cmd == "start":
+            if len(args) != 1:
+                return "error usage: start NAME"
+            return self._start(args[0])
+        if cmd == "stop" and not args:
+            return self._stop_recording()
+        if cmd == "status" and not args:
+            with self._lock:
+                name = self._recording.name if self._recording else "-"
+                return (
+                    f"ok recording={name} lines={self.good_lines} corrupt={self.corrupt_lines} "
+                    f"serial={'error' if self.serial_error else 'ok'}"
+                )
+        if cmd == "quit" and not args:
+            return "bye"
+        shown = re.sub(r"[^\x20-\x7e]", "?", parts[0])[:40]
+        return f"error unknown command '{shown}' (try: start NAME, stop, time, ping, status, quit)"
+
+    def _start(self, raw_name: str) -> str:
+        try:
+            name = sanitize_name(raw_name)
+        except ValueError as e:
+            return f"error {e}"
+        if self.serial_error:
+            return f"error {self.serial_error}"
+        note = ""
+        with self._lock:
+            if self._recording is not None:
+                old = self._recording
+                old.close()
+                note = f" (stopped {old.name})"
+                log.warning("powerlog: start %s while recording %s: stopped it", name, old.name)
+            try:
+                self._recording = _Recording(self.out_dir, name)
+            except (OSError, ValueError) as e:
+                self._recording = None
+                return f"error cannot create {name}.csv: {e}"
+        log.info("powerlog: recording %s", name)
+        return f"ok started {name}{note}"
+
+    def _stop_recording(self) -> str:
+        with self._lock:
+            rec = self._recording
+            if rec is None:
+                return "error not recording"
+            self._recording = None
+            rec.close()
+        log.info("powerlog: saved %s (%d lines, %d corrupt)", rec.path, rec.good, rec.corrupt)
+        return f"ok stopped {rec.name} lines={rec.good} corrupt={rec.corrupt} file={rec.path.name}"
+
+
+# --------------------------------------------------------------------------------------------
+# the client (device side)
+
+
+@dataclass(frozen=True)
+class RoundTrip:
+    t_send_s: float  # device monotonic time before sending "time"
+    t_host_s: float  # host monotonic time in the reply
+    t_recv_s: float  # device monotonic time after the reply
+
+
+class PowerLogClient:
+    """Talks to a `PowerLogServer` from the device under test. One connection, reused."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
+                 timeout_s: float = 5.0) -> None:
+        self.host = host
+        self.port = int(port)
+        self.timeout_s = float(timeout_s)
+        self._sock: socket.socket | None = None
+        self._rfile = None
+
+    def connect(self) -> None:
+        if self._sock is not None:
+            return
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.timeout_s)
+        except OSError as e:
+            raise MeterError(
+                f"cannot reach the power logger at {self.host}:{self.port} ({e.strerror or e}); "
+                "start it on the host: python -m dime.powerlog serve --serial PORT --dir DIR"
+            ) from e
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
+        self._rfile = sock.makefile("rb")
+
+    def _drop(self) -> None:
+        if self._rfile is not None:
+            self._rfile.close()
+        if self._sock is not None:
+            self._sock.close()
+        self._sock = None
+        self._rfile = None
+
+    def close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.sendall(b"quit\n")
+            except OSError:
+                pass
+        self._drop()
+
+    def __enter__(self) -> "PowerLogClient":
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, command: str) -> str:
+        """Send one command, return the reply line; an ``error ...`` reply raises MeterError."""
+        self.connect()
+        assert self._sock is not None and self._rfile is not None
+        try:
+            self._sock.sendall(command.encode("utf-8") + b"\n")
+            reply = self._rfile.readline(MAX_COMMAND_BYTES + 1)
+        except OSError as e:
+            self._drop()
+            raise MeterError(f"power logger at {self.host}:{self.port}: {e}") from e
+        if not reply:
+            self._drop()
+            raise MeterError(f"power logger at {self.host}:{self.port} closed the connection")
+        text = reply.decode("utf-8", "replace").strip()
+        if text.startswith("error"):
+            raise MeterError(f"power logger: {text}")
+        return text
+
+    def ping(self) -> float:
+        """Round-trip time in seconds."""
+        t0 = time.monotonic()
+        self.request("ping")
+        return time.monotonic() - t0
+
+    def round_trip(self) -> RoundTrip:
+        self.connect()
+        t0 = time.monotonic()
+        reply = self.request("time")
+        t1 = time.monotonic()
+        try:
+            host = float(reply.split()[1])
+        except (IndexError, ValueError) as e:
+            raise MeterError(f"power logger: bad time reply {reply!r}") from e
+        return RoundTrip(t0, host, t1)
+
+    def estimate_offset_s(self, rounds: int = 20) -> float:
+        """host monotonic time minus device monotonic time, from the fastest of `rounds` trips."""
+        from dime.profiling.power.join import estimate_offset_s
+
+        trips = [self.round_trip() for _ in range(max(1, rounds))]
+        offset, rtt = estimate_offset_s([(r.t_send_s, r.t_host_s, r.t_recv_s) for r in trips])
+        log.info("powerlog: clock offset %.6f s (best round trip %.3f ms)", offset, 1000 * rtt)
+        return offset
+
+    def start(self, name: str) -> str:
+        """Start recording to NAME.csv on the host; returns the name the host used."""
+        reply = self.request(f"start {name}")
+        return reply.split()[2]
+
+    def stop(self) -> dict[str, str]:
+        """Stop recording; returns {'name':..., 'lines':..., 'corrupt':..., 'file':...}."""
+        reply = self.request("stop")
+        parts = reply.split()
+        out = {"name": parts[2]}
+        out.update(p.split("=", 1) for p in parts[3:] if "=" in p)  # type: ignore[arg-type]
+        return out
+
+    def status(self) -> dict[str, str]:
+        parts = self.request("status").split()
+        return dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m dime.powerlog", description=__doc__.split("\n")[0])
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="log a SmartPower3 and serve start/stop over TCP")
+    s.add_argument("--serial", required=True, help="serial port, e.g. /dev/ttyUSB0")
+    s.add_argument("--baud", type=int, default=115200, help="default 115200 (5 ms logs: >=230400)")
+    s.add_argument("--bind", default="127.0.0.1", help="address to listen on (default loopback)")
+    s.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    s.add_argument("--dir", required=True, help="folder for the CSV recordings")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"bad port {args.port}")
+    server = PowerLogServer(args.serial, args.dir, baud=args.baud, bind=args.bind, port=args.port)
+    stop = threading.Event()
+
+    def _on_term(signum: int, frame: object) -> None:
+        stop.set()
+
+    prev_term = signal.signal(signal.SIGTERM, _on_term)
+    server.start()
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, prev_term)
+        server.shutdown()
+        log.info("powerlog: %d good lines, %d corrupt", server.good_lines, server.corrupt_lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,580 @@
+"""Bundle profiler: time (and meter) every bundle of 1..K consecutive layers at every
+operating point, fed with the saved feature maps.
+
+Rows are flushed once per bundle, so an interrupted run loses at most the bundle in
+flight; re-running the same command resumes and skips what is done.
+
+`python -m dime.profile --model alexnet --device-name my-cpu --torch-device cpu
+ --max-bundle 8 --iterations 10 --runs 3 --threads 1,2 --samples samples/alexnet
+ --out profiles/alexnet-my-cpu.csv`
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import itertools
+import json
+import logging
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from dime.capture.models import SplitModel, load_model, resolve_torch_device
+from dime.capture.samples import Manifest, load_tensors
+from dime.cliargs import run_main, setup_logging
+from dime.errors import ModelError, UsageError
+from dime.fileio import atomic_write_text
+from dime.profiling.schema import PROFILE_COLUMNS, REQUIRED_COLUMNS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """One setting to profile at: its label, kind, and how to enter it."""
+
+    label: str
+    kind: str
+    apply: Callable[[], None] = field(compare=False, repr=False)
+
+
+@dataclass
+class ProfileConfig:
+    device_name: str
+    torch_device: str = "cpu"
+    max_bundle: int = 1
+    iterations: int = 10
+    runs: int = 3
+    warmup: int = 3
+    assume_power_w: list[float] | None = None  # one value, or one per setting
+    min_window_s: float | None = None  # meter window; default: the meter's own
+    idle_baseline: bool = False
+    # "isolated": a bundle's runs back to back (DIME's way); "chain": each timed run follows an
+    # untimed run of the layers before it, so caches hold what they hold inside a chain
+    context: str = "isolated"
+    bundles: str | None = None  # only these, e.g. "conv1..fc3,conv1"; default every bundle up to max_bundle
+    command: str = ""
+
+
+CONTEXTS = ("isolated", "chain")
+
+
+class Timer:
+    """Wall time of a call: perf_counter_ns on CPU, CUDA events on a GPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+
+    def time_s(self, fn: Callable[[], Any], repeats: int = 1) -> float:
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize()
+            start.record()
+            for _ in range(repeats):
+                fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1000.0
+        t0 = time.perf_counter_ns()
+        for _ in range(repeats):
+            fn()
+        return (time.perf_counter_ns() - t0) / 1e9
+
+
+class ProfileFile:
+    """A profile CSV opened for appending, repaired and indexed for resuming."""
+
+    def __init__(self, path: Path, expected_rows: int) -> None:
+        self.path = path
+        self.expected_rows = expected_rows
+        self.done: set[tuple[str, str, str, str]] = set()  # (model, device, setting, bundle)
+        self._prepare()
+
+    def _prepare(self) -> None:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            atomic_write_text(self.path, ",".join(PROFILE_COLUMNS) + "\n")
+            return
+        text = self.path.read_text(encoding="utf-8", errors="replace")
+        lines = text.splitlines(keepends=True)
+        header = next(csv.reader([lines[0]])) if lines else []
+        upgrade = header != list(PROFILE_COLUMNS)
+        if upgrade and not (set(REQUIRED_COLUMNS) <= set(header) <= set(PROFILE_COLUMNS)):
+            raise UsageError(
+                f"{self.path} exists but is not a dime profile (other columns); choose another --out or move it away"
+            )
+        rows: list[list[str]] = []
+        dropped_lines = 0
+        for line in lines[1:]:
+            if not line.endswith("\n"):
+                dropped_lines += 1  # torn write at a kill
+                continue
+            fields = next(csv.reader([line]))
+            if len(fields) != len(header):
+                dropped_lines += 1
+                continue
+            rows.append(fields)
+        idx = {c: i for i, c in enumerate(header)}
+        counts: dict[tuple[str, str, str, str], int] = {}
+        for r in rows:
+            k = (r[idx["model"]], r[idx["device"]], r[idx["setting"]], r[idx["bundle"]])
+            counts[k] = counts.get(k, 0) + 1
+        self.done = {k for k, c in counts.items() if c == self.expected_rows}
+        partial = [k for k in counts if k not in self.done]
+        if dropped_lines or partial or upgrade:
+            keep = [
+                dict(zip(header, r)) for r in rows
+                if (r[idx["model"]], r[idx["device"]], r[idx["setting"]], r[idx["bundle"]]) in self.done
+            ]
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=PROFILE_COLUMNS, restval="", lineterminator="\n")
+            w.writeheader()
+            w.writerows(keep)
+            atomic_write_text(self.path, buf.getvalue())
+            if upgrade:
+                log.info("%s: columns brought up to this profiler version", self.path)
+        if dropped_lines or partial:
+            log.warning(
+                "%s: dropped %d incomplete bundle(s) and %d broken line(s) from an interrupted run",
+                self.path, len(partial), dropped_lines,
+            )
+        if self.done:
+            log.info("%s: resuming, %d bundle/setting pairs already done", self.path, len(self.done))
+
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=PROFILE_COLUMNS, lineterminator="\n", extrasaction="raise")
+        w.writerows(rows)
+        # One write per bundle: a kill mid-write leaves at most a torn tail, repaired on resume.
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def thread_points(threads: Sequence[int]) -> list[OperatingPoint]:
+    for t in threads:
+        if t < 1:
+            raise UsageError(f"--threads: thread counts must be >= 1, got {t}")
+    return [OperatingPoint(f"threads={t}", "threads", lambda t=t: torch.set_num_threads(t)) for t in threads]
+
+
+def combine_points(a: list[OperatingPoint], b: list[OperatingPoint]) -> list[OperatingPoint]:
+    """Cross product of two kinds of operating points (e.g. frequency x threads)."""
+    if not a:
+        return b
+    if not b:
+        return a
+    out = []
+    for p, q in itertools.product(a, b):
+        def both(p: OperatingPoint = p, q: OperatingPoint = q) -> None:
+            p.apply()
+            q.apply()
+
+        out.append(OperatingPoint(f"{p.label};{q.label}", f"{p.kind};{q.kind}", both))
+    return out
+
+
+def _bundles(n: int, k: int) -> list[tuple[int, int]]:
+    return [(s, e) for s in range(n) for e in range(s, min(n, s + k))]
+
+
+def parse_bundles(model: SplitModel, text: str) -> list[tuple[int, int]]:
+    """`FIRST..LAST` or `LAYER` items (names or indices), comma-separated, as (start, end)."""
+    out = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        first, _, last = item.partition("..")
+        try:
+            s, e = model.index(_layer_ref(first)), model.index(_layer_ref(last or first))
+        except ModelError as err:
+            raise UsageError(f"--bundles {item}: {err}") from None
+        if e < s:
+            raise UsageError(f"--bundles {item}: {last} comes before {first}")
+        out.append((s, e))
+    if not out:
+        raise UsageError("--bundles: empty list")
+    return list(dict.fromkeys(out))
+
+
+def _layer_ref(text: str) -> str | int:
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def _host_info(device: torch.device) -> dict[str, str]:
+    info = {"host": platform.node(), "machine": platform.machine(), "cpu": platform.processor()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info["cpu_count"] = str(os.cpu_count())
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def profile(
+    model: SplitModel,
+    samples: Path,
+    out: Path,
+    config: ProfileConfig,
+    points: list[OperatingPoint],
+    meter: Any = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Profile every bundle of 1..max_bundle layers at every operating point."""
+    from tqdm import tqdm
+
+    manifest = Manifest.load(samples)
+    if manifest.layer_names != list(model.layer_names):
+        raise UsageError(
+            f"feature maps in {samples} are for layers {manifest.layer_names[:3]}..., "
+            f"not those of {model.name}; regenerate them with `python -m dime.samples`"
+        )
+    n = len(model.layer_names)
+    if not 1 <= config.max_bundle:
+        raise UsageError("--max-bundle must be >= 1")
+    k = min(config.max_bundle, n)
+    bundles = parse_bundles(model, config.bundles) if config.bundles else _bundles(n, k)
+    if config.bundles:
+        k = max(e - s + 1 for s, e in bundles)
+    if config.iterations < 1 or config.runs < 1 or config.warmup < 0:
+        raise UsageError("--iterations and --runs must be >= 1, --warmup >= 0")
+    powers = config.assume_power_w
+    if powers is not None and len(powers) not in (1, len(points)):
+        raise UsageError(f"--assume-power: give one value or one per setting ({len(points)})")
+    device = resolve_torch_device(config.torch_device)
+    if config.context not in CONTEXTS:
+        raise UsageError(f"--context must be one of {', '.join(CONTEXTS)}, got {config.context!r}")
+    if config.context == "chain" and meter is not None:
+        raise UsageError("--context chain times one run at a time; a power meter needs back-to-back repeats "
+                         "(use --context isolated with --power)")
+    _check_same_context(out, config.context)
+    pfile = ProfileFile(out, config.iterations * config.runs)
+    host = _host_info(device)
+    meta = {
+        "model": model.name,
+        "device": config.device_name,
+        "torch_device": str(device),
+        "layers": list(model.layer_names),
+        "max_bundle": k,
+        "iterations": config.iterations,
+        "runs": config.runs,
+        "warmup": config.warmup,
+        "settings": [p.label for p in points],
+        "weights": str(model.weights),
+        "feature_maps": manifest.image_source,
+        "torch_version": torch.__version__,
+        "python": platform.python_version(),
+        "command": config.command,
+        "context": config.context,
+        "energy": (meter.name if meter else ("assumed" if powers else "none")),
+        **host,
+    }
+    atomic_write_text(out.with_name(out.name + ".meta.json"), json.dumps(meta, indent=2) + "\n")
+    timer = Timer(device)
+    todo = [
+        (p_i, b) for p_i, p in enumerate(points) for b in bundles
+        if (model.name, config.device_name, p.label, model.bundle_name(*b)) not in pfile.done
+    ]
+    total = len(points) * len(bundles)
+    bar = tqdm(total=total, initial=total - len(todo), desc=f"profile {model.name}", unit="bundle",
+               disable=not progress, file=sys.stderr)
+    written = 0
+    for p_i, group in itertools.groupby(todo, key=lambda t: t[0]):
+        point = points[p_i]
+        point.apply()
+        inputs_by_start: dict[int, list[tuple[torch.Tensor, ...]]] = {}
+        model_inputs = _load_inputs(samples, manifest, model.layer_names[0], device) if config.context == "chain" else []
+        idle_w = _idle_power_w(meter, config) if (meter and config.idle_baseline) else None
+        for _, (s, e) in group:
+            if s not in inputs_by_start:
+                inputs_by_start = {s: _load_inputs(samples, manifest, model.layer_names[s], device)}
+            rows = _profile_bundle(model, s, e, inputs_by_start[s], device, timer, config, point, meter, idle_w,
+                                   powers[p_i if len(powers) > 1 else 0] if powers else None, model_inputs)
+            pfile.append(rows)
+            written += 1
+            bar.update(1)
+    bar.close()
+    return {"bundles": len(bundles), "settings": len(points), "profiled": written, "skipped": total - len(todo)}
+
+
+def _load_inputs(samples: Path, manifest: Manifest, layer: str, device: torch.device) -> list[tuple[torch.Tensor, ...]]:
+    folder = samples / layer
+    out = []
+    for sid in manifest.images:
+        path = folder / f"{sid}.pt"
+        if not path.is_file():
+            raise UsageError(f"feature map missing: {path}; rerun `python -m dime.samples`")
+        out.append(tuple(t.to(device) for t in load_tensors(path)))
+    return out
+
+
+def _check_same_context(out: Path, context: str) -> None:
+    """Resuming must not mix bundles timed in different contexts in one file."""
+    meta = out.with_name(out.name + ".meta.json")
+    if not (out.is_file() and meta.is_file()):
+        return
+    try:
+        before = json.loads(meta.read_text()).get("context", "isolated")
+    except (OSError, ValueError, AttributeError):
+        return
+    with open(out, encoding="utf-8") as f:
+        has_rows = sum(1 for _ in itertools.islice(f, 2)) > 1
+    if has_rows and before != context:
+        raise UsageError(f"{out} was profiled with --context {before}; resume with the same or choose another --out")
+
+
+def _idle_power_w(meter: Any, config: ProfileConfig) -> float:
+    window = config.min_window_s or meter.min_window_s
+    e0, t0 = meter.energy_j(), time.monotonic()
+    time.sleep(window)
+    return (meter.energy_j() - e0) / (time.monotonic() - t0)
+
+
+def _profile_bundle(
+    model: SplitModel,
+    s: int,
+    e: int,
+    inputs: list[tuple[torch.Tensor, ...]],
+    device: torch.device,
+    timer: Timer,
+    config: ProfileConfig,
+    point: OperatingPoint,
+    meter: Any,
+    idle_w: float | None,
+    assumed_w: float | None,
+    model_inputs: Sequence[tuple[torch.Tensor, ...]] = (),
+) -> list[dict[str, Any]]:
+    mod = model.bundle(s, e).to(device)  # built once per bundle and setting
+    prefix = model.bundle(0, s - 1).to(device) if (s > 0 and model_inputs) else None
+
+    def bundle_input(i: int) -> tuple[torch.Tensor, ...]:
+        if prefix is None:
+            return inputs[i % len(inputs)]
+        out = prefix(*model_inputs[i % len(model_inputs)])  # untimed: puts caches in the chain's state
+        if timer.cuda:
+            torch.cuda.synchronize()
+        return out
+
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    common = {
+        "model": model.name,
+        "device": config.device_name,
+        "setting": point.label,
+        "setting_kind": point.kind,
+        "bundle": model.bundle_name(s, e),
+        "start": model.layer_names[s],
+        "end": model.layer_names[e],
+        "in_bytes": model.cut_bytes[s],
+        "out_bytes": model.cut_bytes[e + 1],
+        "torch_device": str(device),
+        "host": platform.node(),
+        "torch_version": torch.__version__,
+        "timestamp": stamp,
+    }
+    rows = []
+    with torch.inference_mode():
+        warm = 0.0
+        for w in range(config.warmup):
+            x = bundle_input(w)
+            warm = timer.time_s(lambda: mod(*x))
+        repeats = 1
+        if meter is not None:
+            window = config.min_window_s or meter.min_window_s
+            est = warm or timer.time_s(lambda: mod(*inputs[0]))
+            repeats = max(1, math.ceil(window / max(est, 1e-7)))
+        for run in range(config.runs):
+            for it in range(config.iterations):
+                x = bundle_input(it)
+                e0 = meter.energy_j() if meter is not None else 0.0
+                t0 = time.monotonic()
+                elapsed = timer.time_s(lambda: mod(*x), repeats)
+                t1 = time.monotonic()
+                latency = elapsed / repeats
+                row = dict(common, iteration=it, run=run, latency_s=f"{latency:.9g}", t_start_s=f"{t0:.6f}",
+                           t_end_s=f"{t1:.6f}", repeats=repeats, energy_j="", energy_source="",
+                           energy_total_j="", idle_power_w="", clock_offset_s="")
+                if getattr(meter, "deferred", False):
+                    # energy comes later from `dime energy join` over [t_start_s, t_end_s]
+                    row["energy_source"] = meter.name
+                    if getattr(meter, "offset_s", None) is not None:
+                        row["clock_offset_s"] = f"{meter.offset_s:.6f}"
+                    rows.append(row)
+                    continue
+                if meter is not None:
+                    total = (meter.energy_j() - e0) / repeats
+                    if math.isfinite(total):
+                        row["energy_source"] = meter.name
+                        if idle_w is not None:
+                            row["energy_total_j"] = f"{total:.9g}"
+                            row["idle_power_w"] = f"{idle_w:.6g}"
+                            total -= idle_w * latency
+                        row["energy_j"] = f"{total:.9g}"
+                elif assumed_w is not None:
+                    row["energy_j"] = f"{assumed_w * latency:.9g}"
+                    row["energy_source"] = f"assumed:{assumed_w:g}"
+                rows.append(row)
+    return rows
+
+
+def _float_list(text: str, flag: str) -> list[float]:
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
+    if not vals or any(not (v >= 0 and math.isfinite(v)) for v in vals):
+        raise UsageError(f"{flag}: expected non-negative numbers, got {text!r}")
+    return vals
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{flag}: expected comma-separated integers, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dime profile", description="Profile every bundle of consecutive layers.")
+    p.add_argument("--model", required=True, help="torchvision model name or package.module:callable")
+    p.add_argument("--weights", help="state-dict file (default: local cache, else seeded random init)")
+    p.add_argument("--cuts", help="comma-separated module/node names to cut after (as given to dime.samples)")
+    p.add_argument("--device-name", help="name of this device in the profile, e.g. jetson-nano (default: host name)")
+    p.add_argument("--torch-device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--max-bundle", type=int, default=None, help="longest bundle in layers (default: all layers)")
+    p.add_argument("--bundles", metavar="LIST",
+                   help="profile only these bundles: FIRST..LAST or LAYER, names or indices, comma-separated")
+    p.add_argument("--iterations", type=int, default=10, help="timed calls per run, cycling over the samples")
+    p.add_argument("--runs", type=int, default=3, help="runs per bundle")
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls before timing each bundle")
+    p.add_argument("--threads", help="CPU thread counts to profile as settings, e.g. 1,2")
+    p.add_argument("--dvfs", default="none", choices=["none", "cpufreq", "jetson-gpu", "nvml-gpu"],
+                   help="operating-point controller (frequencies)")
+    p.add_argument("--settings", default="all", help="frequencies (Hz) to profile, comma-separated, or all")
+    p.add_argument("--sysfs-root", default="/", help="root of /sys (for tests and containers)")
+    p.add_argument("--power", default="none", choices=["none", "nvml", "jetson", "rapl", "smartpower3"],
+                   help="power meter")
+    p.add_argument("--nvml-index", type=int, metavar="N",
+                   help="NVML index of the GPU to meter (default: N of --torch-device cuda:N, else 0)")
+    p.add_argument("--powerlog", help="HOST:PORT of the smartpower3 logger (python -m dime.powerlog serve)")
+    p.add_argument("--min-window", type=float, help="least measured window per run in s (default: per meter)")
+    p.add_argument("--idle-baseline", action="store_true", help="subtract idle power at the same setting")
+    p.add_argument("--assume-power", help="no meter: energy = W x latency; one W or one per setting")
+    p.add_argument("--context", choices=CONTEXTS, default="isolated",
+                   help="isolated: time each bundle back to back (default); chain: before each timed run, run "
+                        "the layers before the bundle untimed, as in a chain of bundles on one device")
+    p.add_argument("--samples", type=Path, help="feature maps folder (default samples/<model>)")
+    p.add_argument("--out", type=Path, help="profile CSV to write or resume (default results/profiles/<model>-<device>.csv)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    return p
+
+
+def _controller_points(args: argparse.Namespace, stack: ExitStack) -> list[OperatingPoint]:
+    if args.dvfs == "none":
+        return []
+    from dime.profiling.device import make_controller
+
+    ctl = stack.enter_context(make_controller(args.dvfs, sysfs_root=args.sysfs_root))
+    available = ctl.settings()
+    if args.settings == "all":
+        chosen = available
+    else:
+        chosen = [s.strip() for s in args.settings.split(",") if s.strip()]
+        unknown = [s for s in chosen if s not in available]
+        if unknown:
+            raise UsageError(f"--settings {','.join(unknown)} not available; choose from {','.join(available)}")
+    return [OperatingPoint(s, ctl.kind, lambda s=s: ctl.apply(s)) for s in chosen]
+
+
+def _nvml_index(args: argparse.Namespace) -> int:
+    """The GPU to meter: --nvml-index, else N of --torch-device cuda:N (CUDA and NVML count
+    alike unless CUDA_VISIBLE_DEVICES or CUDA_DEVICE_ORDER say otherwise), else 0."""
+    if args.nvml_index is not None:
+        if args.nvml_index < 0:
+            raise UsageError(f"--nvml-index must be >= 0, got {args.nvml_index}")
+        return args.nvml_index
+    if os.environ.get("CUDA_VISIBLE_DEVICES"):
+        log.warning("CUDA_VISIBLE_DEVICES is set: CUDA's GPU numbers may not be NVML's; give --nvml-index")
+    try:
+        dev = torch.device(args.torch_device)
+    except RuntimeError:
+        return 0
+    return (dev.index or 0) if dev.type == "cuda" else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(-1 if args.quiet else 0)
+    if args.power != "none" and args.assume_power:
+        raise UsageError("--assume-power is for devices without a meter; drop it or --power")
+    model = load_model(args.model, args.weights, args.cuts.split(",") if args.cuts else None)
+    samples = args.samples or Path("samples") / model.name.replace(":", "_")
+    device_name = args.device_name or platform.node() or "this-host"
+    out = args.out or Path("results") / "profiles" / f"{model.name.replace(':', '_')}-{device_name}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    config = ProfileConfig(
+        device_name=device_name,
+        torch_device=args.torch_device,
+        max_bundle=args.max_bundle or len(model.layer_names),
+        iterations=args.iterations,
+        runs=args.runs,
+        warmup=args.warmup,
+        assume_power_w=_float_list(args.assume_power, "--assume-power") if args.assume_power else None,
+        min_window_s=args.min_window,
+        idle_baseline=args.idle_baseline,
+        context=args.context,
+        bundles=args.bundles,
+        command=" ".join(shlex.quote(a) for a in ["python", "-m", "dime.profile", *(argv if argv is not None else sys.argv[1:])]),
+    )
+    threads_before = torch.get_num_threads()
+    with ExitStack() as stack:
+        stack.callback(torch.set_num_threads, threads_before)
+        points = combine_points(
+            _controller_points(args, stack),
+            thread_points(_int_list(args.threads, "--threads")) if args.threads else [],
+        ) or [OperatingPoint("default", "default", lambda: None)]
+        meter = None
+        if args.power != "none":
+            from dime.profiling.meters import make_meter
+
+            if args.powerlog and args.power != "smartpower3":
+                raise UsageError("--powerlog is for --power smartpower3")
+            if args.idle_baseline and args.power == "smartpower3":
+                raise UsageError("--idle-baseline needs energy on this device; with smartpower3 use "
+                                 "`dime energy join --idle-power-w` instead")
+            kw: dict[str, Any] = {"endpoint": args.powerlog} if args.powerlog else {}
+            if args.power == "nvml":
+                kw["device_index"] = _nvml_index(args)
+            meter = make_meter(args.power, sysfs_root=args.sysfs_root, **kw)
+            if meter is None:
+                raise UsageError(f"--power {args.power}: no such meter on this machine (see the log above)")
+            meter.start()
+            stack.callback(meter.stop)
+        summary = profile(model, samples, out, config, points, meter, progress=not args.quiet)
+    if not args.quiet:
+        print(
+            f"{model.name} on {device_name}: {summary['profiled']} bundle/setting pairs profiled, "
+            f"{summary['skipped']} already done; {summary['bundles']} bundles x {summary['settings']} settings "
+            f"in {out}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,408 @@
+"""Read bundle profiles (CSV, one row per timed run) into a CostTable.
+
+Each row times one run of one bundle (a run of consecutive layers, named by its
+first and last layer and by the "+"-joined layer names) on one (device, setting).
+Runs of the same bundle are reduced to a trimmed mean, separately for latency and
+energy, so that a few outliers (a cold cache, a scheduler hiccup) do not decide a
+placement. This module does not import torch: the solver runs where torch is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from dime.core.costs import Assignment, BundleCost, CostTable, Role, segments
+from dime.errors import ProfileError, UsageError
+from dime.profiling.schema import REQUIRED_COLUMNS
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+
+_KEY_COLUMNS = ("model", "device", "setting", "bundle", "start", "end")
+_NUMERIC_COLUMNS = ("latency_s", "energy_j", "in_bytes", "out_bytes")
+
+
+def load_profiles(
+    paths: PathLike | Sequence[PathLike], model: str | None = None, trim: float = 0.1
+) -> CostTable:
+    """Read one or more profile CSVs of one model into a CostTable.
+
+    `model` picks the model when the files hold several. `trim` is the fraction of
+    runs dropped at each end (fastest and slowest) before averaging: floor(n * trim)
+    runs each side, separately for latency_s and energy_j.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if not paths:
+        raise UsageError("no profile files given")
+    if not (0.0 <= trim < 0.5):
+        raise UsageError(f"trim must be in [0, 0.5), got {trim}")
+    files = [str(p) for p in paths]
+    frames = [_read_one(p) for p in files]
+    df = pd.concat(frames, ignore_index=True)
+    for c in df.columns:
+        if not c.startswith("_") and c not in _NUMERIC_COLUMNS:
+            df[c] = df[c].fillna("")  # optional text columns absent from some files
+    where = _files_label(files)
+
+    models = list(dict.fromkeys(df["model"]))
+    if model is None:
+        if len(models) > 1:
+            raise ProfileError(
+                f"{where}: several models ({', '.join(models)}); choose one with --model"
+            )
+        model = models[0]
+    elif model not in models:
+        raise ProfileError(f"{where}: no rows for model {model!r}; models: {', '.join(models)}")
+    df = df[df["model"] == model].reset_index(drop=True)
+
+    layer_names = _layer_order(df, where)
+    index = {name: i for i, name in enumerate(layer_names)}
+    df["_s"] = df["start"].map(index)
+    df["_e"] = df["end"].map(index)
+    cut_bytes = _cut_bytes(df, layer_names, where)
+
+    settings: dict[str, tuple[str, ...]] = {}
+    for device, setting in dict.fromkeys(zip(df["device"], df["setting"])):
+        settings[device] = settings.get(device, ()) + (setting,)
+    setting_kinds: dict[tuple[str, str], str] = {}
+    if "setting_kind" in df.columns:
+        for device, setting, kind in zip(df["device"], df["setting"], df["setting_kind"]):
+            if kind and (device, setting) not in setting_kinds:
+                setting_kinds[(device, setting)] = kind
+
+    costs = _aggregate(df, trim, layer_names)
+    table = CostTable(
+        model=model,
+        layer_names=tuple(layer_names),
+        cut_bytes=tuple(cut_bytes),
+        settings=settings,
+        costs=costs,
+        setting_kinds=setting_kinds,
+        sources=tuple(files),
+    )
+    log.debug(
+        "read %d runs of %s (%d layers, %d bundle costs) from %s",
+        len(df), model, len(layer_names), len(costs), where,
+    )
+    return table
+
+
+def make_role(table: CostTable, device: str, settings: Iterable[str] | None = None) -> Role:
+    """A Role for `device`, restricted to `settings` (default: all its profiled settings)."""
+    if device not in table.settings:
+        raise ProfileError(
+            f"{_files_label(table.sources)}: unknown device {device!r}; "
+            f"known devices: {', '.join(table.settings)}"
+        )
+    known = table.settings[device]
+    if settings is None:
+        return Role(device, known)
+    chosen = tuple(dict.fromkeys(settings))
+    if not chosen:
+        raise UsageError(f"no settings chosen for device {device}")
+    for s in chosen:
+        if s not in known:
+            raise ProfileError(
+                f"{_files_label(table.sources)}: device {device} has no setting {s!r}; "
+                f"its settings: {', '.join(known)}"
+            )
+    return Role(device, chosen)
+
+
+def missing_bundle(table: CostTable, device: str, setting: str, max_bundle: int) -> tuple[int, int] | None:
+    """The first bundle of 1..max_bundle layers (by length, then start) without a cost."""
+    n = table.n_layers
+    for k in range(1, min(max_bundle, n) + 1):
+        for s in range(n - k + 1):
+            if (device, setting, s, s + k - 1) not in table.costs:
+                return s, s + k - 1
+    return None
+
+
+def require_bundles(table: CostTable, roles: Sequence[Role], max_bundle: int) -> None:
+    """Raise ProfileError naming the first bundle up to max_bundle layers that is not profiled."""
+    for role in roles:
+        for setting in role.settings:
+            miss = missing_bundle(table, role.device, setting, max_bundle)
+            if miss is not None:
+                s, e = miss
+                raise ProfileError(
+                    f"{_files_label(table.sources)}: no runs of bundle {table.bundle_name(s, e)} "
+                    f"({e - s + 1} layers) on {role.device} ({setting}); max bundle {max_bundle} "
+                    f"needs every bundle of up to {max_bundle} layers "
+                    f"(profiled up to {table.max_bundle(role.device, setting)})"
+                )
+
+
+def common_max_bundle(table: CostTable, roles: Sequence[Role]) -> int:
+    """The largest K with every bundle of 1..K layers profiled for every role setting."""
+    k = min(table.max_bundle(r.device, s) for r in roles for s in r.settings)
+    if k == 0:
+        require_bundles(table, roles, 1)  # raises, naming the missing one-layer bundle
+    return k
+
+
+def trimmed_mean(values: np.ndarray, trim: float) -> float:
+    """Mean after dropping floor(n * trim) of the smallest and of the largest values."""
+    v = np.sort(np.asarray(values, dtype=float))
+    drop = int(math.floor(len(v) * trim))
+    if drop:
+        v = v[drop : len(v) - drop]
+    return float(v.mean())
+
+
+def _files_label(files: Sequence[str]) -> str:
+    if not files:
+        return "profiles"
+    if len(files) <= 3:
+        return ", ".join(files)
+    return f"{files[0]} and {len(files) - 1} more files"
+
+
+def _read_one(path: str) -> pd.DataFrame:
+    p = Path(path)
+    if not p.exists():
+        raise ProfileError(f"{path}: profile file not found")
+    if p.is_dir():
+        raise ProfileError(f"{path}: is a folder, not a profile CSV")
+    try:
+        # Everything as text first: numbers are checked column by column below so that
+        # a bad cell gets a message naming its line instead of a dtype error.
+        df = pd.read_csv(p, dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise ProfileError(f"{path}: empty file, not a profile CSV") from None
+    except pd.errors.ParserError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "parse error"
+        raise ProfileError(f"{path}: not a CSV file ({first})") from None
+    except UnicodeDecodeError:
+        raise ProfileError(f"{path}: not a text CSV file (undecodable bytes)") from None
+    except OSError as e:
+        raise ProfileError(f"{path}: cannot read ({e.strerror or e})") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ProfileError(f"{path}: not a profile CSV, missing columns: {', '.join(missing)}")
+    if df.empty:
+        raise ProfileError(f"{path}: no rows (header only)")
+    df = df.copy()
+    for c in df.columns:
+        df[c] = df[c].str.strip()
+    df["_file"] = path
+    df["_line"] = np.arange(len(df)) + 2  # line 1 is the header
+    for c in _KEY_COLUMNS:
+        bad = df[c] == ""
+        if bad.any():
+            raise ProfileError(f"{path}: line {df['_line'][bad.idxmax()]}: empty {c}")
+    _check_numbers(df, path)
+    return df
+
+
+def _check_numbers(df: pd.DataFrame, path: str) -> None:
+    """Parse latency_s, energy_j, in_bytes, out_bytes in place; raise on bad cells."""
+
+    def fail(col: str, i: int, what: str) -> ProfileError:
+        return ProfileError(f"{path}: line {df['_line'][i]}: {col} {df[col][i]!r} {what}")
+
+    lat_raw = df["latency_s"]
+    lat = pd.to_numeric(lat_raw, errors="coerce")
+    bad = lat.isna() | ~np.isfinite(lat.fillna(0.0))
+    if bad.any():
+        i = bad.idxmax()
+        if lat_raw[i] == "":
+            raise ProfileError(f"{path}: line {df['_line'][i]}: latency_s is empty")
+        raise fail("latency_s", i, "is not a number" if pd.isna(lat[i]) else "is not finite")
+    if (lat < 0).any():
+        raise fail("latency_s", (lat < 0).idxmax(), "is negative")
+
+    en_raw = df["energy_j"]
+    empty = en_raw.str.lower().isin(["", "nan"])
+    en = pd.to_numeric(en_raw.where(~empty, "nan"), errors="coerce")
+    bad = en.isna() & ~empty
+    if bad.any():
+        raise fail("energy_j", bad.idxmax(), "is not a number")
+    if (~np.isfinite(en) & ~empty).any():
+        raise fail("energy_j", (~np.isfinite(en) & ~empty).idxmax(), "is not finite")
+    if (en < 0).any():
+        raise fail("energy_j", (en < 0).idxmax(), "is negative")
+
+    for col in ("in_bytes", "out_bytes"):
+        num = pd.to_numeric(df[col], errors="coerce")
+        ok = num.notna() & np.isfinite(num.fillna(0.0)) & (num.fillna(-1) >= 0)
+        ok &= num.fillna(0.5) == np.floor(num.fillna(0.5))
+        if not ok.all():
+            raise fail(col, (~ok).idxmax(), "is not a non-negative whole number")
+        df[col] = num.astype(np.int64)
+    df["latency_s"] = lat.astype(float)
+    df["energy_j"] = en.astype(float)
+    df["_energy_empty"] = empty
+
+
+def _layer_order(df: pd.DataFrame, where: str) -> list[str]:
+    """The layer sequence implied by the bundle strings.
+
+    Multi-layer bundles fix which layer follows which; every bundle string must agree.
+    Layers linked by no bundle (profiles of 1-layer bundles only) keep the order in
+    which the file first starts a bundle at them.
+    """
+
+    def at(i: int) -> str:
+        return f"{df['_file'][i]}: line {df['_line'][i]}"
+
+    first_row: dict[str, int] = {}
+    for i, s in enumerate(df["start"]):
+        first_row.setdefault(s, i)
+    succ: dict[str, str] = {}
+    pred: dict[str, str] = {}
+    witness: dict[str, str] = {}  # layer -> bundle that fixed its successor
+    seen_bundles: dict[str, int] = {}
+    for i, (bundle, start, end) in enumerate(zip(df["bundle"], df["start"], df["end"])):
+        if bundle in seen_bundles:
+            j = seen_bundles[bundle]
+            if (df["start"][j], df["end"][j]) != (start, end):
+                raise ProfileError(
+                    f"{at(i)}: bundle {bundle} has start/end {start}/{end} "
+                    f"but {at(j)} says {df['start'][j]}/{df['end'][j]}"
+                )
+            continue
+        seen_bundles[bundle] = i
+        if start == end:
+            if bundle != start:
+                raise ProfileError(
+                    f"{at(i)}: bundle {bundle!r} has start == end == {start!r} "
+                    "but is not that one layer"
+                )
+            first_row.setdefault(start, i)
+            continue
+        names = bundle.split("+")
+        if len(names) < 2 or names[0] != start or names[-1] != end:
+            raise ProfileError(
+                f"{at(i)}: bundle {bundle!r} does not run from start {start!r} to end {end!r}"
+            )
+        if len(set(names)) != len(names):
+            raise ProfileError(f"{at(i)}: bundle {bundle!r} repeats a layer")
+        for a, b in zip(names, names[1:]):
+            for layer in (a, b):
+                first_row.setdefault(layer, i)
+            if succ.get(a, b) != b:
+                raise ProfileError(
+                    f"{where}: inconsistent layer order: bundle {bundle} puts {b} after {a} "
+                    f"but bundle {witness[a]} puts {succ[a]} there"
+                )
+            if pred.get(b, a) != a:
+                raise ProfileError(
+                    f"{where}: inconsistent layer order: bundle {bundle} puts {a} before {b} "
+                    f"but another bundle puts {pred[b]} there"
+                )
+            succ[a], pred[b] = b, a
+            witness[a] = bundle
+
+    layers = list(first_row)
+    heads = sorted((l for l in layers if l not in pred), key=lambda l: first_row[l])
+    order: list[str] = []
+    for head in heads:
+        node: str | None = head
+        while node is not None:
+            order.append(node)
+            node = succ.get(node)
+    if len(order) != len(layers):
+        stuck = [l for l in layers if l not in set(order)]
+        raise ProfileError(f"{where}: inconsistent layer order: the bundles make a cycle through {stuck[0]}")
+    if len(heads) > 1:
+        log.debug("layer order of %d unlinked segments taken from row order in %s", len(heads), where)
+    return order
+
+
+def _cut_bytes(df: pd.DataFrame, layer_names: list[str], where: str) -> list[int]:
+    """Bytes crossing each cut; every bundle meeting a cut must report the same size."""
+    n = len(layer_names)
+    found: dict[int, tuple[int, str, str]] = {}  # cut -> (bytes, column, bundle)
+
+    def record(cut: int, nbytes: int, col: str, bundle: str) -> None:
+        prev = found.get(cut)
+        if prev is None:
+            found[cut] = (nbytes, col, bundle)
+        elif prev[0] != nbytes:
+            at = f"before layer {layer_names[cut]}" if cut < n else "after the last layer"
+            raise ProfileError(
+                f"{where}: inconsistent sizes at the cut {at}: {prev[1]} {prev[0]} of bundle {prev[2]} "
+                f"but {col} {nbytes} of bundle {bundle}"
+            )
+
+    for s, b, nb in zip(df["_s"], df["bundle"], df["in_bytes"]):
+        record(int(s), int(nb), "in_bytes", b)
+    for e, b, nb in zip(df["_e"], df["bundle"], df["out_bytes"]):
+        record(int(e) + 1, int(nb), "out_bytes", b)
+    missing = [k for k in range(n + 1) if k not in found]
+    if missing:
+        k = missing[0]
+        raise ProfileError(
+            f"{where}: no bundle starts at layer {layer_names[k]} or ends just before it; "
+            "the size of its input is unknown"
+        )
+    return [found[k][0] for k in range(n + 1)]
+
+
+def _aggregate(df: pd.DataFrame, trim: float, layer_names: list[str]) -> dict[tuple[str, str, int, int], BundleCost]:
+    has_source = "energy_source" in df.columns
+    lat = df["latency_s"].to_numpy()
+    en = df["energy_j"].to_numpy()
+    empty = df["_energy_empty"].to_numpy()
+    source = df["energy_source"].to_numpy() if has_source else None
+    costs: dict[tuple[str, str, int, int], BundleCost] = {}
+    groups = df.groupby(["device", "setting", "_s", "_e"], sort=False).indices
+    for (device, setting, s, e), idx in groups.items():
+        s, e = int(s), int(e)
+        n_empty = int(empty[idx].sum())
+        if n_empty == len(idx):
+            energy = None
+        elif n_empty:
+            i = idx[np.argmax(empty[idx])]
+            raise ProfileError(
+                f"{df['_file'][i]}: line {df['_line'][i]}: energy_j is empty in {n_empty} of {len(idx)} runs "
+                f"of bundle {'+'.join(layer_names[s : e + 1])} on {device} ({setting}); "
+                "either every run has energy or none"
+            )
+        else:
+            energy = trimmed_mean(en[idx], trim)
+        src = ""
+        if source is not None:
+            src = next((x for x in source[idx] if x), "")
+        costs[(device, setting, s, e)] = BundleCost(
+            latency_s=trimmed_mean(lat[idx], trim), energy_j=energy, energy_source=src, runs=len(idx)
+        )
+    return costs
+
+
+def timing_contexts(paths: Iterable[PathLike]) -> dict[str, str]:
+    """device -> how its bundles were timed ("isolated", "chain" or "mixed"), from the
+    `.meta.json` the profiler writes beside each CSV; devices without one are left out.
+    Files from before `--context` existed were timed in isolation."""
+    found: dict[str, set[str]] = {}
+    for p in paths:
+        meta = Path(p).with_name(Path(p).name + ".meta.json")
+        try:
+            info = json.loads(meta.read_text(encoding="utf-8"))
+            device = str(info["device"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        found.setdefault(device, set()).add(str(info.get("context", "isolated")))
+    return {d: (c.pop() if len(c) == 1 else "mixed") for d, c in found.items()}
+
+
+def isolated_chains(placement: Sequence[Assignment], roles: Sequence[Role],
+                    contexts: dict[str, str]) -> list[list[Assignment]]:
+    """Runs of two or more consecutive bundles on one role whose device was timed in
+    isolation: their predicted cost is the sum of bundles each timed back to back alone,
+    which on CPUs with warm caches can be less than the chain really costs."""
+    return [bs for role, _, _, bs in segments(placement)
+            if len(bs) > 1 and contexts.get(roles[role].device) in ("isolated", "mixed")]

@@ -1,0 +1,1 @@
+"""Stage 5: run a placement for real (roles, link emulation, measurement) and validate it."""
