@@ -5,7 +5,7 @@ from dime.profiling.device.common import (
     Controller,
     DvfsError,
     NoneController,
-    make_controller,
 )
+from dime.profiling.device.registry import make_controller
 
 __all__ = ["CONTROLLER_KINDS", "Controller", "DvfsError", "NoneController", "make_controller"]

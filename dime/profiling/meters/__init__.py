@@ -5,7 +5,7 @@ from dime.profiling.meters.common import (
     Meter,
     MeterError,
     PowerSampler,
-    make_meter,
 )
+from dime.profiling.meters.registry import make_meter
 
 __all__ = ["METER_KINDS", "Meter", "MeterError", "PowerSampler", "make_meter"]

@@ -24,7 +24,7 @@ from typing import Any
 
 from dime.errors import MeterError, UsageError
 from dime.profiling.meters.common import Meter
-from dime.profiling.power.powerlog import DEFAULT_PORT, PowerLogClient
+from dime.profiling.power.client import DEFAULT_PORT, PowerLogClient
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ import argparse
 import logging
 import math
 import sys
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -90,26 +90,6 @@ def integrate_energy_j(times_s: Sequence[float] | np.ndarray,
         )
     e = cumulative_energy_j(t, p, [t0, t1])
     return float(e[1] - e[0])
-
-
-def estimate_offset_s(round_trips: Iterable[tuple[float, float, float]]) -> tuple[float, float]:
-    """Clock offset (remote minus local) from round trips (t_send, t_remote, t_recv).
-
-    Uses the fastest round trip (least queueing) and assumes the reply was stamped halfway:
-    offset = t_remote - (t_send + t_recv) / 2, uncertain by at most half its round trip.
-    Returns (offset_s, round_trip_s).
-    """
-    best: tuple[float, float] | None = None
-    for t_send, t_remote, t_recv in round_trips:
-        rtt = t_recv - t_send
-        if rtt < 0:
-            raise UsageError(f"round trip ends before it starts ({t_send} > {t_recv})")
-        offset = t_remote - 0.5 * (t_send + t_recv)
-        if best is None or rtt < best[1]:
-            best = (offset, rtt)
-    if best is None:
-        raise UsageError("no round trips to estimate a clock offset from")
-    return best
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    idle_power_w=args.idle_power_w)
         return 0
     if args.command == "offset":
-        from dime.profiling.power.powerlog import DEFAULT_PORT, PowerLogClient
+        from dime.profiling.power.client import DEFAULT_PORT, PowerLogClient
 
         with PowerLogClient(args.host, args.port or DEFAULT_PORT) as client:
             print(f"{client.estimate_offset_s(args.rounds):.6f}")
