@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from dime.core.links import LINK_PRESETS
 from dime.plan import PlacementProblem, build_model  # noqa: E402
-from dime.sweep import cli as sweep  # noqa: E402
+from dime import sweep  # noqa: E402
 
 MODELS = ("alexnet", "vgg11", "resnet18", "vit_b_16")
 BUDGET_S = 60.0
@@ -62,7 +62,7 @@ def main() -> int:
         return 2
     argv = sweep_argv(opts.jobs, opts.out)
     args = sweep.build_parser().parse_args(argv)
-    res = sweep.run_sweep(args)
+    res = sweep.run_sweep(sweep.options_from_args(args))
     total = time.perf_counter() - T_START
 
     print("$ python -m dime.sweep " + " ".join(argv))

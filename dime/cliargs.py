@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import signal
 import sys
+import threading
 from typing import Any, Callable, NoReturn, Sequence
 
-from dime.errors import DimeError, UsageError
+from dime.errors import DimeError, Terminated, UsageError
 
 log = logging.getLogger("dime")
 
@@ -20,8 +22,12 @@ def setup_logging(verbose: int = 0) -> None:
 
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
     """Run a CLI main; map dime errors to a one-line message and an exit code, never a traceback."""
+    previous = _raise_on_sigterm()
     try:
         return main(argv)
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except DimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
@@ -34,6 +40,20 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     except PermissionError as e:
         print(f"error: permission denied: {e.filename}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _raise_on_sigterm() -> Any:
+    """SIGTERM raises Terminated in the main thread, so `finally` blocks and workers' clean-up run."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 class OneLineParser(argparse.ArgumentParser):

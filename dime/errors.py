@@ -37,3 +37,7 @@ class DvfsError(DimeError):
 
 class MeterError(DimeError):
     """A power meter is missing, unreadable or gave no usable reading."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so that clean-up runs. CLI exit code 143."""

@@ -17,7 +17,9 @@ import pytest
 from clihelp import PY, ROOT, assert_one_line_error, cli_env
 from instances import random_table, write_profile_csv
 
-import dime.sweep.cli as sweep
+from dime import sweep
+from dime.sweep import cell as sweep_cell_module
+from dime.sweep import cli as sweep_cli
 from dime.cliargs import run_main
 from dime.core.costs import CLOUD, EDGE, Assignment, Role, evaluate
 from dime.core.links import LINK_PRESETS
@@ -26,7 +28,7 @@ from dime.errors import UsageError
 from dime.plan import PlacementProblem
 from dime.plan.bruteforce import brute_force
 from dime.profiling.reader import load_profiles
-from dime.sweep.cli import (
+from dime.sweep import (
     BASELINE,
     CELL_FAILED,
     ENERGY_SWEEP,
@@ -61,7 +63,7 @@ def cli(tmp_path: Path, *args: str, profiles: list[Path] | None = None) -> tuple
     out = tmp_path / "out" / "sweep.csv"
     argv = [*(str(p) for p in profiles or []), "--edge", "edgedev", "--cloud", "clouddev",
             "--out", str(out), "-q", *args]
-    code = run_main(sweep.main, argv)
+    code = run_main(sweep_cli.main, argv)
     return code, (read_rows(out) if out.exists() else []), out
 
 
@@ -322,7 +324,7 @@ def test_cli_failed_cell(tmp_path, monkeypatch, jobs):
             raise RuntimeError("solver exploded")
         return real(spec)
 
-    monkeypatch.setattr(sweep, "sweep_cell", flaky)  # workers are forked: they see it too
+    monkeypatch.setattr(sweep_cell_module, "sweep_cell", flaky)  # workers are forked: they see it too
     prof = write_profile_csv(tmp_path / "synthetic.csv", synthetic_table(9, 4))
     code, rows, _ = cli(tmp_path, "--points", "3", "--jobs", str(jobs), profiles=[prof])
     assert code == EXIT_CELLS_FAILED
@@ -342,13 +344,13 @@ def test_interrupted_grid_keeps_cells_and_resumes(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(spec)
 
-    monkeypatch.setattr(sweep, "sweep_cell", interrupt_on_wifi)
+    monkeypatch.setattr(sweep_cell_module, "sweep_cell", interrupt_on_wifi)
     code, rows, out = cli(tmp_path, "--points", "3", profiles=[prof])
     assert code == 130 and not out.exists()  # no half-written CSV
     partial = out.parent / ".sweep.csv.partial"
     assert len(list(partial.glob("*.csv"))) == 2
     calls.clear()
-    monkeypatch.setattr(sweep, "sweep_cell", lambda spec: (calls.append(spec.link.name), real(spec))[1])
+    monkeypatch.setattr(sweep_cell_module, "sweep_cell", lambda spec: (calls.append(spec.link.name), real(spec))[1])
     code, rows, out = cli(tmp_path, "--points", "3", "--resume", profiles=[prof])
     assert code == 0 and calls == ["wifi"]
     assert [r.link for r in rows if r.sweep == ENERGY_SWEEP] == ["3g"] * 3 + ["4g"] * 3 + ["wifi"] * 3
@@ -395,7 +397,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
     noenergy = write_profile_csv(tmp_path / "noenergy.csv", synthetic_table(1, 3, energy=False))
     subs = {"prof": str(prof), "noenergy": str(noenergy), "out": str(tmp_path / "o.csv"),
             "missing": str(tmp_path / "missing.csv"), "tmp": str(tmp_path)}
-    code = run_main(sweep.main, [a.format(**subs) for a in args])
+    code = run_main(sweep_cli.main, [a.format(**subs) for a in args])
     err = _err(capsys)
     assert code == 2, err
     lines = [l for l in err.strip().splitlines() if l]

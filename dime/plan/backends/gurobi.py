@@ -112,6 +112,9 @@ class GurobiBackend(Backend):
         finally:
             if m is not None:
                 m.dispose()
+        if status == GRB.INTERRUPTED:
+            # Gurobi takes over SIGINT while it optimises; hand the user's Ctrl-C back.
+            raise KeyboardInterrupt
         if status == GRB.OPTIMAL:
             return result(model, OPTIMAL, values, elapsed)
         if status in (GRB.INFEASIBLE, GRB.INF_OR_UNBD):
