@@ -18,12 +18,10 @@ from clihelp import PY, ROOT, assert_one_line_error, cli_env
 from instances import random_table, write_profile_csv
 
 from dime import sweep
-from dime.sweep import cell as sweep_cell_module
-from dime.sweep import cli as sweep_cli
 from dime.cliargs import run_main
 from dime.core.costs import CLOUD, EDGE, Assignment, Role, evaluate
 from dime.core.links import LINK_PRESETS
-from dime.core.placement import format_placement, parse_placement
+from dime.core.placement import parse_placement
 from dime.errors import UsageError
 from dime.plan import PlacementProblem
 from dime.plan.bruteforce import brute_force
@@ -42,6 +40,8 @@ from dime.sweep import (
     run_grid,
     sweep_cell,
 )
+from dime.sweep import cell as sweep_cell_module
+from dime.sweep import cli as sweep_cli
 
 REL = 1e-9
 DEVICES = {"edgedev": ["e0", "e1"], "clouddev": ["c0"]}
@@ -227,31 +227,6 @@ def test_zero_energy_optimum_is_swept():
 
 
 # -- placements as text, merging ---------------------------------------------------------------
-
-
-def test_placement_text_round_trip():
-    rng = random.Random(0)
-    table = synthetic_table(0, 7)
-    for _ in range(200):
-        placement, s = [], 0
-        while s < 7:
-            e = min(6, s + rng.randint(0, 3))
-            role = rng.choice([EDGE, CLOUD])
-            placement.append(Assignment(s, e, role, rng.choice(ROLES[role].settings)))
-            s = e + 1
-        text = format_placement(table.layer_names, placement)
-        assert parse_placement(table.layer_names, text) == placement, text
-
-
-def test_placement_text_format():
-    table = synthetic_table(0, 5)
-    p = [Assignment(0, 1, EDGE, "e0"), Assignment(2, 2, EDGE, "e0"), Assignment(3, 4, CLOUD, "c0")]
-    assert format_placement(table.layer_names, p) == "layer0.conv+layer1.conv,layer2.conv@edge/e0 | layer3.conv+layer4.conv@cloud/c0"
-    p = [Assignment(0, 4, EDGE, "e1")]
-    assert format_placement(table.layer_names, p) == "layer0.conv..layer4.conv@edge/e1"
-    for bad in ("nonsense", "layer0.conv@middle/e0", "layer9@edge/e0", "layer0.conv+layer2.conv@edge/e0"):
-        with pytest.raises(UsageError):
-            parse_placement(table.layer_names, bad)
 
 
 def test_merge_bundles_takes_longest_profiled():
