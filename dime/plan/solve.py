@@ -24,7 +24,7 @@ from dime.cliargs import (
     setup_logging,
 )
 from dime.core.costs import ROLE_NAMES, transfers
-from dime.core.links import UP, Link, get_link
+from dime.core.links import UP, Link, get_link, parse_link
 from dime.core.placement import bundle_text
 from dime.errors import UsageError
 from dime.fileio import atomic_write_text
@@ -51,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cloud", metavar="DEV", help="cloud device")
     p.add_argument("--edge-settings", metavar="LIST", help="comma list of edge settings (default: all)")
     p.add_argument("--cloud-settings", metavar="LIST", help="comma list of cloud settings (default: all)")
-    p.add_argument("--link", metavar="NAME", help="link preset: 3g, 4g or wifi")
+    p.add_argument("--link", metavar="LINK", help="link preset (3g, 4g, wifi) or UP/DOWN[/RTT] in Mbps and ms")
     p.add_argument("--uplink-mbps", type=positive_float, metavar="MBPS",
                    help="uplink rate (overrides the preset's)")
     p.add_argument("--downlink-mbps", type=positive_float, metavar="MBPS",
@@ -191,7 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     roles = (edge, cloud)
     if args.rtt_ms is not None and not (math.isfinite(args.rtt_ms) and args.rtt_ms >= 0):
         raise UsageError(f"--rtt-ms must be >= 0, got {args.rtt_ms}")
-    link = get_link(args.link, args.uplink_mbps, args.downlink_mbps, args.rtt_ms)
+    link = (parse_link(args.link, args.uplink_mbps, args.downlink_mbps, args.rtt_ms) if args.link
+            else get_link(None, args.uplink_mbps, args.downlink_mbps, args.rtt_ms))
     if args.private_layers > table.n_layers:
         raise UsageError(f"--private-layers {args.private_layers} exceeds the model's {table.n_layers} layers")
 
