@@ -41,3 +41,7 @@ class MeterError(DimeError):
 
 class Terminated(BaseException):
     """SIGTERM, raised like KeyboardInterrupt so that clean-up runs. CLI exit code 143."""
+
+
+class ShaperError(DimeError):
+    """Kernel link shaping (network namespaces, veth, tc) cannot be set up or measured."""
