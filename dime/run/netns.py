@@ -65,7 +65,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from dime.core.links import Link
 from dime.errors import ShaperError, UsageError
@@ -220,7 +220,7 @@ def _delete_namespaces(names: Iterable[str]) -> list[str]:
 def cleanup_stale(state_dir: str | os.PathLike = STATE_DIR) -> list[str]:
     """Remove the namespaces of runs whose process is gone; return the names removed."""
     removed: list[str] = []
-    for path in sorted(Path(state_dir).glob("*.json")):
+    for path in sorted(Path(state_dir).glob("[!.]*.json")):  # not another run's temporary file
         try:
             state = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -299,7 +299,8 @@ class Topology:
         self._handle_signals = handle_signals
         self._old_handlers: dict[int, Any] = {}
         self._open = False
-        self._closing = threading.Lock()
+        # Re-entrant: a signal handled inside close() runs close() again, which finishes the job.
+        self._closing = threading.RLock()
 
     # --- what callers read ------------------------------------------------------------
 

@@ -1,0 +1,175 @@
+"""Kernel-shaped links (dime.run.netns): routes over a chain, shaped rate, clean-up on every exit.
+
+Needs root and network namespaces; the tests that create namespaces skip with the reason
+otherwise. Every test checks that `ip netns list` and the state files are as it found them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from dime.errors import UsageError
+from dime.run import netns
+
+REASON = netns.unavailable_reason()
+needs_netns = pytest.mark.skipif(REASON is not None, reason=f"kernel link shaping unavailable: {REASON}")
+ROOT = Path(__file__).resolve().parents[1]
+CHAIN = ["a", "b", "c"]
+
+
+def chain_links(rtt_ms: float = 0.0) -> list[netns.NetLink]:
+    return [netns.NetLink(("a", "b"), 16, 40, rtt_ms), netns.NetLink(("b", "c"), 30, 30, rtt_ms)]
+
+
+def state_files() -> list[str]:
+    return sorted(p.name for p in netns.STATE_DIR.glob("*.json")) if netns.STATE_DIR.is_dir() else []
+
+
+@pytest.fixture(autouse=True)
+def leaves_no_namespaces():
+    if REASON is not None:
+        yield
+        return
+    before = (netns.list_namespaces(), state_files())
+    yield
+    assert (netns.list_namespaces(), state_files()) == before
+
+
+def ours(topo: netns.Topology) -> list[str]:
+    return [n for n in netns.list_namespaces() if n.startswith(topo.prefix + "-")]
+
+
+@needs_netns
+def test_chain_routes_through_b_and_shapes_the_rate():
+    with netns.Topology(CHAIN, chain_links()) as topo:
+        assert sorted(ours(topo)) == sorted(topo.namespace(d) for d in CHAIN)
+        assert topo.path("a", "c") == ["a", "b", "c"]
+        # a has no link to c: its route goes to b's end of link l0.
+        route = subprocess.run(["ip", "-n", topo.namespace("a"), "route", "get", topo.address("c")],
+                               capture_output=True, text=True, check=True).stdout
+        assert "dev l0" in route and f"src {topo.address('a')}" in route
+        res = netns.probe_rate(topo, "a", "c", 300_000)
+        assert res.payload_bytes == 300_000
+        # The bytes crossed b: its egress towards c sent at least them.
+        stats = subprocess.run(["tc", "-s", "-n", topo.namespace("b"), "qdisc", "show", "dev", "l1"],
+                               capture_output=True, text=True, check=True).stdout
+        assert int(stats.split("Sent ")[1].split()[0]) >= 300_000
+        # a -> b is shaped at 16 Mbps (b -> a at 40): unshaped veth would run at Gbps.
+        rate = netns.probe_rate(topo, "a", "b", 1_500_000)
+        assert rate.configured_mbps == 16
+        # 3%, not 5%: tbf set to the payload rate (headers not counted) gives -4.4%.
+        assert abs(rate.error) < 0.03, rate
+
+
+@needs_netns
+def test_user_delay_is_reported_per_route():
+    with netns.Topology(CHAIN, chain_links(rtt_ms=10), delay="user") as topo:
+        assert topo.delay_mode == "user" and topo.shaper == "netns+user-delay"
+        assert topo.user_delay_s("a", "c") == pytest.approx(0.010)  # two hops of rtt/2
+        assert topo.user_delay_s("a", "b") == pytest.approx(0.005)
+    with netns.Topology(CHAIN, chain_links(rtt_ms=0)) as topo:
+        assert topo.delay_mode == "none" and topo.shaper == "netns"
+        assert topo.user_delay_s("a", "c") == 0.0
+
+
+@needs_netns
+def test_cleanup_after_an_exception():
+    with pytest.raises(RuntimeError, match="boom"):
+        with netns.Topology(CHAIN, chain_links()) as topo:
+            assert len(ours(topo)) == 3 and topo.state_path.exists()
+            raise RuntimeError("boom")
+    assert ours(topo) == [] and not topo.state_path.exists()
+
+
+@needs_netns
+def test_a_live_run_is_not_stale():
+    with netns.Topology(CHAIN, chain_links()) as topo:
+        assert netns.cleanup_stale() == []
+        assert len(ours(topo)) == 3
+
+
+HOLDER = textwrap.dedent("""
+    import json, sys, time
+    from dime.run import netns
+    links = [netns.NetLink(("a", "b"), 16, 40), netns.NetLink(("b", "c"), 30, 30)]
+    try:
+        with netns.Topology(["a", "b", "c"], links) as topo:
+            print(json.dumps({"prefix": topo.prefix, "state": str(topo.state_path)}), flush=True)
+            time.sleep(60)
+    except KeyboardInterrupt:
+        sys.exit(130)
+""")
+
+
+def start_holder() -> tuple[subprocess.Popen, str, Path]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER], stdout=subprocess.PIPE, text=True, env=env)
+    line = proc.stdout.readline()
+    assert line, f"holder exited with {proc.wait()}"
+    info = json.loads(line)
+    return proc, info["prefix"], Path(info["state"])
+
+
+def prefixed(prefix: str) -> list[str]:
+    return [n for n in netns.list_namespaces() if n.startswith(prefix + "-")]
+
+
+@needs_netns
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_cleanup_when_the_holder_is_signalled(sig, code):
+    proc, prefix, state = start_holder()
+    try:
+        assert len(prefixed(prefix)) == 3 and state.exists()
+        proc.send_signal(sig)
+        assert proc.wait(timeout=20) == code
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert prefixed(prefix) == [] and not state.exists()
+
+
+@needs_netns
+def test_the_next_start_removes_what_a_killed_run_left():
+    proc, prefix, state = start_holder()
+    proc.kill()
+    proc.wait()
+    assert len(prefixed(prefix)) == 3 and state.exists()
+    with netns.Topology(["x", "y"], [netns.NetLink(("x", "y"), 10, 10)]):
+        assert prefixed(prefix) == [] and not state.exists()
+
+
+@needs_netns
+def test_bad_topologies_are_usage_errors():
+    with pytest.raises(UsageError, match="unknown device"):
+        netns.Topology(["a", "b"], [netns.NetLink(("a", "z"), 1, 1)])
+    with pytest.raises(UsageError, match="two links"):
+        netns.Topology(["a", "b"], [netns.NetLink(("a", "b"), 1, 1), netns.NetLink(("b", "a"), 2, 2)])
+    with pytest.raises(UsageError, match="cannot be reached"):
+        netns.Topology(["a", "b", "c"], [netns.NetLink(("a", "b"), 1, 1)]).path("a", "c")
+    with pytest.raises(UsageError, match="positive"):
+        netns.NetLink(("a", "b"), 0, 1)
+
+
+def test_unavailable_when_not_root(monkeypatch, caplog):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert netns.unavailable_reason() == "network namespaces need root"
+    with caplog.at_level(logging.WARNING, logger="dime.run.netns"):
+        assert netns.available() is False
+    assert "need root" in caplog.text and "--shaper user" in caplog.text
+
+
+def test_tbf_carries_the_payload_rate_of_full_segments():
+    p = netns.tbf_params(100.0)
+    # 1448 payload bytes per 1514-byte frame: tc's rate is the payload rate scaled up by that.
+    assert p.rate_bit == round(100e6 * 1514 / 1448)
+    assert p.burst_bytes >= 4 * 1514 and p.limit_bytes >= p.burst_bytes
