@@ -20,24 +20,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dime.cliargs import run_main  # noqa: E402
 from dime.core.links import parse_links  # noqa: E402
 from dime.run import netns  # noqa: E402
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--links", default="4g,wifi,100/100", help="link presets or UP/DOWN in Mbps")
     p.add_argument("--seconds", type=float, default=3.0, help="length of each transfer at the configured rate")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--tolerance", type=float, default=0.05)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    links = parse_links(args.links)
     if not netns.available():
         return 2
     print("| link | direction | configured Mbps | tc rate Mbps | burst B | bytes | achieved Mbps (median) | min-max | error |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     worst = 0.0
-    for link in parse_links(args.links):
+    for link in links:
         nl = netns.NetLink.from_link("edge", "cloud", link)
         with netns.Topology(["edge", "cloud"], [nl]) as topo:
             for src, dst, label in (("edge", "cloud", "up"), ("cloud", "edge", "down")):
@@ -56,4 +58,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))
