@@ -99,20 +99,28 @@ def test_a_live_run_is_not_stale():
 
 HOLDER = textwrap.dedent("""
     import json, sys, time
+    from dime.cliargs import run_main
     from dime.run import netns
-    links = [netns.NetLink(("a", "b"), 16, 40), netns.NetLink(("b", "c"), 30, 30)]
-    try:
+
+    def main(argv):
+        links = [netns.NetLink(("a", "b"), 16, 40), netns.NetLink(("b", "c"), 30, 30)]
         with netns.Topology(["a", "b", "c"], links) as topo:
             print(json.dumps({"prefix": topo.prefix, "state": str(topo.state_path)}), flush=True)
             time.sleep(60)
+        return 0
+
+    if sys.argv[1:] == ["run_main"]:
+        sys.exit(run_main(main))
+    try:
+        main(None)
     except KeyboardInterrupt:
         sys.exit(130)
 """)
 
 
-def start_holder() -> tuple[subprocess.Popen, str, Path]:
+def start_holder(*args: str) -> tuple[subprocess.Popen, str, Path]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER], stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, *args], stdout=subprocess.PIPE, text=True, env=env)
     line = proc.stdout.readline()
     assert line, f"holder exited with {proc.wait()}"
     info = json.loads(line)
@@ -125,8 +133,9 @@ def prefixed(prefix: str) -> list[str]:
 
 @needs_netns
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_cleanup_when_the_holder_is_signalled(sig, code):
-    proc, prefix, state = start_holder()
+@pytest.mark.parametrize("args", [(), ("run_main",)], ids=["plain", "run_main"])
+def test_cleanup_when_the_holder_is_signalled(sig, code, args):
+    proc, prefix, state = start_holder(*args)
     try:
         assert len(prefixed(prefix)) == 3 and state.exists()
         proc.send_signal(sig)

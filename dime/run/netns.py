@@ -34,7 +34,9 @@ runtime must add itself; a warning says so.
 Lifecycle. Before anything is created a state file (``/run/dime-netns/<prefix>.json``:
 the pid, its start time and the namespace names) is written; the namespaces are removed,
 with their veths and qdiscs, on every exit from the ``with`` block: normal, exception,
-SIGINT (then ``KeyboardInterrupt``) and SIGTERM (then ``SystemExit(143)``). A run killed
+SIGINT and SIGTERM. A signal first removes them, then goes to the handler that was there
+before (``KeyboardInterrupt`` for SIGINT; under ``dime.cliargs.run_main`` SIGTERM raises
+``dime.errors.Terminated``, exit 143), or else ends with ``SystemExit(128 + signal)``. A run killed
 outright (SIGKILL, a crash) leaves its state file; the next :class:`Topology` (or
 :func:`cleanup_stale`) removes the namespaces of every state file whose process is gone.
 
