@@ -424,12 +424,17 @@ def test_energy_missing_on_cloud_only_is_fine():
 
 
 def test_model_size():
-    # 15 layers, K 15, 10 + 1 settings: 120 bundles x 11 + transfers
+    # 15 layers, K 15, 10 + 1 settings: 120 bundles x 11; moves: 4 per inner cut (2 y, 2 z),
+    # 2 at cut 0 and at cut 15 (from/to the edge only); the period T.
     problem = _vit_like(15, 15, 10)
     model = build_model(problem)
     assert model.num_x == 120 * 11
-    assert model.num_vars == 120 * 11 + 15 + 15
-    assert model.num_constraints() < 2000  # fits Gurobi's size-limited license
+    assert model.num_vars == 120 * 11 + 4 * 14 + 2 + 2 + 1
+    dime_model = build_model(dataclasses.replace(problem, bundle_sum=True))
+    assert dime_model.num_vars == model.num_vars
+    assert dime_model.num_constraints() < 2000  # fits Gurobi's size-limited license
+    # the merge rule: at most K-1 rows per inner cut and (role, setting)
+    assert model.num_constraints() - dime_model.num_constraints() <= 14 * 11 * 14
 
 
 @pytest.mark.parametrize("suffix", [".lp", ".mps"])

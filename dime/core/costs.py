@@ -4,16 +4,20 @@ A model is a chain of n layers. Cut k (0..n) sits before layer k; cut 0 carries 
 model input and cut n the output. A bundle is a run of consecutive layers
 [start, end] (0-based, inclusive). Devices take part in a placement by *role*:
 role 0 is the edge (holds the input, gets the output back), role 1 the cloud.
-Two roles may name the same profiled device with different settings.
+Two roles may name the same profiled device with different settings. With more than two
+devices (dime.core.network) roles are numbered 0..n-1 and the network says which one is
+the source; the two-role case is a network of one link, source 0.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from dime.core.links import DOWN, UP, Link
+from dime.core.network import Network
 from dime.errors import UsageError
 
 EDGE = 0
@@ -42,6 +46,7 @@ class CostTable:
     costs: dict[tuple[str, str, int, int], BundleCost]  # (device, setting, start, end)
     setting_kinds: dict[tuple[str, str], str] = field(default_factory=dict)
     sources: tuple[str, ...] = ()  # the profile files read, for error messages
+    param_bytes: dict[tuple[int, int], int] = field(default_factory=dict)  # (start, end) -> bytes, when profiled
 
     @property
     def n_layers(self) -> int:
@@ -69,10 +74,28 @@ class CostTable:
 
 @dataclass(frozen=True)
 class Role:
-    """A device taking part in a placement, restricted to some of its settings."""
+    """A device taking part in a placement, restricted to some of its settings.
+
+    `device` is the profiled device whose costs it uses; `name` is what the placement calls
+    it ("" : edge/cloud for two roles, else the device). `energy` None: only the source's
+    energy counts (DIME's edge energy).
+    """
 
     device: str
     settings: tuple[str, ...]
+    name: str = ""
+    energy: bool | None = None
+    memory_bytes: int | None = None
+
+
+def resolve_roles(roles: Sequence[Role], source: int = 0) -> tuple[Role, ...]:
+    """Roles with their names and energy flags filled in."""
+    out = []
+    for i, r in enumerate(roles):
+        name = r.name or (ROLE_NAMES[i] if len(roles) == 2 else r.device)
+        energy = (i == source) if r.energy is None else r.energy
+        out.append(r if (name, energy) == (r.name, r.energy) else dataclasses.replace(r, name=name, energy=energy))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -81,7 +104,7 @@ class Assignment:
 
     start: int
     end: int
-    role: int  # EDGE or CLOUD
+    role: int  # index into the roles (EDGE or CLOUD for two)
     setting: str
 
 
@@ -90,10 +113,12 @@ class Evaluation:
     latency_s: float
     compute_latency_s: float
     comm_latency_s: float
-    energy_j: float  # edge energy; NaN when an edge bundle has no energy
+    energy_j: float  # energy of the energy-counted roles; NaN when one of their bundles has none
     compute_energy_j: float
     comm_energy_j: float
     energy_assumed: bool = False
+    period_s: float = math.nan  # pipelined: the busiest device's compute or link direction's wire time
+    bottleneck: str = ""  # the device or link direction behind period_s
 
 
 def segments(placement: Sequence[Assignment]) -> list[tuple[int, int, int, list[Assignment]]]:
@@ -108,24 +133,27 @@ def segments(placement: Sequence[Assignment]) -> list[tuple[int, int, int, list[
     return out
 
 
-def transfers(
-    placement: Sequence[Assignment], n_layers: int
-) -> list[tuple[int, str]]:
-    """The cuts where data crosses the link, as (cut, direction).
+def moves(placement: Sequence[Assignment], n_layers: int, source: int = 0) -> list[tuple[int, int, int]]:
+    """The cuts where data changes role, as (cut, from role, to role).
 
-    The input starts on the edge and the output must end there, so cut 0 and cut n
-    count as transfers when the first/last bundle runs in the cloud.
+    The input starts on the source and the output must end there, so cut 0 and cut n
+    count when the first/last bundle runs elsewhere.
     """
     check_chain(placement, n_layers)
-    out: list[tuple[int, str]] = []
-    prev = EDGE
+    out: list[tuple[int, int, int]] = []
+    prev = source
     for a in placement:
         if a.role != prev:
-            out.append((a.start, UP if prev == EDGE else DOWN))
+            out.append((a.start, prev, a.role))
         prev = a.role
-    if prev != EDGE:
-        out.append((n_layers, DOWN))
+    if prev != source:
+        out.append((n_layers, prev, source))
     return out
+
+
+def transfers(placement: Sequence[Assignment], n_layers: int) -> list[tuple[int, str]]:
+    """Two roles: the cuts where data crosses the link, as (cut, direction)."""
+    return [(cut, UP if src == EDGE else DOWN) for cut, src, _ in moves(placement, n_layers)]
 
 
 def check_chain(placement: Sequence[Assignment], n_layers: int) -> None:
@@ -138,26 +166,50 @@ def check_chain(placement: Sequence[Assignment], n_layers: int) -> None:
         raise ValueError(f"placement covers {pos} of {n_layers} layers")
 
 
+def as_network(link: Link | Network) -> Network:
+    return Network.two_roles(link) if isinstance(link, Link) else link
+
+
+def link_direction_name(roles: Sequence[Role], network: Network, link: int, direction: str) -> str:
+    nl = network.links[link]
+    a, b = (nl.a, nl.b) if direction == UP else (nl.b, nl.a)
+    return f"{roles[a].name}->{roles[b].name}"
+
+
 def evaluate(
-    table: CostTable, roles: Sequence[Role], link: Link, placement: Sequence[Assignment]
+    table: CostTable, roles: Sequence[Role], link: Link | Network, placement: Sequence[Assignment]
 ) -> Evaluation:
-    """Latency and edge energy of a placement, straight from the cost model."""
+    """Latency, energy and pipelined period of a placement, straight from the cost model.
+
+    `link` is the edge-cloud link of two roles or a Network of any number.
+    """
+    network = as_network(link)
+    roles = resolve_roles(roles, network.source)
+    energy = tuple(bool(r.energy) for r in roles)
     comp_lat = comp_en = 0.0
     assumed = False
+    busy = [0.0] * len(roles)
     for a in placement:
         c = table.cost(roles[a.role].device, a.setting, a.start, a.end)
         comp_lat += c.latency_s
-        if a.role == EDGE:
+        busy[a.role] += c.latency_s
+        if energy[a.role]:
             if c.energy_j is None:
                 comp_en = math.nan
             else:
                 comp_en += c.energy_j
                 assumed |= c.energy_source.startswith("assumed")
     comm_lat = comm_en = 0.0
-    for cut, direction in transfers(placement, table.n_layers):
-        nbytes = table.cut_bytes[cut]
-        comm_lat += link.transfer_latency_s(nbytes, direction)
-        comm_en += link.transfer_energy_j(nbytes, direction)
+    wire: dict[tuple[int, str], float] = {}
+    for cut, src, dst in moves(placement, table.n_layers, network.source):
+        route = network.route(src, dst, table.cut_bytes[cut], energy)
+        comm_lat += route.latency_s
+        comm_en += route.energy_j
+        for key, t in route.wire_s:
+            wire[key] = wire.get(key, 0.0) + t
+    loads = [(busy[r], roles[r].name) for r in range(len(roles))]
+    loads += [(t, link_direction_name(roles, network, i, d)) for (i, d), t in wire.items()]
+    period, bottleneck = max(loads, key=lambda x: x[0])
     return Evaluation(
         latency_s=comp_lat + comm_lat,
         compute_latency_s=comp_lat,
@@ -166,7 +218,27 @@ def evaluate(
         compute_energy_j=comp_en,
         comm_energy_j=comm_en,
         energy_assumed=assumed,
+        period_s=period,
+        bottleneck=bottleneck,
     )
+
+
+def memory_use(table: CostTable, placement: Sequence[Assignment], role: int) -> int:
+    """Bytes a role needs: its bundles' parameters and buffers + the largest in + out of them."""
+    mine = [a for a in placement if a.role == role]
+    if not mine:
+        return 0
+    params = sum(table.param_bytes[(a.start, a.end)] for a in mine)
+    return params + max(table.cut_bytes[a.start] + table.cut_bytes[a.end + 1] for a in mine)
+
+
+def merge_violation(placement: Sequence[Assignment], max_bundle: int) -> int | None:
+    """The first cut between two same-role, same-setting bundles whose union is at most
+    `max_bundle` layers (the merge rule: the union's own measurement is the prediction)."""
+    for a, b in zip(placement, placement[1:]):
+        if (a.role, a.setting) == (b.role, b.setting) and b.end - a.start + 1 <= max_bundle:
+            return b.start
+    return None
 
 
 def layer_names_of(table: CostTable, placement: Sequence[Assignment], role: int) -> list[str]:

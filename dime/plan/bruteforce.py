@@ -1,7 +1,9 @@
 """Exhaustive search over placements: an independent check of the ILP on small models.
 
 Every composition of the n layers into bundles of at most K layers, times a role and a
-setting per bundle, is evaluated with dime.core.costs.evaluate. Exponential: n <= ~8 only.
+setting per bundle, is evaluated with dime.core.costs.evaluate; private layers, pins, one
+setting per role, the merge rule (unless bundle_sum) and memory limits filter them.
+Exponential: n <= ~8 only.
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ import itertools
 import math
 from typing import Iterator
 
-from dime.core.costs import CLOUD, EDGE, Assignment, Evaluation, evaluate
+from dime.core.costs import Assignment, Evaluation, merge_violation
 from dime.errors import UsageError
-from dime.plan.problem import ENERGY, LATENCY, PlacementProblem, budget_with_slack
+from dime.plan.problem import ENERGY, PlacementProblem, budget_with_slack, objective_value
 
 MAX_LAYERS = 10
 
@@ -28,22 +30,26 @@ def compositions(n: int, k: int) -> Iterator[list[tuple[int, int]]]:
 
 
 def placements(problem: PlacementProblem) -> Iterator[list[Assignment]]:
-    """Every placement allowed by the structure: bundle length, private layers, one setting per role."""
+    """Every placement the problem allows, budgets aside."""
     n = problem.table.n_layers
     if n > MAX_LAYERS:
         raise UsageError(f"brute force is for at most {MAX_LAYERS} layers, got {n}")
+    roles = problem.roles
     for comp in compositions(n, problem.k):
-        choices = []
-        for s, _ in comp:
-            opts = [(EDGE, t) for t in problem.roles[EDGE].settings]
-            if s >= problem.private_layers:
-                opts += [(CLOUD, t) for t in problem.roles[CLOUD].settings]
-            choices.append(opts)
+        choices = [
+            [(r, t) for r, role in enumerate(roles) if problem.allowed(s, e, r) for t in role.settings]
+            for s, e in comp
+        ]
         for pick in itertools.product(*choices):
             if problem.one_setting_per_device:
-                if any(len({t for r, t in pick if r == role}) > 1 for role in (EDGE, CLOUD)):
+                if any(len({t for r, t in pick if r == role}) > 1 for role in range(len(roles))):
                     continue
-            yield [Assignment(s, e, r, t) for (s, e), (r, t) in zip(comp, pick)]
+            placement = [Assignment(s, e, r, t) for (s, e), (r, t) in zip(comp, pick)]
+            if not problem.bundle_sum and merge_violation(placement, problem.k) is not None:
+                continue
+            if not problem.memory_fits(placement):
+                continue
+            yield placement
 
 
 def _within(value: float, budget: float | None) -> bool:
@@ -54,14 +60,14 @@ def brute_force(problem: PlacementProblem) -> tuple[float, list[Assignment], Eva
     """The optimum (objective value, placement, evaluation), or None when the budgets admit none."""
     best: tuple[float, list[Assignment], Evaluation] | None = None
     for placement in placements(problem):
-        ev = evaluate(problem.table, problem.roles, problem.link, placement)
+        ev = problem.evaluate(placement)
         if not _within(ev.latency_s, problem.max_latency_s):
             continue
         if problem.max_energy_j is not None and not _within(ev.energy_j, problem.max_energy_j):
             continue
-        value = ev.latency_s if problem.objective == LATENCY else ev.energy_j
+        value = objective_value(problem.objective, ev)
         if problem.objective == ENERGY and math.isnan(value):
-            raise UsageError("the edge profile has no energy")
+            raise UsageError("an energy-counted device's profile has no energy")
         if best is None or value < best[0]:
             best = (value, placement, ev)
     return best

@@ -1,49 +1,66 @@
 """The placement ILP: what to decide, built once into a solver-neutral linear model.
 
-Decision: binary x[s,e,r,t] = bundle (layers s..e, at most K of them) runs on role r
-(0 edge, 1 cloud) at setting t of that role. The chosen bundles form a chain:
+Roles 0..D-1 (devices), joined by a network (dime.core.network; two roles and one link
+are DIME's edge/cloud case, the same code). Source s holds the input, gets the output.
+Decision: binary x[i,e,d,t] = bundle (layers i..e, at most K of them) runs on role d at
+setting t of that role. The chosen bundles form a chain:
 
-    flow   sum_{e} x[0,e,.,.] = 1;  for cut k in 1..n-1: sum x ending at k-1 = sum x starting at k;
-           sum_{s} x[s,n-1,.,.] = 1.
+    flow   sum_e x[0,e,.,.] = 1;  for cut k in 1..n-1: sum x ending at k-1 = sum x starting at k;
+           sum_i x[i,n-1,.,.] = 1.
 
-For cut k, L[k,r] = sum x of bundles ending at k-1 on role r (the left side; cut 0's left
-side is the edge, which holds the input) and R[k,r] = sum x of bundles starting at k on
-role r (cut n's right side is the edge, which gets the output). Transfer binaries are
-exact products:  up[k] = L[k,edge] * R[k,cloud],  down[k] = L[k,cloud] * R[k,edge],
-linearised as  up <= L, up <= R, up >= L + R - 1.
+Sides of cut k: L[k,d] = sum x ending at k-1 on d (cut 0: L[0,s] = 1), R[k,d] = sum x
+starting at k on d (cut n: R[n,s] = 1). Moves, a 1-unit transportation problem per cut:
+continuous y[k,a,b] >= 0 (a != b), z[k,d] >= 0 with
 
-    latency     = sum x * latency + sum_k up[k] * (8 bytes_k / uplink + rtt/2) + down likewise
-    edge energy = sum x(edge) * energy + sum_k up[k] * P_up * 8 bytes_k / uplink + down likewise
+    sum_b y[k,a,b] + z[k,a] = L[k,a],   sum_a y[k,a,b] + z[k,b] = R[k,b].
 
-Inside the model seconds and joules are scaled to ms and mJ (per-layer costs can be
-1e-5 s, which would sit at solver tolerance in SI units); every reported number comes
-from re-evaluating the chosen placement with dime.core.costs.evaluate.
+Exactly one L and one R are 1, so y[k,a,b] = 1 exactly when the cut moves from a to b
+(integral without being declared so). The route of each (k, a, b) is the least-latency
+one for bytes_k, fixed in advance; its latency, energy and wire times are y's coefficients.
+
+    latency    = sum x * latency + sum y * route latency
+    energy     = sum x(energy-counted roles) * energy + sum y * route radio energy
+    throughput = min T, T >= sum_{x on d} x * latency (each d), T >= sum y * wire (each link direction)
+    memory     A_d >= (in + out bytes) * sum_t x[i,e,d,t] (each bundle), sum_{x on d} params * x + A_d <= cap_d
+    merge rule (unless bundle_sum), at inner cut k, per (d,t), i = 1..K-1:
+               sum x ending at k-1 on (d,t) with <= i layers + sum x starting at k on (d,t) with <= K-i layers <= 1
+
+so two same-setting bundles in a row on one role are kept apart only when their union is
+longer than K: otherwise the union's own measurement is the prediction.
+
+Inside the model seconds and joules are scaled to ms and mJ, bytes to MB (per-layer costs
+can be 1e-5 s, which would sit at solver tolerance in SI units); every reported number
+comes from re-evaluating the chosen placement with dime.core.costs.evaluate.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from dime.core.costs import (
-    CLOUD,
-    EDGE,
     ROLE_NAMES,
     Assignment,
     CostTable,
     Evaluation,
     Role,
+    as_network,
     bundles,
     check_chain,
     evaluate,
+    memory_use,
+    moves,
+    resolve_roles,
 )
-from dime.core.links import DOWN, UP, Link
+from dime.core.links import Link
+from dime.core.network import Network
 from dime.errors import InfeasibleError, SolverError, UsageError
 from dime.fileio import atomic_write
 from dime.plan.backends import AutoChoice, run_backend
@@ -53,8 +70,10 @@ log = logging.getLogger(__name__)
 
 LATENCY = "latency"
 ENERGY = "energy"
-OBJECTIVES: tuple[str, ...] = (LATENCY, ENERGY)
+THROUGHPUT = "throughput"
+OBJECTIVES: tuple[str, ...] = (LATENCY, ENERGY, THROUGHPUT)
 SCALE = 1e3  # model units per SI unit: ms per s, mJ per J
+BYTES_SCALE = 1e-6  # MB per byte
 
 
 def budget_with_slack(budget: float) -> float:
@@ -70,24 +89,38 @@ def _check_budget(name: str, value: float | None) -> None:
         raise UsageError(f"{name} must be a positive number, got {value}")
 
 
+def objective_value(objective: str, ev: Evaluation) -> float:
+    """The objective of an evaluated placement, in SI units (throughput: the period in s)."""
+    return {LATENCY: ev.latency_s, ENERGY: ev.energy_j, THROUGHPUT: ev.period_s}[objective]
+
+
 @dataclass(frozen=True)
 class PlacementProblem:
-    """Where to run each bundle of `table`'s model, on two roles joined by `link`."""
+    """Where to run each bundle of `table`'s model, on roles joined by `link`.
+
+    `link` is the one edge-cloud Link of two roles, or a Network of any number of roles;
+    `roles` are resolved on construction (names, energy flags: see core.costs.Role).
+    """
 
     table: CostTable
-    roles: tuple[Role, Role]  # (edge, cloud)
-    link: Link
+    roles: tuple[Role, ...]  # (edge, cloud) for a Link
+    link: Link | Network
     max_bundle: int
-    objective: str = LATENCY  # "latency" | "energy" (edge energy)
+    objective: str = LATENCY  # "latency" | "energy" (of energy-counted roles) | "throughput"
     max_latency_s: float | None = None
     max_energy_j: float | None = None
-    private_layers: int = 0  # the first N layers must run on the edge
+    private_layers: int = 0  # the first N layers must run on the source
     one_setting_per_device: bool = False  # each role runs all its bundles at one setting
+    pin: tuple[tuple[int, int], ...] = ()  # (layer, role): that layer runs on that role
+    bundle_sum: bool = False  # DIME's semantics: any partition, costs summed (no merge rule)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "roles", tuple(self.roles))
-        if len(self.roles) != 2:
-            raise UsageError(f"a placement needs two roles (edge, cloud), got {len(self.roles)}")
+        net = as_network(self.link)
+        if len(self.roles) != net.n_devices:
+            what = "two roles (edge, cloud)" if isinstance(self.link, Link) else f"{net.n_devices} roles"
+            raise UsageError(f"a placement needs {what}, got {len(self.roles)}")
+        object.__setattr__(self, "roles", resolve_roles(self.roles, net.source))
+        object.__setattr__(self, "pin", tuple(sorted(dict(self.pin).items())))
         if self.objective not in OBJECTIVES:
             raise UsageError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if not (isinstance(self.max_bundle, int) and self.max_bundle >= 1):
@@ -99,7 +132,11 @@ class PlacementProblem:
             raise UsageError(f"private layers must be in 0..{n}, got {self.private_layers}")
         _check_budget("max latency", self.max_latency_s)
         _check_budget("max energy", self.max_energy_j)
-        for name, role in zip(ROLE_NAMES, self.roles):
+        names = [r.name for r in self.roles]
+        if len(set(names)) != len(names):
+            raise UsageError(f"two roles share a name: {', '.join(names)}")
+        for role in self.roles:
+            name = role.name
             if role.device not in self.table.settings:
                 raise UsageError(
                     f"unknown {name} device {role.device!r}; known devices: {', '.join(self.table.settings)}"
@@ -109,11 +146,52 @@ class PlacementProblem:
             unknown = [s for s in role.settings if s not in self.table.settings[role.device]]
             if unknown:
                 raise UsageError(f"device {role.device} has no setting {unknown[0]!r}")
+            if role.memory_bytes is not None:
+                if not (isinstance(role.memory_bytes, int) and role.memory_bytes > 0):
+                    raise UsageError(f"memory of {name} must be a positive number of bytes, got {role.memory_bytes}")
+                if not self.table.param_bytes:
+                    raise UsageError(
+                        f"a memory limit on {name} needs the profiles' param_bytes column; "
+                        "profile again with this version of dime.profile"
+                    )
+        for layer, r in self.pin:
+            if not (0 <= layer < n and 0 <= r < len(self.roles)):
+                raise UsageError(f"pin: layer {layer} or role {r} out of range")
+            if layer < self.private_layers and r != net.source:
+                raise UsageError(
+                    f"pin: {self.table.layer_names[layer]} is a private layer, it runs on {self.roles[net.source].name}"
+                )
+        unreachable = net.unreachable()
+        if unreachable:
+            raise UsageError(f"{self.roles[unreachable[0]].name} is not linked to {self.roles[net.source].name}")
 
     @property
     def k(self) -> int:
         """The effective max bundle: no bundle is longer than the model."""
         return min(self.max_bundle, self.table.n_layers)
+
+    @property
+    def network(self) -> Network:
+        return as_network(self.link)
+
+    @property
+    def source(self) -> int:
+        return self.network.source
+
+    def allowed(self, start: int, end: int, role: int) -> bool:
+        """Whether a bundle may run on a role: private layers stay on the source, pins hold."""
+        if role != self.source and start < self.private_layers:
+            return False
+        return all(r == role for layer, r in self.pin if start <= layer <= end)
+
+    def evaluate(self, placement: Sequence[Assignment]) -> Evaluation:
+        return evaluate(self.table, self.roles, self.network, placement)
+
+    def memory_fits(self, placement: Sequence[Assignment]) -> bool:
+        return all(
+            memory_use(self.table, placement, r) <= role.memory_bytes
+            for r, role in enumerate(self.roles) if role.memory_bytes is not None
+        )
 
 
 @dataclass(frozen=True)
@@ -121,8 +199,8 @@ class Solution:
     """A solved placement; every number comes from dime.core.costs.evaluate on `placement`."""
 
     status: str  # "optimal" or "time_limit" (best found, not proven optimal)
-    objective: float  # value of the objective, in SI units (s or J)
-    objective_name: str  # "latency" | "energy"
+    objective: float  # value of the objective, in SI units (s or J; throughput: the period in s)
+    objective_name: str  # "latency" | "energy" | "throughput"
     evaluation: Evaluation
     solver: str
     solve_time_s: float
@@ -131,6 +209,7 @@ class Solution:
 
     def to_json_dict(self, table: CostTable, roles: Sequence[Role]) -> dict[str, Any]:
         ev = self.evaluation
+        roles = resolve_roles(roles)
         return {
             "status": self.status,
             "objective": _num(self.objective),
@@ -142,6 +221,9 @@ class Solution:
             "compute_energy_j": _num(ev.compute_energy_j),
             "comm_energy_j": _num(ev.comm_energy_j),
             "energy_assumed": ev.energy_assumed,
+            "period_s": _num(ev.period_s),
+            "throughput_fps": _num(1.0 / ev.period_s) if ev.period_s > 0 else None,
+            "bottleneck": ev.bottleneck,
             "solver": self.solver,
             "solve_time_s": self.solve_time_s,
             "note": self.note,
@@ -152,7 +234,7 @@ class Solution:
                     "end": table.layer_names[a.end],
                     "device": roles[a.role].device,
                     "setting": a.setting,
-                    "role": ROLE_NAMES[a.role],
+                    "role": roles[a.role].name,
                     "latency_s": table.cost(roles[a.role].device, a.setting, a.start, a.end).latency_s,
                     "energy_j": _bundle_energy(table, roles, a),
                 }
@@ -161,13 +243,56 @@ class Solution:
         }
 
 
-def _num(x: float) -> float | None:
+def transfer_details(problem: PlacementProblem, placement: Sequence[Assignment]) -> list[dict[str, Any]]:
+    """Every move of data in a placement: cut, ends, route, bytes, latency and radio energy."""
+    roles, net, table = problem.roles, problem.network, problem.table
+    energy = [bool(r.energy) for r in roles]
+    out = []
+    for cut, src, dst in moves(placement, table.n_layers, net.source):
+        route = net.route(src, dst, table.cut_bytes[cut], energy)
+        out.append({
+            "cut": cut,
+            "before": table.layer_names[cut] if cut < table.n_layers else None,
+            "from": roles[src].name,
+            "to": roles[dst].name,
+            "route": [roles[d].name for d in route.nodes],
+            "links": [net.links[h.link].link.name for h in route.hops],
+            "bytes": route.nbytes,
+            "latency_s": route.latency_s,
+            "energy_j": route.energy_j,
+        })
+    return out
+
+
+def device_details(problem: PlacementProblem, placement: Sequence[Assignment]) -> list[dict[str, Any]]:
+    """Each role: its profiled device, settings, energy flag, memory and what it runs."""
+    out = []
+    for r, role in enumerate(problem.roles):
+        mine = [a for a in placement if a.role == r]
+        used = memory_use(problem.table, placement, r) if problem.table.param_bytes else None
+        out.append({
+            "name": role.name,
+            "profile_device": role.device,
+            "settings": list(role.settings),
+            "energy": bool(role.energy),
+            "source": r == problem.source,
+            "memory_bytes": role.memory_bytes,
+            "memory_used_bytes": used,
+            "compute_latency_s": sum(
+                problem.table.cost(role.device, a.setting, a.start, a.end).latency_s for a in mine
+            ),
+            "bundles": len(mine),
+        })
+    return out
+
+
+def _num(x: float | None) -> float | None:
     return None if x is None or math.isnan(x) else float(x)
 
 
 def _bundle_energy(table: CostTable, roles: Sequence[Role], a: Assignment) -> float | None:
-    """Edge bundles' measured energy; the cloud's energy is not the edge's concern."""
-    if a.role != EDGE:
+    """Measured energy of bundles on energy-counted roles (the edge's, for two roles)."""
+    if not roles[a.role].energy:
         return None
     return table.cost(roles[a.role].device, a.setting, a.start, a.end).energy_j
 
@@ -191,8 +316,9 @@ class PlacementModel:
 
     def _build(self) -> None:
         p = self.problem
-        table, roles, link = p.table, p.roles, p.link
-        n, K = table.n_layers, p.k
+        table, roles, net = p.table, p.roles, p.network
+        n, K, D, src = table.n_layers, p.k, len(p.roles), p.source
+        energy = [bool(r.energy) for r in roles]
         b = ModelBuilder(name=f"dime_{table.model}".replace(" ", "_"))
         lat: dict[int, float] = {}
         en: dict[int, float] = {}
@@ -200,25 +326,30 @@ class PlacementModel:
 
         # x variables, first, so that their indices are 0..nx-1.
         self._x: list[tuple[int, int, int, str]] = []
-        starts: list[list[int]] = [[] for _ in range(n)]  # cut k -> x starting at layer k
+        starts: list[list[int]] = [[] for _ in range(n)]  # layer k -> x starting there
         ends: list[list[int]] = [[] for _ in range(n)]  # layer e -> x ending there
-        left: list[list[dict[int, float]]] = [[{}, {}] for _ in range(n + 1)]  # L[k][r] as {var: 1}
-        right: list[list[dict[int, float]]] = [[{}, {}] for _ in range(n + 1)]  # R[k][r]
+        left: list[list[dict[int, float]]] = [[{} for _ in range(D)] for _ in range(n + 1)]  # L[k][d]
+        right: list[list[dict[int, float]]] = [[{} for _ in range(D)] for _ in range(n + 1)]  # R[k][d]
         by_setting: dict[tuple[int, str], list[int]] = {}
+        busy: list[dict[int, float]] = [{} for _ in range(D)]
+        on_role: dict[tuple[int, int, int], list[int]] = {}  # (start, end, role) -> x at its settings
+        end_at: dict[tuple[int, int, str], list[tuple[int, int]]] = {}  # (last layer, d, t) -> (x, length)
+        start_at: dict[tuple[int, int, str], list[tuple[int, int]]] = {}
         for s, e in bundles(n, K):
             for r, role in enumerate(roles):
-                if r == CLOUD and s < p.private_layers:
-                    continue  # the bundle holds a private layer
+                if not p.allowed(s, e, r):
+                    continue
                 for ti, setting in enumerate(role.settings):
-                    j = b.add_var(f"x_{s}_{e}_{ROLE_NAMES[r]}_{ti}")
+                    j = b.add_var(f"x_{s}_{e}_{r}_{ti}")
                     self._x.append((s, e, r, setting))
                     c = table.cost(role.device, setting, s, e)
                     lat[j] = c.latency_s * SCALE
-                    if r == EDGE:
+                    busy[r][j] = c.latency_s * SCALE
+                    if energy[r]:
                         if c.energy_j is None:
                             if energy_missing is None:
                                 energy_missing = (
-                                    f"the edge profile has no energy for {role.device} ({setting}), "
+                                    f"the {role.name} profile has no energy for {role.device} ({setting}), "
                                     f"e.g. bundle {table.bundle_name(s, e)}"
                                 )
                         else:
@@ -228,6 +359,9 @@ class PlacementModel:
                     left[e + 1][r][j] = 1.0
                     right[s][r][j] = 1.0
                     by_setting.setdefault((r, setting), []).append(j)
+                    on_role.setdefault((s, e, r), []).append(j)
+                    end_at.setdefault((e, r, setting), []).append((j, e - s + 1))
+                    start_at.setdefault((s, r, setting), []).append((j, e - s + 1))
         self.num_x = len(self._x)
 
         # Flow: the chosen bundles chain from layer 0 to layer n-1.
@@ -238,42 +372,97 @@ class PlacementModel:
             b.add_row(f"flow_{k}", terms, 0.0, 0.0)
         b.add_row(f"flow_{n}", {j: 1.0 for j in ends[n - 1]}, 1.0, 1.0)
 
-        # Transfers. None stands for a side fixed to the edge (cut 0's left, cut n's right);
-        # an empty sum means that side can never be on that role.
+        # Moves: y[k,a,b] (a != b) and z[k,d], continuous; each side of a cut is (terms, constant).
+        wire: dict[tuple[int, str], dict[int, float]] = {}
         for k in range(n + 1):
-            for direction, src, dst in ((UP, EDGE, CLOUD), (DOWN, CLOUD, EDGE)):
-                lhs = None if (k == 0 and src == EDGE) else left[k][src]
-                rhs = None if (k == n and dst == EDGE) else right[k][dst]
-                if lhs == {} or rhs == {}:
-                    continue  # no transfer possible at this cut in this direction
-                t = b.add_var(f"{direction}_{k}")
-                nbytes = table.cut_bytes[k]
-                lat[t] = link.transfer_latency_s(nbytes, direction) * SCALE
-                en[t] = link.transfer_energy_j(nbytes, direction) * SCALE
-                self._add_product(b, f"{direction}_{k}", t, lhs, rhs)
+            lhs = [({}, 1.0 if d == src else 0.0) if k == 0 else (left[k][d], 0.0) for d in range(D)]
+            rhs = [({}, 1.0 if d == src else 0.0) if k == n else (right[k][d], 0.0) for d in range(D)]
+            live_l = [bool(t) or c > 0 for t, c in lhs]
+            live_r = [bool(t) or c > 0 for t, c in rhs]
+            out_of: dict[int, dict[int, float]] = {d: {} for d in range(D)}
+            into: dict[int, dict[int, float]] = {d: {} for d in range(D)}
+            for a in range(D):
+                for d in range(D):
+                    if not (live_l[a] and live_r[d]):
+                        continue
+                    if a == d:
+                        v = b.add_var(f"z_{k}_{a}", integer=False)
+                    else:
+                        v = b.add_var(f"y_{k}_{a}_{d}", integer=False)
+                        route = net.route(a, d, table.cut_bytes[k], energy)
+                        lat[v] = route.latency_s * SCALE
+                        en[v] = route.energy_j * SCALE
+                        for key, t in route.wire_s:
+                            wire.setdefault(key, {})[v] = t * SCALE
+                    out_of[a][v] = 1.0
+                    into[d][v] = 1.0
+            for side, live, flows, tag in ((lhs, live_l, out_of, "out"), (rhs, live_r, into, "in")):
+                for d in range(D):
+                    if live[d]:
+                        terms, const = side[d]
+                        row = dict(flows[d])
+                        for j, c in terms.items():
+                            row[j] = row.get(j, 0.0) - c
+                        b.add_row(f"move_{tag}_{k}_{d}", row, const, const)
 
-        # One setting per role: y[r,t] picks the setting; x at other settings is off.
-        # Aggregated (sum x <= n y) rather than x <= y per bundle: far fewer rows, and the
+        if not p.bundle_sum:
+            self._add_merge_rule(b, n, K, roles, end_at, start_at)
+
+        # One setting per role: w[d,t] picks the setting; x at other settings is off.
+        # Aggregated (sum x <= n w) rather than x <= w per bundle: far fewer rows, and the
         # exact optimum is the same.
         if p.one_setting_per_device:
             for r, role in enumerate(roles):
                 if len(role.settings) < 2:
                     continue
-                ys = []
+                ws = []
                 for ti, setting in enumerate(role.settings):
-                    y = b.add_var(f"y_{ROLE_NAMES[r]}_{ti}")
-                    ys.append(y)
+                    w = b.add_var(f"w_{r}_{ti}")
+                    ws.append(w)
                     xs = by_setting.get((r, setting), [])
                     if xs:
                         terms = {j: 1.0 for j in xs}
-                        terms[y] = -float(n)
-                        b.add_row(f"one_setting_{ROLE_NAMES[r]}_{ti}", terms, -INF, 0.0)
-                b.add_row(f"one_setting_{ROLE_NAMES[r]}", {y: 1.0 for y in ys}, 1.0, 1.0)
+                        terms[w] = -float(n)
+                        b.add_row(f"one_setting_{r}_{ti}", terms, -INF, 0.0)
+                b.add_row(f"one_setting_{r}", {w: 1.0 for w in ws}, 1.0, 1.0)
+
+        # Memory: A_d reaches the largest in + out bytes among d's bundles (one row per bundle
+        # and role: its settings exclude each other).
+        for r, role in enumerate(roles):
+            if role.memory_bytes is None:
+                continue
+            act = b.add_var(f"act_{r}", 0.0, INF, integer=False)
+            cap_terms: dict[int, float] = {act: 1.0}
+            for (s, e, rr), xs in on_role.items():
+                if rr != r:
+                    continue
+                io = (table.cut_bytes[s] + table.cut_bytes[e + 1]) * BYTES_SCALE
+                b.add_row(f"act_{r}_{s}_{e}", {act: 1.0, **{j: -io for j in xs}}, 0.0, INF)
+                try:
+                    params = table.param_bytes[(s, e)] * BYTES_SCALE
+                except KeyError:
+                    raise UsageError(
+                        f"a memory limit on {role.name} needs param_bytes for bundle "
+                        f"{table.bundle_name(s, e)}, which the profiles lack"
+                    ) from None
+                cap_terms.update({j: params for j in xs})
+            b.add_row(f"memory_{r}", cap_terms, -INF, role.memory_bytes * BYTES_SCALE)
+
+        # Throughput: the period T bounds every role's compute and every link direction's wire time.
+        self._period = b.add_var("period", 0.0, INF, integer=False)
+        for r in range(D):
+            if busy[r]:
+                b.add_row(f"period_{roles[r].name}", {self._period: 1.0, **{j: -c for j, c in busy[r].items()}},
+                          0.0, INF)
+        for (i, d), terms in sorted(wire.items()):
+            b.add_row(f"period_link{i}_{d}", {self._period: 1.0, **{j: -c for j, c in terms.items()}}, 0.0, INF)
 
         nv = b.num_vars
         self._lat_obj = np.zeros(nv)
         for j, c in lat.items():
             self._lat_obj[j] = c
+        self._period_obj = np.zeros(nv)
+        self._period_obj[self._period] = 1.0
         self._energy_missing = energy_missing
         self._en_obj: np.ndarray | None = None
         if energy_missing is None:
@@ -290,25 +479,25 @@ class PlacementModel:
         )
 
     @staticmethod
-    def _add_product(
-        b: ModelBuilder, name: str, t: int, lhs: dict[int, float] | None, rhs: dict[int, float] | None
+    def _add_merge_rule(
+        b: ModelBuilder, n: int, K: int, roles: Sequence[Role],
+        end_at: Mapping[tuple[int, int, str], list[tuple[int, int]]],
+        start_at: Mapping[tuple[int, int, str], list[tuple[int, int]]],
     ) -> None:
-        """Rows making t = lhs * rhs for 0/1 sums of variables; None is the constant 1."""
-        if lhs is None and rhs is None:  # cannot happen for two roles, kept for completeness
-            b.add_row(f"{name}_fix", {t: 1.0}, 1.0, 1.0)
-            return
-        if lhs is None or rhs is None:  # t equals the other side
-            other = rhs if lhs is None else lhs
-            assert other is not None
-            b.add_row(f"{name}_eq", {t: 1.0, **{j: -c for j, c in other.items()}}, 0.0, 0.0)
-            return
-        b.add_row(f"{name}_le_l", {t: 1.0, **{j: -c for j, c in lhs.items()}}, -INF, 0.0)
-        b.add_row(f"{name}_le_r", {t: 1.0, **{j: -c for j, c in rhs.items()}}, -INF, 0.0)
-        terms = {j: -c for j, c in lhs.items()}
-        for j, c in rhs.items():
-            terms[j] = terms.get(j, 0.0) - c
-        terms[t] = 1.0
-        b.add_row(f"{name}_ge", terms, -1.0, INF)
+        """At each inner cut and (role, setting): a bundle of a layers ending there and one
+        of c layers starting there are not both chosen when a + c <= K (row i = a)."""
+        for k in range(1, n):
+            for r, role in enumerate(roles):
+                for t in role.settings:
+                    lefts, rights = end_at.get((k - 1, r, t), []), start_at.get((k, r, t), [])
+                    last: frozenset[int] | None = None
+                    for i in range(1, K):
+                        lo = [j for j, ln in lefts if ln <= i]
+                        hi = [j for j, ln in rights if ln <= K - i]
+                        if not lo or not hi or frozenset(lo + hi) == last:
+                            continue
+                        last = frozenset(lo + hi)
+                        b.add_row(f"merge_{k}_{r}_{t}_{i}", {j: 1.0 for j in lo + hi}, -INF, 1.0)
 
     # -- budgets and objective --------------------------------------------------------
 
@@ -360,7 +549,7 @@ class PlacementModel:
             row_upper[self._lat_row] = budget_with_slack(self.max_latency_s) * SCALE
         if self.max_energy_j is not None and self._en_row is not None:
             row_upper[self._en_row] = budget_with_slack(self.max_energy_j) * SCALE
-        obj = self._lat_obj if self.objective == LATENCY else self._en_obj
+        obj = {LATENCY: self._lat_obj, ENERGY: self._en_obj, THROUGHPUT: self._period_obj}[self.objective]
         assert obj is not None
         return self._base.with_changes(objective=obj, row_upper=row_upper)
 
@@ -380,14 +569,14 @@ class PlacementModel:
         if raw.values is None:
             raise SolverError(f"{used}: stopped at the time limit of {time_limit_s} s before finding a placement")
         placement = self.placement_from_values(raw.values, used)
-        ev = evaluate(self.problem.table, self.problem.roles, self.problem.link, placement)
+        ev = self.problem.evaluate(placement)
         self._warn_over_budget(ev)
         if raw.status != "optimal":
             remark = f"{used} {raw.message or raw.status}: best found, not proven optimal"
             note = f"{note}; {remark}" if note else remark
         return Solution(
             status=raw.status,
-            objective=ev.latency_s if self.objective == LATENCY else ev.energy_j,
+            objective=objective_value(self.objective, ev),
             objective_name=self.objective,
             evaluation=ev,
             solver=used,
@@ -419,11 +608,12 @@ class PlacementModel:
         if raw.values is None:
             return None
         placement = m.placement_from_values(raw.values, used)
-        ev = evaluate(self.problem.table, self.problem.roles, self.problem.link, placement)
-        return ev.latency_s if quantity == LATENCY else ev.energy_j
+        return objective_value(quantity, self.problem.evaluate(placement))
 
     def _explain_infeasible(self, backend: str, time_limit_s: float | None) -> InfeasibleError:
         lat, en = self.max_latency_s, self.max_energy_j
+        if self._least(backend, time_limit_s, LATENCY, max_latency_s=None, max_energy_j=None) is None:
+            return self._explain_structure(backend, time_limit_s)
         if lat is not None:
             best = self._least(backend, time_limit_s, LATENCY, max_latency_s=None, max_energy_j=None)
             if best is not None and best > lat:
@@ -444,6 +634,27 @@ class PlacementModel:
                     f"the least latency within --max-energy {en:g} J is {best:.6g} s"
                 )
         return InfeasibleError("no placement meets the constraints")
+
+    def _explain_structure(self, backend: str, time_limit_s: float | None) -> InfeasibleError:
+        """No placement at all, budgets aside: name the device whose memory alone rules them out."""
+        p = self.problem
+        limited = [r for r, role in enumerate(p.roles) if role.memory_bytes is not None]
+        for r in limited:
+            only = tuple(
+                role if i == r else dataclasses.replace(role, memory_bytes=None) for i, role in enumerate(p.roles)
+            )
+            m = PlacementModel(dataclasses.replace(p, roles=only, max_latency_s=None, max_energy_j=None))
+            if m._least(backend, time_limit_s, LATENCY) is None:
+                role = p.roles[r]
+                return InfeasibleError(
+                    f"no placement fits the memory of {role.name} ({role.memory_bytes} bytes)"
+                    + (" with its private layers and pins" if r == p.source and (p.private_layers or p.pin) else "")
+                )
+        if limited:
+            return InfeasibleError(
+                "no placement fits the memory limits of " + ", ".join(p.roles[r].name for r in limited) + " together"
+            )
+        return InfeasibleError("no placement meets the constraints (private layers and pins)")
 
     # -- export -----------------------------------------------------------------------
 
