@@ -40,6 +40,7 @@ import dataclasses
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -319,6 +320,7 @@ class PlacementModel:
         table, roles, net = p.table, p.roles, p.network
         n, K, D, src = table.n_layers, p.k, len(p.roles), p.source
         energy = [bool(r.energy) for r in roles]
+        tag = [re.sub(r"\W", "_", r.name) for r in roles]  # LP-file-safe role names
         b = ModelBuilder(name=f"dime_{table.model}".replace(" ", "_"))
         lat: dict[int, float] = {}
         en: dict[int, float] = {}
@@ -340,7 +342,7 @@ class PlacementModel:
                 if not p.allowed(s, e, r):
                     continue
                 for ti, setting in enumerate(role.settings):
-                    j = b.add_var(f"x_{s}_{e}_{r}_{ti}")
+                    j = b.add_var(f"x_{s}_{e}_{tag[r]}_{ti}")
                     self._x.append((s, e, r, setting))
                     c = table.cost(role.device, setting, s, e)
                     lat[j] = c.latency_s * SCALE
@@ -386,9 +388,9 @@ class PlacementModel:
                     if not (live_l[a] and live_r[d]):
                         continue
                     if a == d:
-                        v = b.add_var(f"z_{k}_{a}", integer=False)
+                        v = b.add_var(f"z_{k}_{tag[a]}", integer=False)
                     else:
-                        v = b.add_var(f"y_{k}_{a}_{d}", integer=False)
+                        v = b.add_var(f"y_{k}_{tag[a]}_{tag[d]}", integer=False)
                         route = net.route(a, d, table.cut_bytes[k], energy)
                         lat[v] = route.latency_s * SCALE
                         en[v] = route.energy_j * SCALE
