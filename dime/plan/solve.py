@@ -1,13 +1,15 @@
-"""Choose where each bundle of layers runs (edge or cloud) from profiles: `python -m dime.solve`.
+"""Choose where each bundle of layers runs (edge or cloud, or N devices) from profiles: `python -m dime.solve`.
 
-Example:
+Examples:
     python -m dime.solve profiles/vit_b_16_*.csv --edge jetson --cloud a100 --link 4g \\
         --objective energy --max-latency 0.2 --json placement.json
+    python -m dime.solve --system examples/camera-jetson-server-cloud.toml --objective throughput
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -23,20 +25,14 @@ from dime.cliargs import (
     run_main,
     setup_logging,
 )
-from dime.core.costs import ROLE_NAMES, transfers
-from dime.core.links import UP, Link, get_link, parse_link
+from dime.core.links import Link, get_link, parse_link
 from dime.core.placement import bundle_text
 from dime.errors import UsageError
 from dime.fileio import atomic_write_text
 from dime.plan import BACKEND_NAMES, OBJECTIVES, PlacementProblem, Solution, build_model
-from dime.profiling.reader import (
-    common_max_bundle,
-    isolated_chains,
-    load_profiles,
-    make_role,
-    require_bundles,
-    timing_contexts,
-)
+from dime.plan.problem import device_details, transfer_details
+from dime.plan.system import Constraints, System, build_problem, load_system, two_devices
+from dime.profiling.reader import isolated_chains, load_profiles, timing_contexts
 
 log = logging.getLogger("dime.solve")
 
@@ -44,6 +40,9 @@ log = logging.getLogger("dime.solve")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The solve options, for this CLI and for a `dime solve` subcommand."""
     p.add_argument("profiles", nargs="*", metavar="PROFILE", help="profile CSV files")
+    p.add_argument("--system", metavar="FILE",
+                   help="a system file (TOML): devices, their profiles, links and constraints; "
+                        "replaces the profiles, --edge/--cloud and the link flags")
     p.add_argument("--profile", dest="profile_opts", action="extend", nargs="+", default=[],
                    metavar="PROFILE", help="profile CSV files (same as the positional ones)")
     p.add_argument("--model", help="the model to place, when the files hold several")
@@ -59,13 +58,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rtt-ms", type=float, metavar="MS", help="round-trip time; half of it is added per transfer")
     p.add_argument("--max-bundle", type=positive_int, metavar="K",
                    help="longest bundle in layers (default: the largest K profiled for every chosen setting)")
-    p.add_argument("--objective", choices=OBJECTIVES, default="latency", help="what to minimise (default latency)")
+    p.add_argument("--objective", choices=OBJECTIVES,
+                   help="what to minimise (default latency; throughput: the pipelined period)")
     p.add_argument("--max-latency", type=positive_float, metavar="S", help="latency budget in seconds")
     p.add_argument("--max-energy", type=positive_float, metavar="J", help="edge energy budget in joules")
-    p.add_argument("--private-layers", type=non_negative_int, default=0, metavar="N",
-                   help="the first N layers must run on the edge")
+    p.add_argument("--private-layers", type=non_negative_int, metavar="N",
+                   help="the first N layers must run on the edge (the source)")
     p.add_argument("--one-setting-per-device", action="store_true",
                    help="each device runs all its bundles at one setting")
+    p.add_argument("--bundle-sum", action="store_true",
+                   help="DIME's semantics: any partition into bundles, costs summed; by default two same-setting "
+                        "bundles in a row on one device are merged when their union is profiled")
     p.add_argument("--trim", type=fraction, default=0.1, metavar="F",
                    help="fraction of runs dropped at each end before averaging (default 0.1)")
     p.add_argument("--solver", choices=BACKEND_NAMES, default="auto",
@@ -106,15 +109,24 @@ def _link_text(link: Link) -> str:
             f"rtt {link.rtt_ms:g} ms)")
 
 
+def _network_text(problem: PlacementProblem) -> str:
+    net, roles = problem.network, problem.roles
+    if len(net.links) == 1:
+        return f"link {_link_text(net.links[0].link)}"
+    return "links: " + "; ".join(
+        f"{roles[nl.a].name}-{roles[nl.b].name} {_link_text(nl.link)}" for nl in net.links
+    )
+
+
 def format_report(problem: PlacementProblem, sol: Solution, data: dict, header: bool = True) -> str:
     """The human-readable result; every number is taken from `data` (the JSON dict)."""
     table = problem.table
+    counted = [r.name for r in problem.roles if r.energy]
     lines: list[str] = []
     if header:
-        roles = problem.roles
         lines.append(
-            f"model {table.model}: {table.n_layers} layers; edge {roles[0].device} ({', '.join(roles[0].settings)}); "
-            f"cloud {roles[1].device} ({', '.join(roles[1].settings)})"
+            f"model {table.model}: {table.n_layers} layers; "
+            + "; ".join(f"{r.name} {r.device} ({', '.join(r.settings)})" for r in problem.roles)
         )
         budgets = [f"min {problem.objective}", f"max bundle {problem.k}"]
         if problem.max_latency_s is not None:
@@ -123,9 +135,17 @@ def format_report(problem: PlacementProblem, sol: Solution, data: dict, header: 
             budgets.append(f"max energy {problem.max_energy_j:g} J")
         if problem.private_layers:
             budgets.append(f"private layers {problem.private_layers}")
+        if problem.pin:
+            budgets.append("pin " + ", ".join(
+                f"{table.layer_names[layer]}@{problem.roles[r].name}" for layer, r in problem.pin))
         if problem.one_setting_per_device:
             budgets.append("one setting per device")
-        lines.append(f"link {_link_text(problem.link)}; {'; '.join(budgets)}")
+        if problem.bundle_sum:
+            budgets.append("bundle sums (DIME semantics, no merge rule)")
+        memory = [f"{r.name} {r.memory_bytes} B" for r in problem.roles if r.memory_bytes is not None]
+        if memory:
+            budgets.append("memory " + ", ".join(memory))
+        lines.append(f"{_network_text(problem)}; {'; '.join(budgets)}")
         lines.append("")
     rows = [("#", "layers", "bundle", "role", "device", "setting", "latency_s", "energy_j")]
     for i, (a, entry) in enumerate(zip(sol.placement, data["placement"]), 1):
@@ -139,33 +159,36 @@ def format_report(problem: PlacementProblem, sol: Solution, data: dict, header: 
             _fmt(entry["latency_s"]),
             _fmt(entry["energy_j"]),
         ))
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    right = {0, 6, 7}
-    for r in rows:
-        cells = [r[c].rjust(widths[c]) if c in right else r[c].ljust(widths[c]) for c in range(len(r))]
-        lines.append("  ".join(cells).rstrip())
+    lines += _columns(rows, right={0, 6, 7})
     lines.append("")
-    moves = transfers(list(sol.placement), table.n_layers)
-    if moves:
-        parts = []
-        for cut, direction in moves:
-            where = f"before {table.layer_names[cut]}" if cut < table.n_layers else "of the output"
-            parts.append(f"{'up' if direction == UP else 'down'} {where} ({table.cut_bytes[cut]} B)")
-        lines.append(f"transfers: {', '.join(parts)}")
+    if data["transfers"]:
+        lines.append("transfers:")
+        rows = [("cut", "route", "bytes", "latency_s", "energy_j")]
+        for t in data["transfers"]:
+            where = f"before {t['before']}" if t["before"] is not None else "of the output"
+            rows.append((where, " -> ".join(t["route"]), str(t["bytes"]), _fmt(t["latency_s"]), _fmt(t["energy_j"])))
+        lines += ["  " + line for line in _columns(rows, right={2, 3, 4})]
     else:
-        lines.append("transfers: none (all on the edge)")
+        lines.append(f"transfers: none (all on the {problem.roles[problem.source].name})")
     lines.append(
         f"latency: {_fmt(data['latency_s'], 's')} = compute {_fmt(data['compute_latency_s'], 's')} "
         f"+ communication {_fmt(data['comm_latency_s'], 's')}"
     )
-    if data["energy_j"] is None:
-        lines.append("edge energy: not measured")
+    what = f"{' + '.join(counted)} energy" if counted else "energy"
+    if not counted:
+        lines.append("energy: no device's energy counts")
+    elif data["energy_j"] is None:
+        lines.append(f"{what}: not measured")
     else:
         assumed = " (assumed power)" if data["energy_assumed"] else ""
         lines.append(
-            f"edge energy: {_fmt(data['energy_j'], 'J')} = compute {_fmt(data['compute_energy_j'], 'J')} "
+            f"{what}: {_fmt(data['energy_j'], 'J')} = compute {_fmt(data['compute_energy_j'], 'J')} "
             f"+ communication {_fmt(data['comm_energy_j'], 'J')}{assumed}"
         )
+    lines.append(
+        f"throughput: {_fmt(data['throughput_fps'], 'frames/s')} pipelined (period {_fmt(data['period_s'], 's')}, "
+        f"bottleneck {data['bottleneck']})"
+    )
     for note in data.get("profile_notes", []):
         lines.append(f"note: {note}")
     solver = f"solver: {data['solver']}, {data['status']}, {data['solve_time_s']:.3g} s"
@@ -175,43 +198,57 @@ def format_report(problem: PlacementProblem, sol: Solution, data: dict, header: 
     return "\n".join(lines)
 
 
+def _columns(rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    return [
+        "  ".join(r[c].rjust(widths[c]) if c in right else r[c].ljust(widths[c]) for c in range(len(r))).rstrip()
+        for r in rows
+    ]
+
+
+def _system_from_args(args: argparse.Namespace) -> System:
+    """The system file, or the two-device flags as a system; explicit flags override the file."""
+    paths = list(args.profiles) + list(args.profile_opts)
+    given = {k: v for k, v in (
+        ("objective", args.objective), ("max_latency_s", args.max_latency), ("max_energy_j", args.max_energy),
+        ("private_layers", args.private_layers),
+        ("one_setting_per_device", args.one_setting_per_device or None), ("bundle_sum", args.bundle_sum or None),
+    ) if v is not None}
+    if args.system:
+        two_device = [f for f, v in (("PROFILE", paths), ("--edge", args.edge), ("--cloud", args.cloud),
+                                     ("--link", args.link), ("--edge-settings", args.edge_settings),
+                                     ("--cloud-settings", args.cloud_settings)) if v]
+        if two_device:
+            raise UsageError(f"--system describes the devices; drop {two_device[0]}")
+        system = load_system(args.system)
+        changes: dict = {"constraints": dataclasses.replace(system.constraints, **given)}
+        if args.model:
+            changes["model"] = args.model
+        if args.max_bundle:
+            changes["max_bundle"] = args.max_bundle
+        return dataclasses.replace(system, **changes)
+    if not paths:
+        raise UsageError("give one or more profile files (or --system FILE)")
+    if args.edge is None or args.cloud is None:
+        devices = ", ".join(load_profiles(paths, model=args.model, trim=args.trim).settings)
+        flag = "--edge" if args.edge is None else "--cloud"
+        raise UsageError(f"{flag} DEV is required; devices in the profiles: {devices}")
+    if args.rtt_ms is not None and not (math.isfinite(args.rtt_ms) and args.rtt_ms >= 0):
+        raise UsageError(f"--rtt-ms must be >= 0, got {args.rtt_ms}")
+    if args.link:
+        link = parse_link(args.link, args.uplink_mbps, args.downlink_mbps, args.rtt_ms)
+    else:
+        link = get_link(None, args.uplink_mbps, args.downlink_mbps, args.rtt_ms)
+    return two_devices(paths, args.edge, args.cloud, link, _split(args.edge_settings), _split(args.cloud_settings),
+                       args.model, args.max_bundle, Constraints(**given))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose - args.quiet)
-    paths = list(args.profiles) + list(args.profile_opts)
-    if not paths:
-        raise UsageError("give one or more profile files")
-
-    table = load_profiles(paths, model=args.model, trim=args.trim)
-    for flag, value in (("--edge", args.edge), ("--cloud", args.cloud)):
-        if value is None:
-            raise UsageError(f"{flag} DEV is required; devices in the profiles: {', '.join(table.settings)}")
-    edge = make_role(table, args.edge, _split(args.edge_settings))
-    cloud = make_role(table, args.cloud, _split(args.cloud_settings))
-    roles = (edge, cloud)
-    if args.rtt_ms is not None and not (math.isfinite(args.rtt_ms) and args.rtt_ms >= 0):
-        raise UsageError(f"--rtt-ms must be >= 0, got {args.rtt_ms}")
-    link = (parse_link(args.link, args.uplink_mbps, args.downlink_mbps, args.rtt_ms) if args.link
-            else get_link(None, args.uplink_mbps, args.downlink_mbps, args.rtt_ms))
-    if args.private_layers > table.n_layers:
-        raise UsageError(f"--private-layers {args.private_layers} exceeds the model's {table.n_layers} layers")
-
-    if args.max_bundle is None:
-        k = common_max_bundle(table, roles)
-    else:
-        k = min(args.max_bundle, table.n_layers)
-        require_bundles(table, roles, k)
-    problem = PlacementProblem(
-        table=table,
-        roles=roles,
-        link=link,
-        max_bundle=k,
-        objective=args.objective,
-        max_latency_s=args.max_latency,
-        max_energy_j=args.max_energy,
-        private_layers=args.private_layers,
-        one_setting_per_device=args.one_setting_per_device,
-    )
+    system = _system_from_args(args)
+    problem = build_problem(system, trim=args.trim)
+    table = problem.table
     model = build_model(problem)
     log.debug("model: %d variables, %d constraints", model.num_vars, model.num_constraints())
     if args.write_lp:
@@ -219,12 +256,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("wrote the ILP to %s", args.write_lp)
     sol = model.solve(args.solver, args.time_limit)
 
-    data = sol.to_json_dict(table, roles)
+    data = sol.to_json_dict(table, problem.roles)
+    data.update(
+        model=table.model,
+        layer_names=list(table.layer_names),
+        cut_bytes=list(table.cut_bytes),
+        bundle_sum=problem.bundle_sum,
+        devices=device_details(problem, sol.placement),
+        transfers=transfer_details(problem, sol.placement),
+    )
     data["profile_notes"] = [
-        f"{len(run)} {ROLE_NAMES[run[0].role]} bundles in a row "
+        f"{len(run)} {problem.roles[run[0].role].name} bundles in a row "
         f"({' | '.join(table.bundle_name(a.start, a.end) for a in run)}) were each profiled in isolation; "
         "run back to back they can cost more than their sum (profile with --context chain)"
-        for run in isolated_chains(sol.placement, roles, timing_contexts(paths))
+        for run in isolated_chains(sol.placement, problem.roles, timing_contexts(system.profiles))
     ]
     print(format_report(problem, sol, data, header=args.quiet == 0))
     if args.json:

@@ -347,6 +347,12 @@ def _idle_power_w(meter: Any, config: ProfileConfig) -> float:
     return (meter.energy_j() - e0) / (time.monotonic() - t0)
 
 
+def param_bytes(module: torch.nn.Module) -> int:
+    """Bytes of a module's parameters and buffers (each shared tensor once)."""
+    tensors = list(module.parameters()) + list(module.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
 def _profile_bundle(
     model: SplitModel,
     s: int,
@@ -383,6 +389,7 @@ def _profile_bundle(
         "end": model.layer_names[e],
         "in_bytes": model.cut_bytes[s],
         "out_bytes": model.cut_bytes[e + 1],
+        "param_bytes": param_bytes(mod),
         "torch_device": str(device),
         "host": platform.node(),
         "torch_version": torch.__version__,

@@ -89,6 +89,7 @@ def load_profiles(
         costs=costs,
         setting_kinds=setting_kinds,
         sources=tuple(files),
+        param_bytes=_param_bytes(df, layer_names),
     )
     log.debug(
         "read %d runs of %s (%d layers, %d bundle costs) from %s",
@@ -350,6 +351,29 @@ def _cut_bytes(df: pd.DataFrame, layer_names: list[str], where: str) -> list[int
             "the size of its input is unknown"
         )
     return [found[k][0] for k in range(n + 1)]
+
+
+def _param_bytes(df: pd.DataFrame, layer_names: list[str]) -> dict[tuple[int, int], int]:
+    """Bytes of each bundle's parameters and buffers, where the profiles say (same on every row)."""
+    if "param_bytes" not in df.columns:
+        return {}
+    out: dict[tuple[int, int], int] = {}
+    for s, e, text, path, line in zip(df["_s"], df["_e"], df["param_bytes"], df["_file"], df["_line"]):
+        if text == "":
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value >= 0 and value == int(value)):
+            raise ProfileError(f"{path}: line {line}: param_bytes {text!r} is not a non-negative whole number")
+        key = (int(s), int(e))
+        if out.setdefault(key, int(value)) != int(value):
+            raise ProfileError(
+                f"{path}: line {line}: param_bytes {int(value)} of bundle {'+'.join(layer_names[key[0] : key[1] + 1])} "
+                f"differs from {out[key]} in another row"
+            )
+    return out
 
 
 def _aggregate(df: pd.DataFrame, trim: float, layer_names: list[str]) -> dict[tuple[str, str, int, int], BundleCost]:

@@ -30,5 +30,6 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
     "repeats",  # calls per run (> 1 when a meter needs a longer window)
     "energy_total_j",  # energy before subtracting idle power (with --idle-baseline)
     "idle_power_w",
+    "param_bytes",  # bytes of the bundle's parameters and buffers (memory limits need it)
 )
 PROFILE_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
