@@ -10,6 +10,7 @@ from typing import Iterable, Sequence
 
 from dime.core.costs import BundleCost, CostTable, Role, bundles
 from dime.core.links import LINK_PRESETS, Link
+from dime.core.network import NetLink, Network
 from dime.plan import PlacementProblem
 from dime.profiling.schema import PROFILE_COLUMNS
 
@@ -143,5 +144,51 @@ def write_profile_csv(
                     "energy_source": c.energy_source,
                     "torch_device": "cpu",
                     "host": "synthetic",
+                    "param_bytes": table.param_bytes.get((s, e), ""),
                 })
     return path
+
+
+def random_network(rng: random.Random, n_devices: int, source: int = 0) -> Network:
+    """A random tree over the devices plus an extra link or two, with random rates, rtts and radios."""
+    links = []
+    order = list(range(n_devices))
+    rng.shuffle(order)
+    pairs = [(order[i], order[rng.randrange(i)]) for i in range(1, n_devices)]
+    for _ in range(rng.randint(0, 2)):
+        a, b = rng.sample(range(n_devices), 2)
+        pairs.append((a, b))
+    for i, (a, b) in enumerate(pairs):
+        links.append(NetLink(a, b, Link(
+            f"l{i}", rng.uniform(0.5, 300), rng.uniform(0.5, 300),
+            alpha_up_mw_per_mbps=rng.choice([0.0, rng.uniform(50, 900)]),
+            alpha_down_mw_per_mbps=rng.uniform(0, 150), beta_mw=rng.uniform(0, 1300),
+            rtt_ms=rng.choice([0.0, rng.uniform(0.5, 60)]),
+        )))
+    return Network(n_devices, tuple(links), source)
+
+
+def random_system_problem(
+    seed: int, n_devices: int, n_layers: int, max_bundle: int, settings: int = 2, memory: bool = True,
+    objective: str = "latency",
+) -> PlacementProblem:
+    """N devices on a random network, random energy flags, memory limits, private layers and pins."""
+    rng = random.Random(seed)
+    devices = {f"dev{d}": [f"s{t}" for t in range(settings if d < 2 else rng.randint(1, settings))]
+               for d in range(n_devices)}
+    energy = [d for d in devices if rng.random() < 0.6] or ["dev0"]
+    table = random_table(rng, n_layers, devices, energy)
+    layer_params = [rng.choice([0, rng.randint(1_000, 5_000_000)]) for _ in range(n_layers)]
+    table.param_bytes.update({(s, e): sum(layer_params[s : e + 1]) for s, e in bundles(n_layers, n_layers)})
+    roles = []
+    for d, name in enumerate(devices):
+        cap = None
+        if memory and d > 0 and rng.random() < 0.4:
+            cap = rng.randint(1, 3) * max(1, max(layer_params)) + max(table.cut_bytes) * 2
+        roles.append(Role(name, tuple(devices[name]), name=f"n{d}", energy=name in energy, memory_bytes=cap))
+    private = rng.choice([0, 0, 1])
+    pin = ((n_layers - 1, rng.randrange(n_devices)),) if rng.random() < 0.25 else ()
+    if pin and pin[0][0] < private:
+        pin = ()
+    return PlacementProblem(table, tuple(roles), random_network(rng, n_devices), max_bundle,
+                            objective=objective, private_layers=private, pin=pin)

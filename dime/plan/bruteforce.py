@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from dime.core.costs import Assignment, Evaluation, merge_violation
 from dime.errors import UsageError
@@ -56,11 +56,17 @@ def _within(value: float, budget: float | None) -> bool:
     return budget is None or value <= budget_with_slack(budget)
 
 
-def brute_force(problem: PlacementProblem) -> tuple[float, list[Assignment], Evaluation] | None:
-    """The optimum (objective value, placement, evaluation), or None when the budgets admit none."""
+def evaluated(problem: PlacementProblem) -> list[tuple[list[Assignment], Evaluation]]:
+    """Every allowed placement with its evaluation (budgets and objective aside)."""
+    return [(p, problem.evaluate(p)) for p in placements(problem)]
+
+
+def optimum(
+    problem: PlacementProblem, candidates: Iterable[tuple[list[Assignment], Evaluation]]
+) -> tuple[float, list[Assignment], Evaluation] | None:
+    """The best of `candidates` under the problem's objective and budgets, or None."""
     best: tuple[float, list[Assignment], Evaluation] | None = None
-    for placement in placements(problem):
-        ev = problem.evaluate(placement)
+    for placement, ev in candidates:
         if not _within(ev.latency_s, problem.max_latency_s):
             continue
         if problem.max_energy_j is not None and not _within(ev.energy_j, problem.max_energy_j):
@@ -71,3 +77,8 @@ def brute_force(problem: PlacementProblem) -> tuple[float, list[Assignment], Eva
         if best is None or value < best[0]:
             best = (value, placement, ev)
     return best
+
+
+def brute_force(problem: PlacementProblem) -> tuple[float, list[Assignment], Evaluation] | None:
+    """The optimum (objective value, placement, evaluation), or None when the budgets admit none."""
+    return optimum(problem, ((p, problem.evaluate(p)) for p in placements(problem)))

@@ -384,28 +384,28 @@ class PlacementModel:
             out_of: dict[int, dict[int, float]] = {d: {} for d in range(D)}
             into: dict[int, dict[int, float]] = {d: {} for d in range(D)}
             for a in range(D):
-                for d in range(D):
-                    if not (live_l[a] and live_r[d]):
+                for c in range(D):
+                    if not (live_l[a] and live_r[c]):
                         continue
-                    if a == d:
+                    if a == c:
                         v = b.add_var(f"z_{k}_{tag[a]}", integer=False)
                     else:
-                        v = b.add_var(f"y_{k}_{tag[a]}_{tag[d]}", integer=False)
-                        route = net.route(a, d, table.cut_bytes[k], energy)
+                        v = b.add_var(f"y_{k}_{tag[a]}_{tag[c]}", integer=False)
+                        route = net.route(a, c, table.cut_bytes[k], energy)
                         lat[v] = route.latency_s * SCALE
                         en[v] = route.energy_j * SCALE
                         for key, t in route.wire_s:
                             wire.setdefault(key, {})[v] = t * SCALE
                     out_of[a][v] = 1.0
-                    into[d][v] = 1.0
-            for side, live, flows, tag in ((lhs, live_l, out_of, "out"), (rhs, live_r, into, "in")):
+                    into[c][v] = 1.0
+            for side, live, flows, way in ((lhs, live_l, out_of, "out"), (rhs, live_r, into, "in")):
                 for d in range(D):
                     if live[d]:
                         terms, const = side[d]
                         row = dict(flows[d])
                         for j, c in terms.items():
                             row[j] = row.get(j, 0.0) - c
-                        b.add_row(f"move_{tag}_{k}_{d}", row, const, const)
+                        b.add_row(f"move_{way}_{k}_{d}", row, const, const)
 
         if not p.bundle_sum:
             self._add_merge_rule(b, n, K, roles, end_at, start_at)
