@@ -10,6 +10,14 @@ under a latency budget of 1.2 x the least latency (the harder, sweep-like case).
 Solve time is the backend call's wall time: translating the model for the solver and solving.
 
     python benchmarks/bench_solve.py [--repeats 3] [--solvers cbc,highs,gurobi] [--out results.csv]
+
+With --scaling, N devices instead (SYNTHETIC costs): devices 2, 3, 4, 6 on a chain of links
+(4g, wifi, then fast wired hops) plus a slow direct link from the source to the last device;
+10 settings on each of the first two devices, 1 on the others; layers 15, 30, 60 at K = 8,
+then K and settings varied at 4 devices and 60 layers. Objectives: latency, energy (of the
+first two devices) under 1.2 x the least latency, throughput. Merge rule on (the default).
+
+    python benchmarks/bench_solve.py --scaling [--solvers cbc] [--repeats 1]
 """
 
 from __future__ import annotations
@@ -24,7 +32,8 @@ import time
 from dataclasses import dataclass
 
 from dime.core.costs import BundleCost, CostTable, Role, bundles
-from dime.core.links import get_link
+from dime.core.links import Link, get_link
+from dime.core.network import NetLink, Network
 from dime.errors import SolverError
 from dime.plan import PlacementProblem, build_model
 from dime.plan.backends import BackendUnavailableError, get_backend
@@ -76,24 +85,79 @@ def run(instances: list[str], solvers: list[str], repeats: int, time_limit_s: fl
         least = model.solve("highs", time_limit_s).objective
         cases = {"latency": model, "energy@1.2xlat": model.with_budgets(objective="energy", max_latency_s=1.2 * least)}
         for objective, m in cases.items():
-            lm = m.linear_model()
-            for solver in solvers:
-                backend = get_backend(solver)
-                times, value, status = [], None, ""
-                try:
-                    for _ in range(repeats):
-                        raw = backend.solve(lm, time_limit_s)
-                        times.append(raw.solve_time_s)
-                        status = raw.status
-                    sol = m.solve(solver, time_limit_s)
-                    value = sol.objective
-                except BackendUnavailableError as e:
-                    status = e.reason
-                except SolverError as e:
-                    status = f"error: {e}"
-                rows.append(Row(solver, inst, objective, lm.num_vars, lm.num_active_rows,
-                                statistics.median(times) if times else None, value, status))
-                logging.info("%s", rows[-1])
+            rows += _solve_rows(m, solvers, inst, objective, repeats, time_limit_s)
+    return rows
+
+
+SCALING = [(d, n, 8, 10) for d in (2, 3, 4, 6) for n in (15, 30, 60)] + [
+    (4, 60, 4, 10), (4, 60, 15, 10), (4, 60, 8, 2), (4, 60, 8, 5)]
+
+
+def scaling_problem(n_devices: int, n_layers: int, k: int, settings: int, seed: int) -> PlacementProblem:
+    """A synthetic N-device problem: two DVFS devices, then ever faster ones further away."""
+    rng = random.Random(seed)
+    names = tuple(f"synthetic_layer{i}" for i in range(n_layers))
+    cut_bytes = tuple([3 * 224 * 224 * 4] + [rng.choice([150_528, 301_056, 605_184, 4_000]) for _ in range(n_layers)])
+    base = [rng.uniform(2e-4, 2e-2) for _ in range(n_layers)]
+    costs: dict[tuple[str, str, int, int], BundleCost] = {}
+    table_settings: dict[str, tuple[str, ...]] = {}
+    roles = []
+    for d in range(n_devices):
+        dev = f"dev{d}"
+        count = settings if d < 2 else 1
+        table_settings[dev] = tuple(f"f{i}" for i in range(count))
+        speed = 1.0 / (1 + 2 * d)  # later devices are faster
+        for i, setting in enumerate(table_settings[dev]):
+            slow = speed * (1.0 + 2.0 * i / max(1, count - 1))
+            watts = 12.0 / (1.0 + 2.0 * i / max(1, count - 1)) ** 1.5
+            for s, e in bundles(n_layers, k):
+                lat = sum(base[s : e + 1]) * slow * rng.uniform(0.75, 1.05)
+                costs[(dev, setting, s, e)] = BundleCost(lat, lat * watts * rng.uniform(0.9, 1.1), "synthetic", 10)
+        roles.append(Role(dev, table_settings[dev], name=dev, energy=d < 2))
+    table = CostTable("synthetic", names, cut_bytes, table_settings, costs)
+    hops = [get_link("4g"), get_link("wifi")] + [Link(f"wired{i}", 1000.0, 1000.0, rtt_ms=2.0) for i in range(4)]
+    links = [NetLink(d, d + 1, hops[d]) for d in range(n_devices - 1)]
+    if n_devices > 2:
+        links.append(NetLink(0, n_devices - 1, Link("direct", 2.0, 5.0, 400.0, 60.0, 900.0, rtt_ms=1.0)))
+    return PlacementProblem(table, tuple(roles), Network(n_devices, tuple(links), 0), k)
+
+
+def run_scaling(solvers: list[str], repeats: int, time_limit_s: float | None, seed: int) -> list[Row]:
+    rows: list[Row] = []
+    for d, n, k, settings in SCALING:
+        inst = f"dev{d}_n{n}_k{k}_s{settings}"
+        t0 = time.perf_counter()
+        model = build_model(scaling_problem(d, n, k, settings, seed))
+        logging.info("%s: model built in %.3f s", inst, time.perf_counter() - t0)
+        least = model.solve(solvers[0], time_limit_s).objective
+        cases = {"latency": model,
+                 "energy@1.2xlat": model.with_budgets(objective="energy", max_latency_s=1.2 * least),
+                 "throughput": model.with_budgets(objective="throughput")}
+        for objective, m in cases.items():
+            rows += _solve_rows(m, solvers, inst, objective, repeats, time_limit_s)
+    return rows
+
+
+def _solve_rows(m, solvers: list[str], inst: str, objective: str, repeats: int,
+                time_limit_s: float | None) -> list[Row]:
+    rows = []
+    lm = m.linear_model()
+    for solver in solvers:
+        backend = get_backend(solver)
+        times, value, status = [], None, ""
+        try:
+            for _ in range(repeats):
+                raw = backend.solve(lm, time_limit_s)
+                times.append(raw.solve_time_s)
+                status = raw.status
+            value = m.solve(solver, time_limit_s).objective
+        except BackendUnavailableError as e:
+            status = e.reason
+        except SolverError as e:
+            status = f"error: {e}"
+        rows.append(Row(solver, inst, objective, lm.num_vars, lm.num_active_rows,
+                        statistics.median(times) if times else None, value, status))
+        logging.info("%s", rows[-1])
     return rows
 
 
@@ -114,11 +178,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--time-limit", type=float, default=None, help="per solve, seconds")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scaling", action="store_true", help="the N-device scaling grid instead")
     p.add_argument("--out", help="also write the rows as CSV")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(message)s", stream=sys.stderr)
-    rows = run(a.instances.split(","), a.solvers.split(","), a.repeats, a.time_limit, a.seed)
+    if a.scaling:
+        rows = run_scaling(a.solvers.split(","), a.repeats, a.time_limit, a.seed)
+    else:
+        rows = run(a.instances.split(","), a.solvers.split(","), a.repeats, a.time_limit, a.seed)
     print(markdown(rows))
     if a.out:
         with open(a.out, "w", newline="") as f:

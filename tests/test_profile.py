@@ -16,6 +16,7 @@ from dime.capture.models import load_model
 from dime.capture.samples import generate
 from dime.errors import UsageError
 from dime.profiling.profiler import OperatingPoint, ProfileConfig, profile
+from dime.profiling.reader import load_profiles
 from dime.profiling.schema import PROFILE_COLUMNS
 
 TOY = ["--model", "toy_models:skipnet", "--cuts", "conv1,conv2,conv3,pool"]
@@ -57,7 +58,13 @@ def test_profiles_every_bundle_at_every_setting(tmp_path, toy_samples):
         assert int(r["in_bytes"]) == m.cut_bytes[s] and int(r["out_bytes"]) == m.cut_bytes[e + 1]
         assert float(r["latency_s"]) > 0 and r["energy_j"] == ""
         assert r["setting_kind"] == "threads" and r["device"] == "toy-cpu"
+        assert int(r["param_bytes"]) == sum(LAYER_PARAM_BYTES[s : e + 1])
     assert (tmp_path / "p.csv.meta.json").is_file()
+    assert load_profiles([out]).param_bytes == {(s, e): sum(LAYER_PARAM_BYTES[s : e + 1]) for s, e in expected_bundles}
+
+
+# float32 weights + biases of skipnet's conv1, conv2, conv3, pool, fc
+LAYER_PARAM_BYTES = [(3 * 8 * 9 + 8) * 4, (8 * 8 * 9 + 8) * 4, (8 * 8 * 9 + 8) * 4, 0, (8 * 10 + 10) * 4]
 
 
 def test_assume_power_fills_energy(tmp_path, toy_samples):

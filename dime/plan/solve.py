@@ -113,9 +113,12 @@ def _network_text(problem: PlacementProblem) -> str:
     net, roles = problem.network, problem.roles
     if len(net.links) == 1:
         return f"link {_link_text(net.links[0].link)}"
-    return "links: " + "; ".join(
-        f"{roles[nl.a].name}-{roles[nl.b].name} {_link_text(nl.link)}" for nl in net.links
-    )
+    parts = []
+    for nl in net.links:
+        ends = f"{roles[nl.a].name}-{roles[nl.b].name}"
+        text = _link_text(nl.link)
+        parts.append(text if nl.link.name == ends else f"{ends} {text}")
+    return "links: " + "; ".join(parts)
 
 
 def format_report(problem: PlacementProblem, sol: Solution, data: dict, header: bool = True) -> str:
