@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from dime.core.costs import BundleCost, CostTable, Role, bundles
 from dime.core.links import LINK_PRESETS, Link

@@ -8,9 +8,16 @@ import random
 
 import pytest
 from instances import random_system_problem, random_table
-from test_ilp import BACKENDS, need, rel_close, same_evaluation, unusable
+from test_ilp import BACKENDS, rel_close, same_evaluation, unusable
 
-from dime.core.costs import Assignment, BundleCost, CostTable, Role, memory_use, merge_violation
+from dime.core.costs import (
+    Assignment,
+    BundleCost,
+    CostTable,
+    Role,
+    memory_use,
+    merge_violation,
+)
 from dime.core.links import DOWN, UP, Link
 from dime.core.network import NetLink, Network
 from dime.errors import InfeasibleError, UsageError

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from dime.core.links import DOWN, UP, Link
 from dime.core.network import Network

@@ -13,8 +13,8 @@ and receives on ``down``.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import networkx as nx
 
@@ -73,7 +73,7 @@ class Network:
                 raise UsageError(f"link {nl.link.name} must join two different devices, got {nl.a} and {nl.b}")
 
     @classmethod
-    def two_roles(cls, link: Link) -> "Network":
+    def two_roles(cls, link: Link) -> Network:
         """DIME's setting: the edge (0) and the cloud (1) joined by one link."""
         return cls(2, (NetLink(0, 1, link),), 0)
 

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from dime.core.costs import Assignment, Evaluation, merge_violation
 from dime.errors import UsageError
-from dime.plan.problem import ENERGY, PlacementProblem, budget_with_slack, objective_value
+from dime.plan.problem import (
+    ENERGY,
+    PlacementProblem,
+    budget_with_slack,
+    objective_value,
+)
 
 MAX_LAYERS = 10
 

@@ -41,13 +41,13 @@ import logging
 import math
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from dime.core.costs import (
-    ROLE_NAMES,
     Assignment,
     CostTable,
     Evaluation,
@@ -518,7 +518,7 @@ class PlacementModel:
 
     def with_budgets(
         self, *, objective: str = _KEEP, max_latency_s: float | None = _KEEP, max_energy_j: float | None = _KEEP
-    ) -> "PlacementModel":
+    ) -> PlacementModel:
         """The same model with another objective and/or budgets (None: no budget); shares the matrix."""
         m = copy.copy(self)
         if objective is not _KEEP:

@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from dime.cliargs import (
     OneLineParser,
@@ -31,7 +31,13 @@ from dime.errors import UsageError
 from dime.fileio import atomic_write_text
 from dime.plan import BACKEND_NAMES, OBJECTIVES, PlacementProblem, Solution, build_model
 from dime.plan.problem import device_details, transfer_details
-from dime.plan.system import Constraints, System, build_problem, load_system, two_devices
+from dime.plan.system import (
+    Constraints,
+    System,
+    build_problem,
+    load_system,
+    two_devices,
+)
 from dime.profiling.reader import isolated_chains, load_profiles, timing_contexts
 
 log = logging.getLogger("dime.solve")

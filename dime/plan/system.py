@@ -34,16 +34,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+
+import tomllib
 
 from dime.core.links import LINK_PRESETS, Link, get_link
 from dime.core.network import NetLink, Network
 from dime.errors import UsageError
 from dime.plan.problem import LATENCY, OBJECTIVES, PlacementProblem
-from dime.profiling.reader import common_max_bundle, load_profiles, make_role, require_bundles
+from dime.profiling.reader import (
+    common_max_bundle,
+    load_profiles,
+    make_role,
+    require_bundles,
+)
 
 
 @dataclass(frozen=True)
