@@ -122,9 +122,10 @@ def scaling_problem(n_devices: int, n_layers: int, k: int, settings: int, seed: 
     return PlacementProblem(table, tuple(roles), Network(n_devices, tuple(links), 0), k)
 
 
-def run_scaling(solvers: list[str], repeats: int, time_limit_s: float | None, seed: int) -> list[Row]:
+def run_scaling(solvers: list[str], repeats: int, time_limit_s: float | None, seed: int,
+                grid: list[tuple[int, int, int, int]] = SCALING) -> list[Row]:
     rows: list[Row] = []
-    for d, n, k, settings in SCALING:
+    for d, n, k, settings in grid:
         inst = f"dev{d}_n{n}_k{k}_s{settings}"
         t0 = time.perf_counter()
         model = build_model(scaling_problem(d, n, k, settings, seed))
@@ -179,12 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-limit", type=float, default=None, help="per solve, seconds")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scaling", action="store_true", help="the N-device scaling grid instead")
+    p.add_argument("--grid", help="with --scaling: only these DEVICES:LAYERS:K:SETTINGS, comma separated")
     p.add_argument("--out", help="also write the rows as CSV")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(message)s", stream=sys.stderr)
     if a.scaling:
-        rows = run_scaling(a.solvers.split(","), a.repeats, a.time_limit, a.seed)
+        grid = [tuple(int(x) for x in g.split(":")) for g in a.grid.split(",")] if a.grid else SCALING
+        rows = run_scaling(a.solvers.split(","), a.repeats, a.time_limit, a.seed, grid)
     else:
         rows = run(a.instances.split(","), a.solvers.split(","), a.repeats, a.time_limit, a.seed)
     print(markdown(rows))
