@@ -27,7 +27,7 @@ from dime.core.costs import ROLE_NAMES, transfers
 from dime.core.links import UP, Link, get_link, parse_link
 from dime.core.placement import bundle_text
 from dime.errors import UsageError
-from dime.fileio import atomic_write_text
+from dime.fileio import atomic_write_text, check_output_path
 from dime.plan import BACKEND_NAMES, OBJECTIVES, PlacementProblem, Solution, build_model
 from dime.profiling.reader import (
     common_max_bundle,
@@ -181,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = list(args.profiles) + list(args.profile_opts)
     if not paths:
         raise UsageError("give one or more profile files")
+    for flag, target in (("--json", args.json), ("--write-lp", args.write_lp)):
+        if target is not None:
+            check_output_path(target, flag)
 
     table = load_profiles(paths, model=args.model, trim=args.trim)
     for flag, value in (("--edge", args.edge), ("--cloud", args.cloud)):
