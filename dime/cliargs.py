@@ -34,11 +34,8 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except FileNotFoundError as e:
-        print(f"error: file not found: {e.filename}", file=sys.stderr)
-        return 2
-    except PermissionError as e:
-        print(f"error: permission denied: {e.filename}", file=sys.stderr)
+    except OSError as e:
+        print(f"error: {os_error_text(e)}", file=sys.stderr)
         return 2
     finally:
         if previous is not None:
@@ -54,6 +51,16 @@ def _raise_on_sigterm() -> Any:
     if threading.current_thread() is not threading.main_thread():
         return None
     return signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def os_error_text(e: OSError) -> str:
+    """One line for an OSError: the path(s) it concerns and the reason."""
+    reason = e.strerror or str(e) or type(e).__name__
+    if e.filename is not None and e.filename2 is not None:
+        return f"{e.filename} -> {e.filename2}: {reason}"
+    if e.filename is not None:
+        return f"{e.filename}: {reason}"
+    return reason
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -91,6 +98,25 @@ def positive_float(text: str) -> float:
     v = _number(float, text)
     if v <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return v
+
+
+def finite_float(text: str) -> float:
+    return _number(float, text)
+
+
+def non_negative_float(text: str) -> float:
+    v = _number(float, text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return v
+
+
+def port_number(text: str) -> int:
+    """A TCP port; 0 asks the system for a free one."""
+    v = _number(int, text)
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port in 0..65535, got {text}")
     return v
 
 

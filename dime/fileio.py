@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from dime.errors import UsageError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -43,3 +45,59 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             os.fsync(f.fileno())
 
     atomic_write(path, write)
+
+
+def _first_existing(path: Path) -> Path:
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _check_creatable(path: Path, what: str) -> None:
+    """`path` does not exist: the nearest existing folder above must be a writable folder."""
+    anchor = _first_existing(path.parent)
+    if not anchor.is_dir():
+        raise UsageError(f"{what} {path}: {anchor} is a file, not a folder")
+    if not os.access(anchor, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {path}: folder {anchor} is not writable")
+
+
+def check_output_path(path: str | os.PathLike, what: str = "output") -> Path:
+    """Refuse an output file that could not be written, before any long work starts.
+
+    The target must not be a folder, whatever exists above it must be folders, and the
+    file (or the folder that will hold it) must be writable. Nothing is created.
+    Raises UsageError naming `what` (e.g. "--json") and the path.
+    """
+    p = Path(path)
+    if str(path) == "" or p.name in ("", ".", ".."):
+        raise UsageError(f"{what} {str(path)!r}: not a file name")
+    if p.is_dir():
+        raise UsageError(f"{what} {p}: is a folder, not a file")
+    if p.exists() or p.is_symlink():
+        if not p.exists():
+            raise UsageError(f"{what} {p}: a dangling symbolic link")
+        if not p.is_file():
+            raise UsageError(f"{what} {p}: not a regular file")
+        if not os.access(p, os.W_OK) or not os.access(p.parent, os.W_OK | os.X_OK):
+            raise UsageError(f"{what} {p}: not writable")
+        return p
+    _check_creatable(p, what)
+    return p
+
+
+def check_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Like check_output_path for a folder that will receive files: an existing one must be
+    a writable folder; a missing one must be creatable."""
+    p = Path(path)
+    if str(path) == "":
+        raise UsageError(f"{what}: empty path")
+    if p.exists():
+        if not p.is_dir():
+            raise UsageError(f"{what} {p}: is a file, not a folder")
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise UsageError(f"{what} {p}: folder is not writable")
+        return p
+    _check_creatable(p, what)
+    return p

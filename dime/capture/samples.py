@@ -20,9 +20,9 @@ from typing import Sequence
 import torch
 
 from dime.capture.models import SplitModel, load_model
-from dime.cliargs import run_main, setup_logging
+from dime.cliargs import OneLineParser, run_main, setup_logging
 from dime.errors import UsageError
-from dime.fileio import atomic_write, atomic_write_text
+from dime.fileio import atomic_write, atomic_write_text, check_output_dir
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def generate(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dime samples", description="Save every layer's input tensors for sample images.")
+    p = OneLineParser(prog="dime samples", description="Save every layer's input tensors for sample images.")
     p.add_argument("--model", required=True, help="torchvision model name or package.module:callable")
     p.add_argument("--weights", help="state-dict file (default: torchvision's local cache, else seeded random init)")
     p.add_argument("--cuts", help="comma-separated module/node names to cut after (default: the model's layers)")
@@ -159,8 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     count = args.count if args.count is not None else (0 if args.images else 4)
     if count < 0 or (args.images is None and count == 0):
         raise UsageError("--count must be a positive number")
+    if args.out is not None:
+        check_output_dir(args.out, "--out")
     model = load_model(args.model, args.weights, args.cuts.split(",") if args.cuts else None)
-    out = args.out or Path("samples") / model.name.replace(":", "_")
+    out = args.out or check_output_dir(Path("samples") / model.name.replace(":", "_"), "--out")
     m = generate(model, out, args.images, count, args.seed, progress=not args.quiet)
     if not args.quiet:
         print(f"weights: {model.weights}")

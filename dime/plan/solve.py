@@ -28,7 +28,7 @@ from dime.cliargs import (
 from dime.core.links import Link, get_link, parse_link
 from dime.core.placement import bundle_text
 from dime.errors import UsageError
-from dime.fileio import atomic_write_text
+from dime.fileio import atomic_write_text, check_output_path
 from dime.plan import BACKEND_NAMES, OBJECTIVES, PlacementProblem, Solution, build_model
 from dime.plan.problem import device_details, transfer_details
 from dime.plan.system import (
@@ -255,6 +255,9 @@ def _system_from_args(args: argparse.Namespace) -> System:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose - args.quiet)
+    for flag, target in (("--json", args.json), ("--write-lp", args.write_lp)):
+        if target is not None:
+            check_output_path(target, flag)
     system = _system_from_args(args)
     problem = build_problem(system, trim=args.trim)
     table = problem.table

@@ -33,9 +33,16 @@ import torch
 
 from dime.capture.models import SplitModel, load_model, resolve_torch_device
 from dime.capture.samples import Manifest, load_tensors
-from dime.cliargs import run_main, setup_logging
+from dime.cliargs import (
+    OneLineParser,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_main,
+    setup_logging,
+)
 from dime.errors import ModelError, UsageError
-from dime.fileio import atomic_write_text
+from dime.fileio import atomic_write_text, check_output_path
 from dime.profiling.schema import PROFILE_COLUMNS, REQUIRED_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -66,6 +73,7 @@ class ProfileConfig:
     context: str = "isolated"
     bundles: str | None = None  # only these, e.g. "conv1..fc3,conv1"; default every bundle up to max_bundle
     command: str = ""
+    overwrite: bool = False  # start --out afresh even if it holds other profiles
 
 
 CONTEXTS = ("isolated", "chain")
@@ -93,24 +101,67 @@ class Timer:
         return (time.perf_counter_ns() - t0) / 1e9
 
 
-class ProfileFile:
-    """A profile CSV opened for appending, repaired and indexed for resuming."""
+# meta.json keys that make a profile file: resuming must not mix rows that differ in one
+_IDENTITY_FLAGS: dict[str, str] = {
+    "model": "--model",
+    "device": "--device-name",
+    "torch_device": "--torch-device",
+    "layers": "--cuts",
+    "weights": "--weights",
+    "iterations": "--iterations",
+    "runs": "--runs",
+    "warmup": "--warmup",
+    "context": "--context",
+    "energy": "--power/--assume-power",
+    "min_window_s": "--min-window",
+    "idle_baseline": "--idle-baseline",
+}
 
-    def __init__(self, path: Path, expected_rows: int) -> None:
+
+def meta_path(out: Path) -> Path:
+    return out.with_name(out.name + ".meta.json")
+
+
+def _shown(key: str, value: Any) -> str:
+    if key == "layers" and isinstance(value, list):
+        return f"({len(value)} layers: {', '.join(map(str, value[:3]))}{', ...' if len(value) > 3 else ''})"
+    return str(value)
+
+
+class ProfileFile:
+    """A profile CSV opened for appending, repaired and indexed for resuming.
+
+    The file belongs to one model, device and parameter set (`identity`, as in its
+    .meta.json): a file of another is refused before anything is written, unless
+    `overwrite`, which starts it afresh. Only bundles with fewer runs than a complete one
+    (an interrupted run) are dropped.
+    """
+
+    def __init__(self, path: Path, expected_rows: int, identity: dict[str, Any] | None = None,
+                 overwrite: bool = False) -> None:
         self.path = path
         self.expected_rows = expected_rows
+        self.identity = identity or {}
         self.done: set[tuple[str, str, str, str]] = set()  # (model, device, setting, bundle)
-        self._prepare()
+        self._prepare(overwrite)
 
-    def _prepare(self) -> None:
+    def _refuse(self, why: str) -> UsageError:
+        return UsageError(f"{self.path} {why}; choose another --out, or --overwrite to replace it")
+
+    def _prepare(self, overwrite: bool) -> None:
+        fresh = ",".join(PROFILE_COLUMNS) + "\n"
         if not self.path.exists() or self.path.stat().st_size == 0:
-            atomic_write_text(self.path, ",".join(PROFILE_COLUMNS) + "\n")
+            atomic_write_text(self.path, fresh)
             return
         text = self.path.read_text(encoding="utf-8", errors="replace")
         lines = text.splitlines(keepends=True)
         header = next(csv.reader([lines[0]])) if lines else []
         upgrade = header != list(PROFILE_COLUMNS)
         if upgrade and not (set(REQUIRED_COLUMNS) <= set(header) <= set(PROFILE_COLUMNS)):
+            if overwrite:
+                log.warning("%s: not a dime profile; replaced (--overwrite)", self.path)
+                atomic_write_text(self.path, fresh)
+                return
             raise UsageError(
                 f"{self.path} exists but is not a dime profile (other columns); choose another --out or move it away"
             )
@@ -125,18 +176,31 @@ class ProfileFile:
                 dropped_lines += 1
                 continue
             rows.append(fields)
+        if overwrite:
+            if rows:
+                log.warning("%s: replacing %d rows (--overwrite)", self.path, len(rows))
+            atomic_write_text(self.path, fresh)
+            return
         idx = {c: i for i, c in enumerate(header)}
+        self._check_identity(rows, idx)
+
+        def key(r: list[str]) -> tuple[str, str, str, str]:
+            return r[idx["model"]], r[idx["device"]], r[idx["setting"]], r[idx["bundle"]]
+
         counts: dict[tuple[str, str, str, str], int] = {}
         for r in rows:
-            k = (r[idx["model"]], r[idx["device"]], r[idx["setting"]], r[idx["bundle"]])
-            counts[k] = counts.get(k, 0) + 1
+            counts[key(r)] = counts.get(key(r), 0) + 1
+        over = {k: c for k, c in counts.items() if c > self.expected_rows}
+        if over:
+            k, c = next(iter(over.items()))
+            raise self._refuse(
+                f"has {c} runs of bundle {k[3]} ({k[2]}) where this profile makes {self.expected_rows} "
+                f"(--iterations x --runs): it was profiled with other parameters"
+            )
         self.done = {k for k, c in counts.items() if c == self.expected_rows}
         partial = [k for k in counts if k not in self.done]
         if dropped_lines or partial or upgrade:
-            keep = [
-                dict(zip(header, r)) for r in rows
-                if (r[idx["model"]], r[idx["device"]], r[idx["setting"]], r[idx["bundle"]]) in self.done
-            ]
+            keep = [dict(zip(header, r)) for r in rows if key(r) in self.done]
             buf = io.StringIO()
             w = csv.DictWriter(buf, fieldnames=PROFILE_COLUMNS, restval="", lineterminator="\n")
             w.writeheader()
@@ -146,11 +210,47 @@ class ProfileFile:
                 log.info("%s: columns brought up to this profiler version", self.path)
         if dropped_lines or partial:
             log.warning(
-                "%s: dropped %d incomplete bundle(s) and %d broken line(s) from an interrupted run",
-                self.path, len(partial), dropped_lines,
+                "%s: dropped %d incomplete bundle(s) (%d of %d rows, fewer than %d runs each) and %d broken "
+                "line(s) from an interrupted run",
+                self.path, len(partial), sum(counts[k] for k in partial), len(rows), self.expected_rows,
+                dropped_lines,
             )
         if self.done:
             log.info("%s: resuming, %d bundle/setting pairs already done", self.path, len(self.done))
+
+    def _check_identity(self, rows: list[list[str]], idx: dict[str, int]) -> None:
+        """Refuse a file that holds rows of another model, device or parameter set."""
+        if not rows:
+            return
+        want = (self.identity.get("model"), self.identity.get("device"))
+        if None not in want:
+            foreign: dict[tuple[str, str], int] = {}
+            for r in rows:
+                md = (r[idx["model"]], r[idx["device"]])
+                if md != want:
+                    foreign[md] = foreign.get(md, 0) + 1
+            if foreign:
+                what = ", ".join(f"{m} on {d} ({n} rows)" for (m, d), n in foreign.items())
+                raise self._refuse(f"holds profiles of {what}, not of {want[0]} on {want[1]}")
+        meta = meta_path(self.path)
+        if not meta.is_file():
+            return
+        try:
+            before = json.loads(meta.read_text(encoding="utf-8"))
+            if not isinstance(before, dict):
+                raise ValueError("not an object")
+        except (OSError, ValueError) as e:
+            log.warning("%s: unreadable (%s); resuming on the rows' own model and device", meta, e)
+            return
+        before.setdefault("context", "isolated")  # files from before --context existed
+        diffs = [
+            (k, before[k], v) for k, v in self.identity.items()
+            if k in before and before[k] != v
+        ]
+        if diffs:
+            was = ", ".join(f"{_IDENTITY_FLAGS.get(k, k)} {_shown(k, a)}" for k, a, _ in diffs)
+            now = ", ".join(f"{_shown(k, b)}" for k, _, b in diffs)
+            raise self._refuse(f"was profiled with {was} (this run: {now}); resume with the same")
 
     def append(self, rows: list[dict[str, Any]]) -> None:
         buf = io.StringIO()
@@ -168,6 +268,22 @@ def thread_points(threads: Sequence[int]) -> list[OperatingPoint]:
         if t < 1:
             raise UsageError(f"--threads: thread counts must be >= 1, got {t}")
     return [OperatingPoint(f"threads={t}", "threads", lambda t=t: torch.set_num_threads(t)) for t in threads]
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _check_threads(threads: Sequence[int]) -> None:
+    """More threads than CPUs only time-slices them: such a setting measures the scheduler."""
+    cpus = usable_cpus()
+    over = [t for t in threads if t > cpus]
+    if over:
+        raise UsageError(f"--threads {','.join(map(str, over))}: this machine lets the profiler use {cpus} CPU(s)")
 
 
 def combine_points(a: list[OperatingPoint], b: list[OperatingPoint]) -> list[OperatingPoint]:
@@ -264,29 +380,33 @@ def profile(
     if config.context == "chain" and meter is not None:
         raise UsageError("--context chain times one run at a time; a power meter needs back-to-back repeats "
                          "(use --context isolated with --power)")
-    _check_same_context(out, config.context)
-    pfile = ProfileFile(out, config.iterations * config.runs)
     host = _host_info(device)
-    meta = {
+    identity = {
         "model": model.name,
         "device": config.device_name,
         "torch_device": str(device),
         "layers": list(model.layer_names),
-        "max_bundle": k,
+        "weights": str(model.weights),
         "iterations": config.iterations,
         "runs": config.runs,
         "warmup": config.warmup,
+        "context": config.context,
+        "energy": (meter.name if meter else ("assumed" if powers else "none")),
+        "min_window_s": config.min_window_s,
+        "idle_baseline": config.idle_baseline,
+    }
+    pfile = ProfileFile(out, config.iterations * config.runs, identity, overwrite=config.overwrite)
+    meta = {
+        **identity,
+        "max_bundle": k,
         "settings": [p.label for p in points],
-        "weights": str(model.weights),
         "feature_maps": manifest.image_source,
         "torch_version": torch.__version__,
         "python": platform.python_version(),
         "command": config.command,
-        "context": config.context,
-        "energy": (meter.name if meter else ("assumed" if powers else "none")),
         **host,
     }
-    atomic_write_text(out.with_name(out.name + ".meta.json"), json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(meta_path(out), json.dumps(meta, indent=2) + "\n")
     timer = Timer(device)
     todo = [
         (p_i, b) for p_i, p in enumerate(points) for b in bundles
@@ -323,21 +443,6 @@ def _load_inputs(samples: Path, manifest: Manifest, layer: str, device: torch.de
             raise UsageError(f"feature map missing: {path}; rerun `python -m dime.samples`")
         out.append(tuple(t.to(device) for t in load_tensors(path)))
     return out
-
-
-def _check_same_context(out: Path, context: str) -> None:
-    """Resuming must not mix bundles timed in different contexts in one file."""
-    meta = out.with_name(out.name + ".meta.json")
-    if not (out.is_file() and meta.is_file()):
-        return
-    try:
-        before = json.loads(meta.read_text()).get("context", "isolated")
-    except (OSError, ValueError, AttributeError):
-        return
-    with open(out, encoding="utf-8") as f:
-        has_rows = sum(1 for _ in itertools.islice(f, 2)) > 1
-    if has_rows and before != context:
-        raise UsageError(f"{out} was profiled with --context {before}; resume with the same or choose another --out")
 
 
 def _idle_power_w(meter: Any, config: ProfileConfig) -> float:
@@ -458,18 +563,18 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dime profile", description="Profile every bundle of consecutive layers.")
+    p = OneLineParser(prog="dime profile", description="Profile every bundle of consecutive layers.")
     p.add_argument("--model", required=True, help="torchvision model name or package.module:callable")
     p.add_argument("--weights", help="state-dict file (default: local cache, else seeded random init)")
     p.add_argument("--cuts", help="comma-separated module/node names to cut after (as given to dime.samples)")
     p.add_argument("--device-name", help="name of this device in the profile, e.g. jetson-nano (default: host name)")
     p.add_argument("--torch-device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--max-bundle", type=int, default=None, help="longest bundle in layers (default: all layers)")
+    p.add_argument("--max-bundle", type=positive_int, default=None, help="longest bundle in layers (default: all layers)")
     p.add_argument("--bundles", metavar="LIST",
                    help="profile only these bundles: FIRST..LAST or LAYER, names or indices, comma-separated")
-    p.add_argument("--iterations", type=int, default=10, help="timed calls per run, cycling over the samples")
-    p.add_argument("--runs", type=int, default=3, help="runs per bundle")
-    p.add_argument("--warmup", type=int, default=3, help="untimed calls before timing each bundle")
+    p.add_argument("--iterations", type=positive_int, default=10, help="timed calls per run, cycling over the samples")
+    p.add_argument("--runs", type=positive_int, default=3, help="runs per bundle")
+    p.add_argument("--warmup", type=non_negative_int, default=3, help="untimed calls before timing each bundle")
     p.add_argument("--threads", help="CPU thread counts to profile as settings, e.g. 1,2")
     p.add_argument("--dvfs", default="none", choices=["none", "cpufreq", "jetson-gpu", "nvml-gpu"],
                    help="operating-point controller (frequencies)")
@@ -477,10 +582,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sysfs-root", default="/", help="root of /sys (for tests and containers)")
     p.add_argument("--power", default="none", choices=["none", "nvml", "jetson", "rapl", "smartpower3"],
                    help="power meter")
-    p.add_argument("--nvml-index", type=int, metavar="N",
+    p.add_argument("--nvml-index", type=non_negative_int, metavar="N",
                    help="NVML index of the GPU to meter (default: N of --torch-device cuda:N, else 0)")
     p.add_argument("--powerlog", help="HOST:PORT of the smartpower3 logger (python -m dime.powerlog serve)")
-    p.add_argument("--min-window", type=float, help="least measured window per run in s (default: per meter)")
+    p.add_argument("--min-window", type=positive_float, help="least measured window per run in s (default: per meter)")
     p.add_argument("--idle-baseline", action="store_true", help="subtract idle power at the same setting")
     p.add_argument("--assume-power", help="no meter: energy = W x latency; one W or one per setting")
     p.add_argument("--context", choices=CONTEXTS, default="isolated",
@@ -488,6 +593,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the layers before the bundle untimed, as in a chain of bundles on one device")
     p.add_argument("--samples", type=Path, help="feature maps folder (default samples/<model>)")
     p.add_argument("--out", type=Path, help="profile CSV to write or resume (default results/profiles/<model>-<device>.csv)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out even if it holds profiles of another model, device or parameters")
     p.add_argument("-q", "--quiet", action="store_true")
     return p
 
@@ -530,10 +637,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(-1 if args.quiet else 0)
     if args.power != "none" and args.assume_power:
         raise UsageError("--assume-power is for devices without a meter; drop it or --power")
+    if args.out is not None:
+        check_output_path(args.out, "--out")
+    threads = _int_list(args.threads, "--threads") if args.threads else []
+    _check_threads(threads)
     model = load_model(args.model, args.weights, args.cuts.split(",") if args.cuts else None)
     samples = args.samples or Path("samples") / model.name.replace(":", "_")
     device_name = args.device_name or platform.node() or "this-host"
     out = args.out or Path("results") / "profiles" / f"{model.name.replace(':', '_')}-{device_name}.csv"
+    check_output_path(out, "--out")
     out.parent.mkdir(parents=True, exist_ok=True)
     config = ProfileConfig(
         device_name=device_name,
@@ -547,6 +659,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         idle_baseline=args.idle_baseline,
         context=args.context,
         bundles=args.bundles,
+        overwrite=args.overwrite,
         command=" ".join(shlex.quote(a) for a in ["python", "-m", "dime.profile", *(argv if argv is not None else sys.argv[1:])]),
     )
     threads_before = torch.get_num_threads()
@@ -554,7 +667,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack.callback(torch.set_num_threads, threads_before)
         points = combine_points(
             _controller_points(args, stack),
-            thread_points(_int_list(args.threads, "--threads")) if args.threads else [],
+            thread_points(threads) if threads else [],
         ) or [OperatingPoint("default", "default", lambda: None)]
         meter = None
         if args.power != "none":

@@ -21,7 +21,7 @@ import pandas as pd
 
 from dime.core.costs import Assignment, BundleCost, CostTable, Role, segments
 from dime.errors import ProfileError, UsageError
-from dime.profiling.schema import REQUIRED_COLUMNS
+from dime.profiling.schema import MAX_CUT_BYTES, MAX_ENERGY_J, MAX_LATENCY_S, REQUIRED_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,10 @@ def load_profiles(
         raise UsageError("no profile files given")
     if not (0.0 <= trim < 0.5):
         raise UsageError(f"trim must be in [0, 0.5), got {trim}")
-    files = [str(p) for p in paths]
+    files = _distinct_files([str(p) for p in paths])
     frames = [_read_one(p) for p in files]
     df = pd.concat(frames, ignore_index=True)
+    _warn_duplicate_runs(df, files)
     for c in df.columns:
         if not c.startswith("_") and c not in _NUMERIC_COLUMNS:
             df[c] = df[c].fillna("")  # optional text columns absent from some files
@@ -170,6 +171,28 @@ def _files_label(files: Sequence[str]) -> str:
     return f"{files[0]} and {len(files) - 1} more files"
 
 
+def _distinct_files(files: list[str]) -> list[str]:
+    """Each file once: the same file named twice (by any path) would count its runs twice."""
+    seen: dict[str, str] = {}
+    for f in files:
+        seen.setdefault(os.path.realpath(f), f)
+    if len(seen) < len(files):
+        log.warning("%d profile file(s) given more than once; each is read once", len(files) - len(seen))
+    return list(seen.values())
+
+
+def _warn_duplicate_runs(df: pd.DataFrame, files: Sequence[str]) -> None:
+    """Rows naming the same run twice (copied rows, files concatenated) still count as runs."""
+    dup = df.duplicated(subset=["model", "device", "setting", "bundle", "iteration", "run"], keep="first")
+    if dup.any():
+        i = int(np.argmax(dup.to_numpy()))
+        log.warning(
+            "%s: %d row(s) repeat the model, device, setting, bundle, iteration and run of an earlier row "
+            "(first at %s: line %s); each is averaged as a separate run",
+            _files_label(list(files)), int(dup.sum()), df["_file"][i], df["_line"][i],
+        )
+
+
 def _read_one(path: str) -> pd.DataFrame:
     p = Path(path)
     if not p.exists():
@@ -224,6 +247,8 @@ def _check_numbers(df: pd.DataFrame, path: str) -> None:
         raise fail("latency_s", i, "is not a number" if pd.isna(lat[i]) else "is not finite")
     if (lat < 0).any():
         raise fail("latency_s", (lat < 0).idxmax(), "is negative")
+    if (lat > MAX_LATENCY_S).any():
+        raise fail("latency_s", (lat > MAX_LATENCY_S).idxmax(), f"is implausible (over {MAX_LATENCY_S:g} s for one run)")
 
     en_raw = df["energy_j"]
     empty = en_raw.str.lower().isin(["", "nan"])
@@ -235,13 +260,16 @@ def _check_numbers(df: pd.DataFrame, path: str) -> None:
         raise fail("energy_j", (~np.isfinite(en) & ~empty).idxmax(), "is not finite")
     if (en < 0).any():
         raise fail("energy_j", (en < 0).idxmax(), "is negative")
+    if (en > MAX_ENERGY_J).any():
+        raise fail("energy_j", (en > MAX_ENERGY_J).idxmax(), f"is implausible (over {MAX_ENERGY_J:g} J for one run)")
 
     for col in ("in_bytes", "out_bytes"):
         num = pd.to_numeric(df[col], errors="coerce")
         ok = num.notna() & np.isfinite(num.fillna(0.0)) & (num.fillna(-1) >= 0)
         ok &= num.fillna(0.5) == np.floor(num.fillna(0.5))
+        ok &= num.fillna(0) <= MAX_CUT_BYTES
         if not ok.all():
-            raise fail(col, (~ok).idxmax(), "is not a non-negative whole number")
+            raise fail(col, (~ok).idxmax(), f"is not a whole number of bytes in [0, {MAX_CUT_BYTES}]")
         df[col] = num.astype(np.int64)
     df["latency_s"] = lat.astype(float)
     df["energy_j"] = en.astype(float)

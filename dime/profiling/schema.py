@@ -31,5 +31,12 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
     "energy_total_j",  # energy before subtracting idle power (with --idle-baseline)
     "idle_power_w",
     "param_bytes",  # bytes of the bundle's parameters and buffers (memory limits need it)
+    "energy_note",  # why energy_j is not the measured value (e.g. clamped at 0 by `dime energy join`)
 )
 PROFILE_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+
+# Bounds of a plausible row: one run of one bundle. Beyond them a value is a unit mix-up or
+# a corrupt cell, and sums of such values overflow the solver's arithmetic.
+MAX_LATENCY_S = 3600.0  # an hour
+MAX_ENERGY_J = 3.6e6  # a kilowatt for an hour
+MAX_CUT_BYTES = 2**40  # a terabyte crossing one cut

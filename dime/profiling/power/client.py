@@ -23,6 +23,10 @@ class RoundTrip:
     t_recv_s: float  # device monotonic time after the reply
 
 
+class _Dropped(Exception):
+    """The server closed the connection before replying."""
+
+
 class PowerLogClient:
     """Talks to a `PowerLogServer` from the device under test. One connection, reused."""
 
@@ -72,18 +76,39 @@ class PowerLogClient:
         self.close()
 
     def request(self, command: str) -> str:
-        """Send one command, return the reply line; an ``error ...`` reply raises MeterError."""
+        """Send one command, return the reply line; an ``error ...`` reply raises MeterError.
+
+        The server drops clients that stay silent (serve --idle-timeout-s) before reading
+        anything more from them, so a reused connection found closed is reopened and the
+        command sent once more: it cannot have been carried out.
+        """
+        reused = self._sock is not None
+        try:
+            return self._request_once(command)
+        except _Dropped:
+            if not reused:
+                raise MeterError(f"power logger at {self.host}:{self.port} closed the connection") from None
+            log.info("powerlog client: %s:%d had closed the idle connection; reconnecting", self.host, self.port)
+        try:
+            return self._request_once(command)
+        except _Dropped:
+            raise MeterError(f"power logger at {self.host}:{self.port} closed the connection") from None
+
+    def _request_once(self, command: str) -> str:
         self.connect()
         assert self._sock is not None and self._rfile is not None
         try:
             self._sock.sendall(command.encode("utf-8") + b"\n")
             reply = self._rfile.readline(MAX_COMMAND_BYTES + 1)
+        except (BrokenPipeError, ConnectionResetError):
+            self._drop()
+            raise _Dropped() from None
         except OSError as e:
             self._drop()
             raise MeterError(f"power logger at {self.host}:{self.port}: {e}") from e
         if not reply:
             self._drop()
-            raise MeterError(f"power logger at {self.host}:{self.port} closed the connection")
+            raise _Dropped()
         text = reply.decode("utf-8", "replace").strip()
         if text.startswith("error"):
             raise MeterError(f"power logger: {text}")

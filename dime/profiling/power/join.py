@@ -31,9 +31,17 @@ from typing import Sequence
 
 import numpy as np
 
-from dime.cliargs import run_main, setup_logging
+from dime.cliargs import (
+    OneLineParser,
+    finite_float,
+    non_negative_float,
+    port_number,
+    positive_int,
+    run_main,
+    setup_logging,
+)
 from dime.errors import DimeError, UsageError
-from dime.fileio import atomic_write_text
+from dime.fileio import atomic_write_text, check_output_path
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +104,26 @@ def integrate_energy_j(times_s: Sequence[float] | np.ndarray,
 # joining
 
 
-def power_log_series(power, power_column: str = "input_mw", clock: str = "host"
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def _numbers(df, col: str, name: str, allow_empty: bool = True) -> np.ndarray:
+    """Column `col` as floats (empty cells NaN if allowed); a non-numeric cell raises
+    UsageError naming the file `name` and its line."""
+    import pandas as pd
+
+    raw = df[col]
+    num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+    empty = raw.isna().to_numpy() | (raw.astype(str).str.strip() == "").to_numpy()
+    bad = np.isnan(num) & ~empty
+    if not allow_empty:
+        bad |= empty | ~np.isfinite(num)
+    if bad.any():
+        i = int(np.argmax(bad))
+        what = "is empty" if empty[i] else "is not a finite number"
+        raise UsageError(f"{name}: line {i + 2}: {col} {'' if empty[i] else repr(raw.iloc[i]) + ' '}{what}")
+    return num
+
+
+def power_log_series(power, power_column: str = "input_mw", clock: str = "host",
+                     name: str = "power log") -> tuple[np.ndarray, np.ndarray]:
     """(host times s, power W) from a `dime.powerlog` CSV (as a DataFrame).
 
     clock="host": the host's arrival stamps. clock="meter": the meter's own ms counter (even
@@ -116,14 +142,17 @@ def power_log_series(power, power_column: str = "input_mw", clock: str = "host"
         raise UsageError(f"power column {power_column!r} must end in _mw or _w (its unit)")
     if "host_time_s" not in power.columns:
         raise UsageError("power log has no host_time_s column (not written by dime.powerlog?)")
-    p = power[power_column].to_numpy(dtype=float) * scale
-    host = power["host_time_s"].to_numpy(dtype=float)
+    p = _numbers(power, power_column, name, allow_empty=False) * scale
+    host = _numbers(power, "host_time_s", name, allow_empty=False)
+    if (p < 0).any():
+        i = int(np.argmax(p < 0))
+        raise UsageError(f"{name}: line {i + 2}: {power_column} {power[power_column].iloc[i]} is negative power")
     if clock == "host":
         t = host
     elif clock == "meter":
         if "meter_ms" not in power.columns:
             raise UsageError("power log has no meter_ms column for --clock meter")
-        meter = power["meter_ms"].to_numpy(dtype=float) / 1000.0
+        meter = _numbers(power, "meter_ms", name, allow_empty=False) / 1000.0
         if np.any(np.diff(meter) <= 0):
             raise UsageError("meter_ms is not increasing (meter rebooted?); use --clock host")
         t = meter + np.min(host - meter)
@@ -135,12 +164,19 @@ def power_log_series(power, power_column: str = "input_mw", clock: str = "host"
 def join_energy(timing, power, *, offset_s: float | None = None,
                 power_column: str = "input_mw", clock: str = "host",
                 allow_sparse: bool = False, source: str = "smartpower3",
-                idle_power_w: float | None = None):
+                idle_power_w: float | None = None, clamp_negative: bool = False,
+                timing_name: str = "timing file", power_name: str = "power log"):
     """A copy of `timing` (DataFrame) with energy_j and energy_source filled from `power`.
 
     Rows without t_start_s/t_end_s are left unchanged. Raises UsageError when windows fall
     outside the log, or (unless `allow_sparse`) when a window holds fewer than 2 samples.
+    An energy that comes out negative (idle power above the measured power) raises too, unless
+    `clamp_negative`: then it is set to 0 with a warning per bundle and an `energy_note`.
     """
+    if offset_s is not None and not math.isfinite(offset_s):
+        raise UsageError(f"offset must be finite, got {offset_s}")
+    if idle_power_w is not None and not (math.isfinite(idle_power_w) and idle_power_w >= 0):
+        raise UsageError(f"idle power must be a finite number >= 0 W, got {idle_power_w}")
     import pandas as pd
 
     for col in ("t_start_s", "t_end_s"):
@@ -149,11 +185,11 @@ def join_energy(timing, power, *, offset_s: float | None = None,
                 f"timing file has no {col} column (profile with a deferred meter, e.g. "
                 "--power smartpower3, to get window timestamps)"
             )
-    t, p = power_log_series(power, power_column, clock)
+    t, p = power_log_series(power, power_column, clock, power_name)
     t, p = _prepare(t, p)
     out = timing.copy()
-    start = out["t_start_s"].to_numpy(dtype=float)
-    end = out["t_end_s"].to_numpy(dtype=float)
+    start = _numbers(out, "t_start_s", timing_name)
+    end = _numbers(out, "t_end_s", timing_name)
     ok = np.isfinite(start) & np.isfinite(end)
     if not ok.any():
         raise UsageError("no timing row has both t_start_s and t_end_s")
@@ -162,7 +198,7 @@ def join_energy(timing, power, *, offset_s: float | None = None,
     if offset_s is not None:
         off = np.full(len(out), float(offset_s))
     elif "clock_offset_s" in out.columns:
-        off = out["clock_offset_s"].to_numpy(dtype=float)
+        off = _numbers(out, "clock_offset_s", timing_name)
         if not np.isfinite(off[ok]).all():
             raise UsageError("clock_offset_s has empty values; pass --offset-s")
     else:
@@ -195,14 +231,17 @@ def join_energy(timing, power, *, offset_s: float | None = None,
         log.warning("%s", msg)
     e = cumulative_energy_j(t, p, b) - cumulative_energy_j(t, p, a)
     if "repeats" in out.columns:
-        runs = pd.to_numeric(out["repeats"], errors="coerce").to_numpy(dtype=float)[ok]
+        runs = _numbers(out, "repeats", timing_name)[ok]
         if not (np.isfinite(runs).all() and (runs >= 1).all()):
             raise UsageError("repeats must be a positive number on every timed row")
         e = e / runs
     if idle_power_w is not None:
         if "latency_s" not in out.columns:
             raise UsageError("--idle-power-w needs a latency_s column")
-        latency = pd.to_numeric(out["latency_s"], errors="coerce").to_numpy(dtype=float)[ok]
+        latency = _numbers(out, "latency_s", timing_name)[ok]
+        if not np.isfinite(latency).all():
+            i = int(np.flatnonzero(ok)[np.argmax(~np.isfinite(latency))])
+            raise UsageError(f"{timing_name}: line {i + 2}: latency_s is empty; --idle-power-w needs it")
         total = np.full(len(out), np.nan)
         total[ok] = e
         idle = np.full(len(out), np.nan)
@@ -220,6 +259,7 @@ def join_energy(timing, power, *, offset_s: float | None = None,
         energy = pd.to_numeric(out["energy_j"], errors="coerce").to_numpy(dtype=float, copy=True)
     else:
         energy = np.full(len(out), np.nan)
+    e = _checked_energy(out, ok, e, timing_name, idle_power_w, clamp_negative)
     energy[ok] = e
     out["energy_j"] = energy
     if "energy_source" in out.columns:
@@ -231,20 +271,122 @@ def join_energy(timing, power, *, offset_s: float | None = None,
     return out
 
 
-def join_files(timing_path: str, power_path: str, out_path: str, **kw) -> int:
-    """Read both CSVs, join, write `out_path` atomically; returns the number of rows joined."""
+def _read_csv(path: str):
     import pandas as pd
 
     try:
-        timing = pd.read_csv(timing_path)
-        power = pd.read_csv(power_path)
-    except FileNotFoundError:
-        raise
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise UsageError(f"{path}: empty file, not a CSV") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a text CSV file (undecodable bytes)") from None
     except (ValueError, pd.errors.ParserError) as e:
-        raise UsageError(f"cannot read CSV: {e}") from e
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "parse error"
+        raise UsageError(f"{path}: not a CSV file ({first})") from None
+
+
+def _checked_energy(out, ok: np.ndarray, e: np.ndarray, timing_name: str,
+                    idle_power_w: float | None, clamp: bool) -> np.ndarray:
+    """Refuse joined energies that are not finite; refuse negative ones or, with `clamp`,
+    set them to 0, warn once per bundle and say so in the row's energy_note."""
+    rows = np.flatnonzero(ok)
+    if not np.isfinite(e).all():
+        i = int(rows[np.argmax(~np.isfinite(e))])
+        raise UsageError(f"{timing_name}: line {i + 2}: the joined energy is not finite ({e[~np.isfinite(e)][0]})")
+    neg = e < 0
+    if not neg.any():
+        return e
+    why = (f"below the idle power {idle_power_w:g} W x latency_s" if idle_power_w is not None
+           else "negative")
+    first = int(rows[np.argmax(neg)])
+    if not clamp:
+        raise UsageError(
+            f"{timing_name}: {int(neg.sum())} of {len(e)} joined runs come out {why} (first at line "
+            f"{first + 2}: {e[neg][0]:.6g} J): check --idle-power-w; --clamp-negative sets them to 0 "
+            "with a note"
+        )
+    if "energy_note" in out.columns:
+        note = out["energy_note"].fillna("").astype(str).to_numpy(dtype=object)
+    else:
+        note = np.full(len(out), "", dtype=object)
+    key_cols = [c for c in ("device", "setting", "bundle") if c in out.columns]
+    labels = (out[key_cols].astype(str).agg(" ".join, axis=1).to_numpy() if key_cols
+              else np.full(len(out), "rows"))
+    for label in dict.fromkeys(labels[rows[neg]]):
+        mine = neg & (labels[rows] == label)
+        log.warning("%s: %s: %d of %d runs %s (down to %.6g J); set to 0", timing_name, label,
+                    int(mine.sum()), int((labels[rows] == label).sum()), why, float(e[mine].min()))
+    for j in np.flatnonzero(neg):
+        note[rows[j]] = f"clamped to 0 from {e[j]:.6g} J"
+    out["energy_note"] = note
+    return np.where(neg, 0.0, e)
+
+
+def _read_csv(path: str):
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise UsageError(f"{path}: empty file, not a CSV") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a text CSV file (undecodable bytes)") from None
+    except (ValueError, pd.errors.ParserError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "parse error"
+        raise UsageError(f"{path}: not a CSV file ({first})") from None
+
+
+def _checked_energy(out, ok: np.ndarray, e: np.ndarray, timing_name: str,
+                    idle_power_w: float | None, clamp: bool) -> np.ndarray:
+    """Refuse joined energies that are not finite; refuse negative ones or, with `clamp`,
+    set them to 0, warn once per bundle and say so in the row's energy_note."""
+    rows = np.flatnonzero(ok)
+    if not np.isfinite(e).all():
+        i = int(rows[np.argmax(~np.isfinite(e))])
+        raise UsageError(f"{timing_name}: line {i + 2}: the joined energy is not finite ({e[~np.isfinite(e)][0]})")
+    neg = e < 0
+    if not neg.any():
+        return e
+    why = (f"below the idle power {idle_power_w:g} W x latency_s" if idle_power_w is not None
+           else "negative")
+    first = int(rows[np.argmax(neg)])
+    if not clamp:
+        raise UsageError(
+            f"{timing_name}: {int(neg.sum())} of {len(e)} joined runs come out {why} (first at line "
+            f"{first + 2}: {e[neg][0]:.6g} J): check --idle-power-w; --clamp-negative sets them to 0 "
+            "with a note"
+        )
+    if "energy_note" in out.columns:
+        note = out["energy_note"].fillna("").astype(str).to_numpy(dtype=object)
+    else:
+        note = np.full(len(out), "", dtype=object)
+    key_cols = [c for c in ("device", "setting", "bundle") if c in out.columns]
+    labels = (out[key_cols].astype(str).agg(" ".join, axis=1).to_numpy() if key_cols
+              else np.full(len(out), "rows"))
+    for label in dict.fromkeys(labels[rows[neg]]):
+        mine = neg & (labels[rows] == label)
+        log.warning("%s: %s: %d of %d runs %s (down to %.6g J); set to 0", timing_name, label,
+                    int(mine.sum()), int((labels[rows] == label).sum()), why, float(e[mine].min()))
+    for j in np.flatnonzero(neg):
+        note[rows[j]] = f"clamped to 0 from {e[j]:.6g} J"
+    out["energy_note"] = note
+    return np.where(neg, 0.0, e)
+
+
+def pd_isna(values: np.ndarray) -> np.ndarray:
+    import pandas as pd
+
+    return pd.isna(values)
+
+
+def join_files(timing_path: str, power_path: str, out_path: str, **kw) -> int:
+    """Read both CSVs, join, write `out_path` atomically; returns the number of rows joined."""
+    check_output_path(out_path, "--out")
+    timing = _read_csv(timing_path)
+    power = _read_csv(power_path)
     if power.empty:
         raise UsageError(f"power log {power_path} has no samples")
-    out = join_energy(timing, power, **kw)
+    out = join_energy(timing, power, timing_name=timing_path, power_name=power_path, **kw)
     atomic_write_text(out_path, out.to_csv(index=False))
     n = int((out["energy_source"] == kw.get("source", "smartpower3")).sum())
     log.info("joined energy for %d rows into %s", n, out_path)
@@ -256,7 +398,7 @@ def join_files(timing_path: str, power_path: str, out_path: str, **kw) -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dime.energy",
+    p = OneLineParser(prog="python -m dime.energy",
                                 description="energy from external power logs")
     p.add_argument("-v", "--verbose", action="count", default=0)
     sub = p.add_subparsers(dest="command", required=True)
@@ -264,7 +406,7 @@ def _build_parser() -> argparse.ArgumentParser:
     j.add_argument("--timing", required=True, help="profile CSV with t_start_s, t_end_s")
     j.add_argument("--power", required=True, help="CSV written by python -m dime.powerlog")
     j.add_argument("--out", required=True, help="output CSV (written atomically)")
-    j.add_argument("--offset-s", type=float, default=None,
+    j.add_argument("--offset-s", type=finite_float, default=None,
                    help="host minus device monotonic time (default: the clock_offset_s column, "
                         "else 0)")
     j.add_argument("--power-column", default="input_mw",
@@ -274,12 +416,15 @@ def _build_parser() -> argparse.ArgumentParser:
     j.add_argument("--allow-sparse", action="store_true",
                    help="join windows with fewer than 2 samples (warn instead of failing)")
     j.add_argument("--source", default="smartpower3", help="energy_source label to write")
-    j.add_argument("--idle-power-w", type=float, default=None,
+    j.add_argument("--idle-power-w", type=non_negative_float, default=None,
                    help="subtract this idle power x latency_s (keeps energy_total_j)")
+    j.add_argument("--clamp-negative", action="store_true",
+                   help="set energies that come out below 0 to 0 (warning per bundle, energy_note column) "
+                        "instead of failing")
     o = sub.add_parser("offset", help="print host minus device clock offset (run on the device)")
     o.add_argument("--host", default="127.0.0.1")
-    o.add_argument("--port", type=int, default=None)
-    o.add_argument("--rounds", type=int, default=20)
+    o.add_argument("--port", type=port_number, default=None)
+    o.add_argument("--rounds", type=positive_int, default=20)
     return p
 
 
@@ -290,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         join_files(args.timing, args.power, args.out, offset_s=args.offset_s,
                    power_column=args.power_column, clock=args.clock,
                    allow_sparse=args.allow_sparse, source=args.source,
-                   idle_power_w=args.idle_power_w)
+                   idle_power_w=args.idle_power_w, clamp_negative=args.clamp_negative)
         return 0
     if args.command == "offset":
         from dime.profiling.power.client import DEFAULT_PORT, PowerLogClient

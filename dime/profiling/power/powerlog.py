@@ -15,7 +15,9 @@ Protocol: one command per line (UTF-8, at most 1024 bytes), one reply line each:
 
     ping          -> pong
     time          -> time <host monotonic seconds>      (for clock-offset round trips)
-    start NAME    -> ok started <sanitized name>          (stops a running recording first)
+    start NAME    -> ok started <sanitized name>          (stops a running recording first;
+                                                          an existing NAME.csv is refused
+                                                          unless serve --overwrite)
     stop          -> ok stopped <name> lines=<good> corrupt=<bad> file=<name>.csv
     status        -> ok recording=<name or -> lines=<good> corrupt=<bad> serial=<ok or error>
     quit          -> bye (closes the connection)
@@ -47,7 +49,8 @@ from functools import reduce
 from pathlib import Path
 from typing import Sequence
 
-from dime.cliargs import run_main, setup_logging
+from dime.cliargs import OneLineParser, port_number, positive_float, positive_int, run_main, setup_logging
+from dime.fileio import check_output_dir
 from dime.errors import MeterError, UsageError
 from dime.profiling.power.client import DEFAULT_PORT, MAX_COMMAND_BYTES
 
@@ -62,6 +65,8 @@ CSV_COLUMNS: tuple[str, ...] = (
     "ch1_mv", "ch1_ma", "ch1_mw", "ch1_on", "ch1_int",
 )
 _NAME_RE = re.compile(r"[^A-Za-z0-9._-]")
+DEFAULT_MAX_CLIENTS = 8
+DEFAULT_IDLE_TIMEOUT_S = 600.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,13 +182,30 @@ def open_serial(path: str, baud: int) -> int:
 
 
 class _Recording:
-    def __init__(self, out_dir: Path, name: str) -> None:
+    """DIR/.NAME.csv.part while recording, DIR/NAME.csv once closed.
+
+    The part file is created with O_EXCL|O_NOFOLLOW: a file or symbolic link already at that
+    name (planted, or left by a crash) is never written through. An existing NAME.csv is
+    refused unless `overwrite`.
+    """
+
+    def __init__(self, out_dir: Path, name: str, overwrite: bool = False) -> None:
         self.name = name
+        self.out_dir = out_dir
+        self.overwrite = overwrite
         self.path = out_dir / f"{name}.csv"
         self.part = out_dir / f".{name}.csv.part"
         if self.path.parent.resolve() != out_dir.resolve():  # paranoia: sanitize_name forbids
             raise ValueError(f"recording path {self.path} escapes {out_dir}")
-        self.file = open(self.part, "w", encoding="ascii", newline="")
+        if os.path.lexists(self.path) and not overwrite:
+            raise FileExistsError(f"{self.path.name} exists (serve --overwrite replaces recordings)")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(self.part, flags, 0o644)
+        except FileExistsError:
+            raise FileExistsError(f"{self.part.name} is in the way (left by a crash, or planted); "
+                                  "move it away") from None
+        self.file = os.fdopen(fd, "w", encoding="ascii", newline="")
         self.file.write(",".join(CSV_COLUMNS) + "\n")
         self.good = 0
         self.corrupt = 0
@@ -196,9 +218,27 @@ class _Recording:
         self.file.flush()
         os.fsync(self.file.fileno())
         self.file.close()
-        if self.path.exists():
-            log.warning("powerlog: overwriting %s", self.path)
-        os.replace(self.part, self.path)
+        if self.overwrite:
+            os.replace(self.part, self.path)
+            return
+        # no-clobber: a NAME.csv that appeared while recording is kept; this one takes NAME.N.csv
+        target, n = self.path, 1
+        while True:
+            try:
+                os.link(self.part, target, follow_symlinks=False)
+                os.unlink(self.part)
+                break
+            except FileExistsError:
+                pass
+            except OSError:  # no hard links on this file system
+                if not os.path.lexists(target):
+                    os.replace(self.part, target)
+                    break
+            target = self.out_dir / f"{self.name}.{n}.csv"
+            n += 1
+        if target != self.path:
+            log.warning("powerlog: %s appeared while recording; saved as %s", self.path, target.name)
+            self.path = target
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,9 +250,38 @@ class _TCPServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     powerlog: "PowerLogServer"
 
+    def __init__(self, address: tuple[str, int], handler: type, max_clients: int) -> None:
+        super().__init__(address, handler)
+        self.max_clients = max_clients
+        self._clients = 0
+        self._clients_lock = threading.Lock()
+
+    def verify_request(self, request, client_address) -> bool:  # type: ignore[no-untyped-def]
+        with self._clients_lock:
+            if self._clients < self.max_clients:
+                self._clients += 1
+                return True
+        log.warning("powerlog: refused %s:%s: %d clients connected already", *client_address[:2], self.max_clients)
+        try:
+            request.settimeout(1.0)
+            request.sendall(b"error too many connections\n")
+        except OSError:
+            pass
+        return False
+
+    def process_request_thread(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._clients_lock:
+                self._clients -= 1
+
 
 class _Handler(socketserver.StreamRequestHandler):
     def setup(self) -> None:
+        # a client silent for this long is dropped (socket.timeout in handle); the client
+        # library reconnects on its next command
+        self.timeout = self.server.powerlog.idle_timeout_s  # type: ignore[attr-defined]
         super().setup()
         try:
             self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -236,6 +305,8 @@ class _Handler(socketserver.StreamRequestHandler):
                 self.wfile.flush()
                 if reply == "bye":
                     break
+        except socket.timeout:
+            log.info("powerlog: client %s idle for %g s: dropped", peer, server.idle_timeout_s)
         except (ConnectionError, OSError) as e:
             log.info("powerlog: client %s dropped: %s", peer, e)
         log.info("powerlog: client %s disconnected", peer)
@@ -257,7 +328,15 @@ class PowerLogServer:
         bind: str = "127.0.0.1",
         port: int = DEFAULT_PORT,
         serial_fd: int | None = None,
+        overwrite: bool = False,
+        max_clients: int = DEFAULT_MAX_CLIENTS,
+        idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
     ) -> None:
+        if max_clients < 1 or not idle_timeout_s > 0:
+            raise UsageError("max_clients must be >= 1 and idle_timeout_s > 0")
+        self.overwrite = overwrite
+        self.max_clients = int(max_clients)
+        self.idle_timeout_s = float(idle_timeout_s)
         self.serial_path = serial_path
         self.baud = int(baud)
         self.out_dir = Path(out_dir)
@@ -289,7 +368,7 @@ class PowerLogServer:
                 "recordings in %s", self.bind, self.out_dir,
             )
         try:
-            self._tcp = _TCPServer((self.bind, self.port), _Handler)
+            self._tcp = _TCPServer((self.bind, self.port), _Handler, self.max_clients)
         except OSError as e:
             if self._own_fd:
                 os.close(self._fd)
@@ -449,10 +528,13 @@ class PowerLogServer:
                 note = f" (stopped {old.name})"
                 log.warning("powerlog: start %s while recording %s: stopped it", name, old.name)
             try:
-                self._recording = _Recording(self.out_dir, name)
+                self._recording = _Recording(self.out_dir, name, self.overwrite)
+            except FileExistsError as e:
+                self._recording = None
+                return f"error {e}"
             except (OSError, ValueError) as e:
                 self._recording = None
-                return f"error cannot create {name}.csv: {e}"
+                return f"error cannot create {name}.csv: {getattr(e, 'strerror', None) or e}"
         log.info("powerlog: recording %s", name)
         return f"ok started {name}{note}"
 
@@ -472,24 +554,31 @@ class PowerLogServer:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dime.powerlog", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="python -m dime.powerlog", description=__doc__.split("\n")[0])
     p.add_argument("-v", "--verbose", action="count", default=0)
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="log a SmartPower3 and serve start/stop over TCP")
     s.add_argument("--serial", required=True, help="serial port, e.g. /dev/ttyUSB0")
-    s.add_argument("--baud", type=int, default=115200, help="default 115200 (5 ms logs: >=230400)")
+    s.add_argument("--baud", type=positive_int, default=115200, help="default 115200 (5 ms logs: >=230400)")
     s.add_argument("--bind", default="127.0.0.1", help="address to listen on (default loopback)")
-    s.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    s.add_argument("--port", type=port_number, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
     s.add_argument("--dir", required=True, help="folder for the CSV recordings")
+    s.add_argument("--overwrite", action="store_true",
+                   help="let `start NAME` replace an existing NAME.csv (default: refuse)")
+    s.add_argument("--max-clients", type=positive_int, default=DEFAULT_MAX_CLIENTS,
+                   help=f"connections served at once; more are refused (default {DEFAULT_MAX_CLIENTS})")
+    s.add_argument("--idle-timeout-s", type=positive_float, default=DEFAULT_IDLE_TIMEOUT_S,
+                   help=f"drop a client silent this long (default {DEFAULT_IDLE_TIMEOUT_S:g} s)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    if not 0 <= args.port <= 65535:
-        raise UsageError(f"bad port {args.port}")
-    server = PowerLogServer(args.serial, args.dir, baud=args.baud, bind=args.bind, port=args.port)
+    check_output_dir(args.dir, "--dir")
+    server = PowerLogServer(args.serial, args.dir, baud=args.baud, bind=args.bind, port=args.port,
+                            overwrite=args.overwrite, max_clients=args.max_clients,
+                            idle_timeout_s=args.idle_timeout_s)
     stop = threading.Event()
 
     def _on_term(signum: int, frame: object) -> None:
