@@ -17,11 +17,12 @@ from dime.capture.models import load_model
 from dime.core.costs import CLOUD, EDGE, Assignment, segments
 from dime.core.links import DOWN, UP, get_link, parse_links
 from dime.errors import UsageError
-from dime.run.cli import free_port, join_negative_values
+from dime.cliargs import join_negative_values
+from dime.run.local import free_port
 from dime.run.linkemu import LinkShaper, achieved_mbps
 from dime.run.measure import MeasureSettings, measure, stats_from_latencies
 from dime.run.plan import parse_solution, parse_splits, split_placement
-from dime.run.roles import CutLayout
+from dime.run.wire import CutLayout
 
 SKIPNET = "toy_models:skipnet"
 SMALL = "1,3,16,16"
@@ -376,7 +377,7 @@ def test_validate_rejects_two_settings_per_role(tmp_path):
 
 
 def test_plan_predicts_solutions_and_splits_from_a_profile(tmp_path):
-    from dime.run.cli import build_parser
+    from dime.run.cli import build_parser, run_options
     from dime.run.plan import build_plan
 
     prof = tmp_path / "skipnet.csv"
@@ -385,7 +386,7 @@ def test_plan_predicts_solutions_and_splits_from_a_profile(tmp_path):
     args = build_parser().parse_args(join_negative_values([
         "--role", "edge", "--peer", "127.0.0.1:1", "--model", SKIPNET, "--solution", str(sol), "--split", "-1,3",
         "--profile", str(prof), "--link", "8/16/10"]))
-    plan = build_plan(args, load_model(SKIPNET, input_shape=(1, 3, 16, 16)))
+    plan = build_plan(run_options(args).plan, load_model(SKIPNET, input_shape=(1, 3, 16, 16)))
     solver, cloud_only, edge_only = plan.configs
     assert plan.edge_device == plan.cloud_device == "cpu"
     # solver: a 2-layer edge bundle (2 x 0.9 ms), a 2-layer cloud bundle, up cut 2 and down cut 4
