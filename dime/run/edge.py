@@ -241,6 +241,12 @@ def _reference_outputs(run: _EdgeRun, idx: int) -> list[torch.Tensor]:
     return run.refs[idx]
 
 
+def _merged_note(layer_names: Sequence[str], config: RunConfig) -> str:
+    if not config.planned:
+        return ""
+    return f"planned as {format_placement(layer_names, config.planned)}; same-setting runs merged"
+
+
 def make_row(run: _EdgeRun, config: RunConfig, stats: LatencyStats, probe: ProbeResult | None,
              overruns: int) -> Row:
     plan = run.plan
@@ -296,5 +302,5 @@ def make_row(run: _EdgeRun, config: RunConfig, stats: LatencyStats, probe: Probe
         "warmup": run.opts.warmup,
         "host": edge.get("host"),
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "note": stats.note,
+        "note": "; ".join(n for n in (stats.note, _merged_note(plan.layer_names, config)) if n),
     }

@@ -58,6 +58,8 @@ class RunConfig:
     pred_bundle_cloud_s: float | None = None
     pred_layersum_edge_s: float | None = None
     pred_layersum_cloud_s: float | None = None
+    # the placement as solved or given, where the plan merged same-setting runs of it (else empty)
+    planned: tuple[Assignment, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +70,7 @@ class RunConfig:
             "pred_layersum_s": self.pred_layersum_s,
             "solver_latency_s": self.solver_latency_s,
             **{k: getattr(self, k) for k in _PRED_PARTS},
+            "planned": [[a.start, a.end, a.role, a.setting] for a in self.planned],
         }
 
     @classmethod
@@ -80,6 +83,7 @@ class RunConfig:
             pred_layersum_s=d.get("pred_layersum_s"),
             solver_latency_s=d.get("solver_latency_s"),
             **{k: d.get(k) for k in _PRED_PARTS},
+            planned=tuple(Assignment(int(s), int(e), int(r), str(t)) for s, e, r, t in d.get("planned") or ()),
         )
 
 
@@ -272,13 +276,39 @@ def layer_sum_placement(placement: Sequence[Assignment]) -> list[Assignment]:
 
 def mergeable_runs(placement: Sequence[Assignment], is_profiled: Callable[[Assignment], bool]) -> list[int]:
     """Indices i where bundles i and i+1 share role and setting and their union is profiled:
-    the merge rule runs such a pair as one bundle; a placement that keeps them apart was
-    planned with summed bundle costs (DIME semantics)."""
+    a placement solved with summed bundle costs (DIME semantics) can hold such pairs; the
+    merge rule does not."""
     out = []
     for i, (a, b) in enumerate(zip(placement, placement[1:])):
         if a.role == b.role and a.setting == b.setting and is_profiled(Assignment(a.start, b.end, a.role, a.setting)):
             out.append(i)
     return out
+
+
+def merge_runs(placement: Sequence[Assignment], is_profiled: Callable[[Assignment], bool]) -> tuple[Assignment, ...]:
+    """The placement that runs: consecutive bundles on one role at one setting merged, left to
+    right, while their union is profiled (such a segment is physically one module, and its own
+    measurement is the best prediction of it). A run whose union is not profiled (longer than
+    K) keeps its bundles, run in order; no two neighbours of the result can be merged."""
+    out: list[Assignment] = []
+    for a in placement:
+        if out and out[-1].role == a.role and out[-1].setting == a.setting:
+            union = Assignment(out[-1].start, a.end, a.role, a.setting)
+            if is_profiled(union):
+                out[-1] = union
+                continue
+        out.append(a)
+    return tuple(out)
+
+
+def profiled_in(table: CostTable, roles: Sequence[Role], max_bundle: int | None = None
+                ) -> Callable[[Assignment], bool]:
+    """Whether a bundle has its own measured cost in the table (and is at most max_bundle long)."""
+    def is_profiled(a: Assignment) -> bool:
+        if max_bundle is not None and a.end - a.start + 1 > max_bundle:
+            return False
+        return (roles[a.role].device, a.setting, a.start, a.end) in table.costs
+    return is_profiled
 
 
 @dataclass(frozen=True)
@@ -314,7 +344,8 @@ def predict(
 
 
 def run_config(label: str, placement: tuple[Assignment, ...], link: Link, bundle: Prediction | None,
-               layers: Prediction | None, solver_latency_s: float | None = None) -> RunConfig:
+               layers: Prediction | None, solver_latency_s: float | None = None,
+               planned: tuple[Assignment, ...] = ()) -> RunConfig:
     """A RunConfig with the predictions' parts filled in."""
     return RunConfig(
         label, placement, link,
@@ -325,7 +356,20 @@ def run_config(label: str, placement: tuple[Assignment, ...], link: Link, bundle
         pred_bundle_cloud_s=bundle.cloud_compute_s if bundle else None,
         pred_layersum_edge_s=layers.edge_compute_s if layers else None,
         pred_layersum_cloud_s=layers.cloud_compute_s if layers else None,
+        planned=tuple(planned) if tuple(planned) != tuple(placement) else (),
     )
+
+
+def merged_config(label: str, placement: tuple[Assignment, ...], link: Link, table: CostTable,
+                  roles: Sequence[Role], max_bundle: int | None = None,
+                  solver_latency_s: float | None = None) -> RunConfig:
+    """The config that runs `placement` with its mergeable runs merged, predicted from the table."""
+    runs = merge_runs(placement, profiled_in(table, roles, max_bundle))
+    if runs != tuple(placement):
+        log.info("%s over %s: runs %s as %s (same-setting bundles whose union is profiled, merged)", label,
+                 link.name, format_placement(table.layer_names, placement), format_placement(table.layer_names, runs))
+    bundle, layers = predict(table, roles, link, runs)
+    return run_config(label, runs, link, bundle, layers, solver_latency_s, tuple(placement))
 
 
 @dataclass(frozen=True)
@@ -458,24 +502,19 @@ def _config(c: _Candidate, link: Link, table: CostTable | None, cut_bytes: Seque
 
         roles = (make_role(table, ed, {a.setting for a in c.placement if a.role == EDGE} or None),
                  make_role(table, cd, {a.setting for a in c.placement if a.role == CLOUD} or None))
-        bundle, layers = predict(table, roles, link, c.placement)
-        merged = mergeable_runs(c.placement, lambda a: (roles[a.role].device, a.setting, a.start, a.end)
-                                in table.costs)
-        if merged:
-            log.info("%s runs %d pair(s) of same-setting bundles apart although their union is profiled, "
-                     "as planned (summed bundle costs)", c.label, len(merged))
-    elif c.bundle_costs_s is not None:
+        cfg = merged_config(c.label, c.placement, link, table, roles, solver_latency_s=c.solver_latency_s)
+        if c.solver_latency_s is not None and cfg.pred_bundle_s is not None and not cfg.planned and \
+                abs(cfg.pred_bundle_s - c.solver_latency_s) > 0.01 * c.solver_latency_s:
+            log.warning("%s over %s: predicted %.4g s, the solution says %.4g s (solved for another link?)",
+                        c.label, link.name, cfg.pred_bundle_s, c.solver_latency_s)
+        return cfg if cfg.pred_bundle_s is not None else dataclasses.replace(cfg, pred_bundle_s=c.solver_latency_s)
+    if c.bundle_costs_s is not None:
         parts = [0.0, 0.0]
         for a, cost in zip(c.placement, c.bundle_costs_s):
             parts[a.role] += cost
         bundle = Prediction(sum(parts) + comm_latency_s(cut_bytes, link, c.placement), parts[EDGE], parts[CLOUD])
-    solver_pred = bundle.latency_s if bundle else c.solver_latency_s
-    if c.solver_latency_s is not None and bundle is not None and \
-            abs(bundle.latency_s - c.solver_latency_s) > 0.01 * c.solver_latency_s:
-        log.warning("%s over %s: predicted %.4g s, the solution says %.4g s (solved for another link?)",
-                    c.label, link.name, bundle.latency_s, c.solver_latency_s)
     cfg = run_config(c.label, c.placement, link, bundle, layers, c.solver_latency_s)
-    return cfg if bundle else dataclasses.replace(cfg, pred_bundle_s=solver_pred)
+    return cfg if bundle else dataclasses.replace(cfg, pred_bundle_s=c.solver_latency_s)
 
 
 def precheck_edge(opts: RunOptions, model_name: str | None = None) -> None:

@@ -57,7 +57,7 @@ from dime.profiling.reader import common_max_bundle, load_profiles, make_role, r
 from dime.run.local import run_local
 from dime.run.measure import DRIVERS, SCENARIOS, SINGLE_STREAM, parse_scenarios
 from dime.run.options import LocalOptions, ModelSpec, PlanOptions, ProcessOptions, RunOptions
-from dime.run.plan import Plan, parse_splits, predict, run_config, split_label, split_placement
+from dime.run.plan import Plan, merged_config, parse_splits, split_label, split_placement
 from dime.run.results import RESULT_COLUMNS, rel_err, rows_csv
 
 log = logging.getLogger("dime.validate")
@@ -122,8 +122,7 @@ def model_plan(table: CostTable, roles: tuple[Role, Role], links: Sequence[Link]
         for s in splits:
             cands.append((split_label(table.layer_names, s), split_placement(n, s, edge_set, cloud_set, k), None))
         for label, placement, lat in cands:
-            bundle, layers = predict(table, roles, link, placement)
-            configs.append(run_config(label, placement, link, bundle, layers, lat))
+            configs.append(merged_config(label, placement, link, table, roles, k, lat))
     return Plan(table.model, tuple(table.layer_names), tuple(table.cut_bytes), tuple(configs),
                 roles[0].device, roles[1].device)
 
