@@ -322,7 +322,7 @@ def test_missing_peer_is_a_one_line_error_within_the_timeout():
         out, err = p.communicate(timeout=60)
         assert_one_line_error(subprocess.CompletedProcess(p.args, p.returncode, out, err))
         assert f"no {'cloud' if role == 'edge' else 'edge'} peer joined" in err and "within 2 s" in err
-    assert time.monotonic() - t0 < 2 + 20  # interpreter and model start-up included
+    assert time.monotonic() - t0 < 2 + 30  # two interpreters and models starting on a busy 2-core machine
 
 
 def test_dead_peer_is_noticed_at_once():
