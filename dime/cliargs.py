@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import re
 import signal
 import sys
 import threading
@@ -126,3 +127,64 @@ def fraction(text: str) -> float:
     if not 0 <= v < 0.5:
         raise argparse.ArgumentTypeError(f"must be in [0, 0.5), got {text}")
     return v
+
+
+def non_negative_float(text: str) -> float:
+    v = _number(float, text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return v
+
+
+def core_list(text: str) -> tuple[int, ...]:
+    """`0,2,3`: CPU core numbers."""
+    try:
+        cores = tuple(int(c) for c in text.split(",") if c.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma list of core numbers: {text!r}") from None
+    if not cores or any(c < 0 for c in cores):
+        raise argparse.ArgumentTypeError(f"not a comma list of core numbers: {text!r}")
+    return cores
+
+
+def shape(text: str) -> tuple[int, ...]:
+    """`1,3,224,224`: a tensor shape."""
+    try:
+        dims = tuple(int(d) for d in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma list of sizes: {text!r}") from None
+    if not dims or any(d < 1 for d in dims):
+        raise argparse.ArgumentTypeError(f"not a comma list of sizes: {text!r}")
+    return dims
+
+
+def host_port(text: str) -> tuple[str, int]:
+    """`HOST:PORT` (`[::1]:29500` for IPv6)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise argparse.ArgumentTypeError(f"give HOST:PORT, got {text!r}")
+    try:
+        p = int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad port in {text!r}") from None
+    if not 0 < p < 65536:
+        raise argparse.ArgumentTypeError(f"port out of range in {text!r}")
+    return host.strip("[]"), p
+
+
+def join_negative_values(argv: Sequence[str], options: Sequence[str] = ("--split", "--splits")) -> list[str]:
+    """`--split -1,3` as `--split=-1,3`: argparse takes '-1,3' for an option otherwise."""
+    out: list[str] = []
+    it = iter(argv)
+    for a in it:
+        if a in options:
+            nxt = next(it, None)
+            if nxt is not None and re.fullmatch(r"-\d[\w,.-]*", nxt):
+                out.append(f"{a}={nxt}")
+                continue
+            out.append(a)
+            if nxt is not None:
+                out.append(nxt)
+            continue
+        out.append(a)
+    return out

@@ -1,10 +1,15 @@
-"""The last step of `make demo`: solve the placement for 3g, 4g and wifi.
+"""The last step of `make demo`: solve the placement for 3g, 4g, wifi and a fast link.
 
 usage: python examples/demo_solve.py EDGE_PROFILE.csv OUT_DIR
 
 The edge is this CPU at 1 thread (from the profile `make demo` just measured). The
 cloud is a GPU profile shipped in profiles/ when there is one for the model; without
-one, this CPU at 2 threads stands in for the cloud, and the demo says so.
+one, this CPU at 2 threads stands in for the cloud, and the demo says so. The fast link
+(300/300/1: 300 Mbps up and down, 1 ms round trip) is where a split pays off.
+
+Each placement is checked for two bundles in a row on one role at one setting whose union
+is profiled: such a pair is physically one segment, which dime.run runs as the union (the
+demo says so for each link).
 """
 
 from __future__ import annotations
@@ -15,7 +20,13 @@ import sys
 from pathlib import Path
 
 from dime.cliargs import run_main
+from dime.core.costs import ROLE_NAMES, Assignment
+from dime.core.placement import format_placement
 from dime.plan.solve import main as solve_main
+from dime.profiling.reader import load_profiles, make_role
+from dime.run.plan import merge_runs, mergeable_runs, profiled_in
+
+LINKS = ("3g", "4g", "wifi", "300/300/1")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,6 +40,18 @@ def find_gpu_profile(model: str) -> tuple[Path, str] | None:
     return None
 
 
+def check_merged(profiles: list[str], sol: dict, edge: str, cloud: str) -> tuple[str, int, str]:
+    """The solution's placement text; how many of its neighbouring bundles sit on one role at
+    one setting with a profiled union; the placement dime.run runs for it (those runs merged)."""
+    table = load_profiles(profiles, model=sol.get("model") or None)
+    index = {name: i for i, name in enumerate(table.layer_names)}
+    placement = [Assignment(index[p["start"]], index[p["end"]], ROLE_NAMES.index(p["role"]), p["setting"])
+                 for p in sol["placement"]]
+    is_profiled = profiled_in(table, (make_role(table, edge), make_role(table, cloud)))
+    return (format_placement(table.layer_names, placement), len(mergeable_runs(placement, is_profiled)),
+            format_placement(table.layer_names, merge_runs(placement, is_profiled)))
+
+
 def main() -> int:
     if len(sys.argv) != 3:
         print(__doc__, file=sys.stderr)
@@ -40,17 +63,18 @@ def main() -> int:
     gpu = find_gpu_profile(model)
     if gpu:
         profiles = [str(edge_profile), str(gpu[0])]
-        cloud_args = ["--cloud", gpu[1]]
+        cloud_args, cloud = ["--cloud", gpu[1]], gpu[1]
         print(f"cloud: {gpu[1]} from {gpu[0].relative_to(ROOT)}")
     else:
         profiles = [str(edge_profile)]
-        cloud_args = ["--cloud", edge, "--cloud-settings", "threads=2"]
+        cloud_args, cloud = ["--cloud", edge, "--cloud-settings", "threads=2"], edge
         print(
             "NOTE: no GPU profile of this model is shipped in profiles/, so this CPU at 2 threads "
             "stands in for the cloud (edge: the same CPU at 1 thread)."
         )
-    for link in ("3g", "4g", "wifi"):
-        js = out / f"solution-{link}.json"
+    unmerged = 0
+    for link in LINKS:
+        js = out / f"solution-{link.replace('/', '-')}.json"
         print(f"\n=== {model}, link {link} ===")
         argv = [*profiles, "--edge", edge, "--edge-settings", "threads=1", *cloud_args,
                 "--link", link, "--json", str(js)]
@@ -60,8 +84,16 @@ def main() -> int:
         if code != 0:
             return code
         sol = json.loads(js.read_text())
-        chain = " | ".join(f"{p['bundle']}@{p['device']}/{p['setting']}" for p in sol["placement"])
-        print(f"{js}: {sol['status']}, latency {sol['latency_s']:.6f} s, placement {chain}")
+        text, pairs, runs = check_merged(profiles, sol, edge, cloud)
+        print(f"{js}: {sol['status']}, latency {sol['latency_s']:.6f} s, placement {text}")
+        unmerged += pairs > 0
+        if pairs:
+            print(f"check: {pairs} pair(s) of same-setting bundles in a row whose union is profiled (the solver "
+                  f"summed their costs); dime.run runs it as {runs}")
+        else:
+            print("check: no two same-setting bundles in a row whose union is profiled")
+    print(f"\n{unmerged} placement(s) with same-setting bundles in a row whose union is profiled, over "
+          f"{len(LINKS)} links")
     return 0
 
 

@@ -96,6 +96,17 @@ class LatencyStats:
         return self.mean_s
 
 
+def parse_scenarios(text: str) -> tuple[str, ...]:
+    """A comma list of scenarios, each once."""
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    for s in items:
+        if s not in SCENARIOS:
+            raise UsageError(f"unknown scenario {s!r}; choose from {', '.join(SCENARIOS)}")
+    if not items:
+        raise UsageError("--scenario: empty list")
+    return tuple(dict.fromkeys(items))
+
+
 def loadgen_version() -> str | None:
     """The installed LoadGen's version, or None when it cannot be imported."""
     try:

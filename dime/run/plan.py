@@ -8,16 +8,12 @@ a run; dime.validate writes one per model.
 
 from __future__ import annotations
 
-import argparse
-import csv
 import dataclasses
-import io
 import json
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from dime.core.costs import (
     CLOUD,
@@ -30,10 +26,10 @@ from dime.core.costs import (
     evaluate,
     transfers,
 )
-from dime.core.links import Link, parse_links
+from dime.core.links import Link
 from dime.core.placement import format_placement
 from dime.errors import DimeError, UsageError
-from dime.fileio import atomic_write_text
+from dime.run.options import PlanOptions, RunOptions
 
 if TYPE_CHECKING:
     from dime.capture.models import SplitModel
@@ -44,6 +40,9 @@ PLAN_VERSION = 1
 
 
 # ---- plan -------------------------------------------------------------------------
+_PRED_PARTS = ("pred_bundle_edge_s", "pred_bundle_cloud_s", "pred_layersum_edge_s", "pred_layersum_cloud_s")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """One placement to run over one link, with what the profiles predict for it."""
@@ -54,6 +53,13 @@ class RunConfig:
     pred_bundle_s: float | None = None  # bundle costs + communication (what the solver uses)
     pred_layersum_s: float | None = None  # single-layer costs summed + the same communication
     solver_latency_s: float | None = None  # latency_s of the solution file, as written
+    # each role's compute part of the two predictions (the rest is communication)
+    pred_bundle_edge_s: float | None = None
+    pred_bundle_cloud_s: float | None = None
+    pred_layersum_edge_s: float | None = None
+    pred_layersum_cloud_s: float | None = None
+    # the placement as solved or given, where the plan merged same-setting runs of it (else empty)
+    planned: tuple[Assignment, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +69,8 @@ class RunConfig:
             "pred_bundle_s": self.pred_bundle_s,
             "pred_layersum_s": self.pred_layersum_s,
             "solver_latency_s": self.solver_latency_s,
+            **{k: getattr(self, k) for k in _PRED_PARTS},
+            "planned": [[a.start, a.end, a.role, a.setting] for a in self.planned],
         }
 
     @classmethod
@@ -74,6 +82,8 @@ class RunConfig:
             pred_bundle_s=d.get("pred_bundle_s"),
             pred_layersum_s=d.get("pred_layersum_s"),
             solver_latency_s=d.get("solver_latency_s"),
+            **{k: d.get(k) for k in _PRED_PARTS},
+            planned=tuple(Assignment(int(s), int(e), int(r), str(t)) for s, e, r, t in d.get("planned") or ()),
         )
 
 
@@ -121,6 +131,10 @@ class Plan:
             except ValueError as e:
                 raise UsageError(f"{where}: config {c.label}: {e}") from None
         return plan
+
+    def links(self) -> list[Link]:
+        """The configs' distinct links, in order: link probes are numbered by it."""
+        return list({dataclasses.astuple(c.link): c.link for c in self.configs}.values())
 
     def check_model(self, model: "SplitModel") -> None:
         if tuple(model.layer_names) != self.layer_names:
@@ -221,12 +235,34 @@ def parse_solution(
 
 
 def read_solution(path: Path) -> dict[str, Any]:
+    """A `dime.solve --json` file: a JSON object with a placement list, else UsageError."""
     try:
-        return json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise UsageError(f"solution file not found: {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"solution {path} is a folder") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UsageError(f"{path}: not a JSON solution ({e})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: not a solution (a JSON {type(data).__name__}, not an object)")
+    if not isinstance(data.get("placement"), list) or not data["placement"]:
+        raise UsageError(f"{path}: no placement in the solution")
+    return data
+
+
+def check_solution_model(data: dict[str, Any], where: str, model: str | None = None,
+                         layer_names: Sequence[str] | None = None, cut_bytes: Sequence[int] | None = None) -> None:
+    """Refuse a solution of another model: its `model`, `layer_names` and `cut_bytes`, where it
+    records them, must be the loaded model's (the layers of its placement are checked always,
+    by parse_solution)."""
+    if model is not None and "model" in data and str(data["model"]) != model:
+        raise UsageError(f"{where} is a solution of model {data['model']}, not {model}")
+    if layer_names is not None and "layer_names" in data and list(data["layer_names"]) != list(layer_names):
+        raise UsageError(f"{where}: its layers {','.join(map(str, data['layer_names']))} are not the model's "
+                         f"{','.join(layer_names)} (same --cuts as when solving?)")
+    if cut_bytes is not None and "cut_bytes" in data and list(data["cut_bytes"]) != list(cut_bytes):
+        raise UsageError(f"{where}: its cut sizes differ from the model's (another input shape?)")
 
 
 def comm_latency_s(cut_bytes: Sequence[int], link: Link, placement: Sequence[Assignment]) -> float:
@@ -238,34 +274,102 @@ def layer_sum_placement(placement: Sequence[Assignment]) -> list[Assignment]:
     return [Assignment(i, i, a.role, a.setting) for a in placement for i in range(a.start, a.end + 1)]
 
 
+def mergeable_runs(placement: Sequence[Assignment], is_profiled: Callable[[Assignment], bool]) -> list[int]:
+    """Indices i where bundles i and i+1 share role and setting and their union is profiled:
+    a placement solved with summed bundle costs (DIME semantics) can hold such pairs; the
+    merge rule does not."""
+    out = []
+    for i, (a, b) in enumerate(zip(placement, placement[1:])):
+        if a.role == b.role and a.setting == b.setting and is_profiled(Assignment(a.start, b.end, a.role, a.setting)):
+            out.append(i)
+    return out
+
+
+def merge_runs(placement: Sequence[Assignment], is_profiled: Callable[[Assignment], bool]) -> tuple[Assignment, ...]:
+    """The placement that runs: consecutive bundles on one role at one setting merged, left to
+    right, while their union is profiled (such a segment is physically one module, and its own
+    measurement is the best prediction of it). A run whose union is not profiled (longer than
+    K) keeps its bundles, run in order; no two neighbours of the result can be merged."""
+    out: list[Assignment] = []
+    for a in placement:
+        if out and out[-1].role == a.role and out[-1].setting == a.setting:
+            union = Assignment(out[-1].start, a.end, a.role, a.setting)
+            if is_profiled(union):
+                out[-1] = union
+                continue
+        out.append(a)
+    return tuple(out)
+
+
+def profiled_in(table: CostTable, roles: Sequence[Role], max_bundle: int | None = None
+                ) -> Callable[[Assignment], bool]:
+    """Whether a bundle has its own measured cost in the table (and is at most max_bundle long)."""
+    def is_profiled(a: Assignment) -> bool:
+        if max_bundle is not None and a.end - a.start + 1 > max_bundle:
+            return False
+        return (roles[a.role].device, a.setting, a.start, a.end) in table.costs
+    return is_profiled
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A placement's predicted latency: the whole, and each role's compute part."""
+
+    latency_s: float
+    edge_compute_s: float
+    cloud_compute_s: float
+
+
+def predict_one(table: CostTable, roles: Sequence[Role], link: Link,
+                placement: Sequence[Assignment]) -> Prediction:
+    ev = evaluate(table, roles, link, placement)
+    per_role = [0.0, 0.0]
+    for a in placement:
+        per_role[a.role] += table.cost(roles[a.role].device, a.setting, a.start, a.end).latency_s
+    return Prediction(ev.latency_s, per_role[EDGE], per_role[CLOUD])
+
+
 def predict(
     table: CostTable, roles: Sequence[Role], link: Link, placement: Sequence[Assignment]
-) -> tuple[float | None, float | None]:
+) -> tuple[Prediction | None, Prediction | None]:
     """(bundle prediction, layer-sum prediction) from the profile; None where a cost is missing."""
-    out: list[float | None] = []
+    out: list[Prediction | None] = []
     for p in (list(placement), layer_sum_placement(placement)):
         try:
-            out.append(evaluate(table, roles, link, p).latency_s)
+            out.append(predict_one(table, roles, link, p))
         except DimeError as e:
             log.warning("no prediction for %s: %s", format_placement(table.layer_names, placement), e)
             out.append(None)
     return out[0], out[1]
 
 
-def _links(args: argparse.Namespace) -> list[Link]:
-    return parse_links(args.link, args.uplink_mbps, args.downlink_mbps, args.rtt_ms)
+def run_config(label: str, placement: tuple[Assignment, ...], link: Link, bundle: Prediction | None,
+               layers: Prediction | None, solver_latency_s: float | None = None,
+               planned: tuple[Assignment, ...] = ()) -> RunConfig:
+    """A RunConfig with the predictions' parts filled in."""
+    return RunConfig(
+        label, placement, link,
+        pred_bundle_s=bundle.latency_s if bundle else None,
+        pred_layersum_s=layers.latency_s if layers else None,
+        solver_latency_s=solver_latency_s,
+        pred_bundle_edge_s=bundle.edge_compute_s if bundle else None,
+        pred_bundle_cloud_s=bundle.cloud_compute_s if bundle else None,
+        pred_layersum_edge_s=layers.edge_compute_s if layers else None,
+        pred_layersum_cloud_s=layers.cloud_compute_s if layers else None,
+        planned=tuple(planned) if tuple(planned) != tuple(placement) else (),
+    )
 
 
-def parse_scenarios(text: str) -> list[str]:
-    from dime.run.measure import SCENARIOS
-
-    items = [s.strip() for s in text.split(",") if s.strip()]
-    for s in items:
-        if s not in SCENARIOS:
-            raise UsageError(f"unknown scenario {s!r}; choose from {', '.join(SCENARIOS)}")
-    if not items:
-        raise UsageError("--scenario: empty list")
-    return list(dict.fromkeys(items))
+def merged_config(label: str, placement: tuple[Assignment, ...], link: Link, table: CostTable,
+                  roles: Sequence[Role], max_bundle: int | None = None,
+                  solver_latency_s: float | None = None) -> RunConfig:
+    """The config that runs `placement` with its mergeable runs merged, predicted from the table."""
+    runs = merge_runs(placement, profiled_in(table, roles, max_bundle))
+    if runs != tuple(placement):
+        log.info("%s over %s: runs %s as %s (same-setting bundles whose union is profiled, merged)", label,
+                 link.name, format_placement(table.layer_names, placement), format_placement(table.layer_names, runs))
+    bundle, layers = predict(table, roles, link, runs)
+    return run_config(label, runs, link, bundle, layers, solver_latency_s, tuple(placement))
 
 
 @dataclass(frozen=True)
@@ -279,9 +383,10 @@ class _Candidate:
     bundle_costs_s: tuple[float, ...] | None = None  # as written in a solution file
 
 
-def _solution_candidate(path: Path, label: str, names: Sequence[str], edge_device: str | None) -> _Candidate:
+def _solution_candidate(path: Path, label: str, model: "SplitModel", edge_device: str | None) -> _Candidate:
     data = read_solution(path)
-    placement = parse_solution(data, names, str(path), edge_device)
+    check_solution_model(data, str(path), model.name, model.layer_names, model.cut_bytes)
+    placement = parse_solution(data, model.layer_names, str(path), edge_device)
     devices = ["", ""]
     for a, e in zip(placement, data["placement"]):
         devices[a.role] = devices[a.role] or str(e.get("device", ""))
@@ -296,124 +401,133 @@ def _solution_candidate(path: Path, label: str, names: Sequence[str], edge_devic
     )
 
 
-def build_plan(args: argparse.Namespace, model: "SplitModel") -> Plan:
-    """The edge's plan from --plan, or from --solution/--split and --link."""
-    if args.plan is not None:
-        if args.solution or args.split:
+def read_plan(path: Path) -> Plan:
+    try:
+        return Plan.from_json(path.read_text(), str(path))
+    except FileNotFoundError:
+        raise UsageError(f"plan file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"plan {path}: {e}") from None
+
+
+def check_plan_options(opts: PlanOptions) -> None:
+    """What can be checked without the model: one source of placements, readable files."""
+    if opts.plan is not None:
+        if opts.solutions or opts.split:
             raise UsageError("--plan replaces --solution and --split; give one or the other")
-        try:
-            plan = Plan.from_json(args.plan.read_text(), str(args.plan))
-        except FileNotFoundError:
-            raise UsageError(f"plan file not found: {args.plan}") from None
+        read_plan(opts.plan)
+    elif not opts.solutions and not opts.split:
+        raise UsageError("give a placement: --solution JSON, --split LIST or --plan JSON")
+    for path in opts.solutions:
+        read_solution(path)
+    for path in opts.profiles:
+        if not Path(path).is_file():
+            raise UsageError(f"profile file not found: {path}")
+
+
+def build_plan(opts: PlanOptions, model: "SplitModel") -> Plan:
+    """The edge's plan: the --plan file, or the solutions and splits over every link."""
+    if opts.plan is not None:
+        check_plan_options(opts)
+        plan = read_plan(opts.plan)
         plan.check_model(model)
         return plan
-    if not args.solution and not args.split:
-        raise UsageError("give a placement: --solution JSON, --split LIST or --plan JSON")
-    from dime.profiling.reader import (  # pandas: only when planning
-        common_max_bundle,
-        load_profiles,
-        make_role,
-    )
-
-    names = list(model.layer_names)
-    n = len(names)
-    table: CostTable | None = None
-    if args.profile:
-        table = load_profiles(args.profile, model=model.name)
-        if tuple(table.layer_names) != tuple(names):
-            raise UsageError(f"the profile's layers {','.join(table.layer_names)} are not the model's {','.join(names)}")
+    check_plan_options(opts)
+    table = _profile_table(opts, model)
+    edge_dev, cloud_dev = opts.edge_device or "", opts.cloud_device or ""
     cands = [
-        _solution_candidate(path, "solver" if len(args.solution) == 1 else f"solver:{path.stem}", names, args.edge_device)
-        for path in args.solution
+        _solution_candidate(path, "solver" if len(opts.solutions) == 1 else f"solver:{path.stem}", model,
+                            opts.edge_device)
+        for path in opts.solutions
     ]
-    edge_dev, cloud_dev = args.edge_device or "", args.cloud_device or ""
-    if args.split:
-        edge_set, cloud_set = args.edge_setting or "", args.cloud_setting or ""
-        max_bundle = None
-        if table is not None:
-            known = list(table.settings)
-            if len(known) == 1:
-                edge_dev, cloud_dev = edge_dev or known[0], cloud_dev or known[0]
-            if not edge_dev or not cloud_dev:
-                raise UsageError(f"the profiles hold several devices ({', '.join(known)}): "
-                                 "give --edge-device and --cloud-device")
-            edge_set = edge_set or make_role(table, edge_dev).settings[0]
-            cloud_set = cloud_set or make_role(table, cloud_dev).settings[0]
-            roles = (make_role(table, edge_dev, [edge_set]), make_role(table, cloud_dev, [cloud_set]))
-            # bundles no longer than profiled, so that every one has a cost
-            max_bundle = common_max_bundle(table, roles)
-        for k in parse_splits(args.split, n, names):
-            cands.append(_Candidate(split_label(names, k), split_placement(n, k, edge_set, cloud_set,
-                                                                            max_bundle), (edge_dev, cloud_dev)))
-    configs = []
-    for link in _links(args):
-        for c in cands:
-            bundle_pred = layer_pred = None
-            ed, cd = c.devices[EDGE] or edge_dev, c.devices[CLOUD] or cloud_dev
-            # a side without bundles costs nothing: any profiled device stands in for it
-            if not any(a.role == CLOUD for a in c.placement):
-                cd = cd or ed
-            if not any(a.role == EDGE for a in c.placement):
-                ed = ed or cd
-            if table is not None and ed and cd:
-                roles = (make_role(table, ed, {a.setting for a in c.placement if a.role == EDGE} or None),
-                         make_role(table, cd, {a.setting for a in c.placement if a.role == CLOUD} or None))
-                bundle_pred, layer_pred = predict(table, roles, link, c.placement)
-            elif c.bundle_costs_s is not None:
-                bundle_pred = sum(c.bundle_costs_s) + comm_latency_s(model.cut_bytes, link, c.placement)
-            elif c.solver_latency_s is not None:
-                bundle_pred = c.solver_latency_s
-            if c.solver_latency_s is not None and bundle_pred is not None and \
-                    abs(bundle_pred - c.solver_latency_s) > 0.01 * c.solver_latency_s:
-                log.warning("%s over %s: predicted %.4g s, the solution says %.4g s (solved for another link?)",
-                            c.label, link.name, bundle_pred, c.solver_latency_s)
-            configs.append(RunConfig(c.label, c.placement, link, bundle_pred, layer_pred, c.solver_latency_s))
+    if opts.split:
+        split_cands, edge_dev, cloud_dev = _split_candidates(opts, model.layer_names, table, edge_dev, cloud_dev)
+        cands += split_cands
+    configs = [_config(c, link, table, model.cut_bytes, edge_dev, cloud_dev) for link in opts.links for c in cands]
     edge_dev = edge_dev or next((c.devices[EDGE] for c in cands if c.devices[EDGE]), "")
     cloud_dev = cloud_dev or next((c.devices[CLOUD] for c in cands if c.devices[CLOUD]), "")
-    return Plan(model.name, tuple(names), tuple(model.cut_bytes), tuple(configs), edge_dev, cloud_dev)
+    return Plan(model.name, tuple(model.layer_names), tuple(model.cut_bytes), tuple(configs), edge_dev, cloud_dev)
 
 
-# ---- results ----------------------------------------------------------------------
-RESULT_COLUMNS: tuple[str, ...] = (
-    "model", "config", "placement", "edge_device", "cloud_device", "link", "uplink_mbps", "downlink_mbps",
-    "rtt_ms", "emulation", "achieved_up_mbps", "achieved_down_mbps", "scenario", "driver", "count",
-    "mean_s", "p50_s", "p90_s", "p95_s", "p99_s", "min_s", "max_s", "throughput_qps", "target_qps",
-    "valid", "measured_s", "pred_bundle_s", "pred_layersum_s", "solver_latency_s", "err_bundle",
-    "err_layersum", "edge_compute_s", "upload_s", "cloud_wait_s", "up_bytes", "down_bytes", "transfers",
-    "up_overruns", "edge_threads", "cloud_threads", "edge_torch_device", "cloud_torch_device",
-    "edge_whole_profiled_s", "edge_whole_start_s", "edge_whole_end_s",
-    "samples", "warmup", "host", "cloud_host", "timestamp", "note",
-)
-
-
-def rel_err(pred: float | None, meas: float) -> float | None:
-    """(predicted - measured) / measured; None when there is no prediction."""
-    if pred is None or not math.isfinite(meas) or meas <= 0:
+def _profile_table(opts: PlanOptions, model: "SplitModel") -> CostTable | None:
+    if not opts.profiles:
         return None
-    return (pred - meas) / meas
+    from dime.profiling.reader import load_profiles  # pandas: only when planning
+
+    table = load_profiles(list(opts.profiles), model=model.name)
+    if tuple(table.layer_names) != tuple(model.layer_names):
+        raise UsageError(f"the profile's layers {','.join(table.layer_names)} are not the model's "
+                         f"{','.join(model.layer_names)}")
+    return table
 
 
-def _cell(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return "" if math.isnan(v) else f"{v:.6g}"
-    return str(v)
+def _split_candidates(opts: PlanOptions, names: Sequence[str], table: CostTable | None, edge_dev: str,
+                      cloud_dev: str) -> tuple[list[_Candidate], str, str]:
+    """The --split placements, each side in bundles no longer than profiled; the devices they run as."""
+    n = len(names)
+    edge_set, cloud_set = opts.edge_setting or "", opts.cloud_setting or ""
+    max_bundle = None
+    if table is not None:
+        from dime.profiling.reader import common_max_bundle, make_role
+
+        known = list(table.settings)
+        if len(known) == 1:
+            edge_dev, cloud_dev = edge_dev or known[0], cloud_dev or known[0]
+        if not edge_dev or not cloud_dev:
+            raise UsageError(f"the profiles hold several devices ({', '.join(known)}): "
+                             "give --edge-device and --cloud-device")
+        edge_set = edge_set or make_role(table, edge_dev).settings[0]
+        cloud_set = cloud_set or make_role(table, cloud_dev).settings[0]
+        roles = (make_role(table, edge_dev, [edge_set]), make_role(table, cloud_dev, [cloud_set]))
+        # bundles no longer than profiled, so that every one has a cost
+        max_bundle = common_max_bundle(table, roles)
+    assert opts.split is not None
+    cands = [_Candidate(split_label(names, k), split_placement(n, k, edge_set, cloud_set, max_bundle),
+                        (edge_dev, cloud_dev)) for k in parse_splits(opts.split, n, names)]
+    return cands, edge_dev, cloud_dev
 
 
-def write_rows(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """Append rows to a results CSV (created with a header when new), atomically."""
-    path = Path(path)
-    old = ""
-    if path.exists():
-        old = path.read_text(encoding="utf-8")
-        header = old.splitlines()[0] if old.strip() else ""
-        if header and header.split(",") != list(RESULT_COLUMNS):
-            raise UsageError(f"{path} holds other columns than dime.run writes; choose another --out")
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, lineterminator="\n")
-    if not old.strip():
-        w.writeheader()
-    for r in rows:
-        w.writerow({k: _cell(r.get(k)) for k in RESULT_COLUMNS})
-    atomic_write_text(path, (old if old.endswith("\n") or not old else old + "\n") + buf.getvalue())
+def _config(c: _Candidate, link: Link, table: CostTable | None, cut_bytes: Sequence[int], edge_dev: str,
+            cloud_dev: str) -> RunConfig:
+    """One candidate over one link, with its predictions: from the profile, else from the solution file."""
+    bundle = layers = None
+    ed, cd = c.devices[EDGE] or edge_dev, c.devices[CLOUD] or cloud_dev
+    # a side without bundles costs nothing: any profiled device stands in for it
+    if not any(a.role == CLOUD for a in c.placement):
+        cd = cd or ed
+    if not any(a.role == EDGE for a in c.placement):
+        ed = ed or cd
+    if table is not None and ed and cd:
+        from dime.profiling.reader import make_role
+
+        roles = (make_role(table, ed, {a.setting for a in c.placement if a.role == EDGE} or None),
+                 make_role(table, cd, {a.setting for a in c.placement if a.role == CLOUD} or None))
+        cfg = merged_config(c.label, c.placement, link, table, roles, solver_latency_s=c.solver_latency_s)
+        if c.solver_latency_s is not None and cfg.pred_bundle_s is not None and not cfg.planned and \
+                abs(cfg.pred_bundle_s - c.solver_latency_s) > 0.01 * c.solver_latency_s:
+            log.warning("%s over %s: predicted %.4g s, the solution says %.4g s (solved for another link?)",
+                        c.label, link.name, cfg.pred_bundle_s, c.solver_latency_s)
+        return cfg if cfg.pred_bundle_s is not None else dataclasses.replace(cfg, pred_bundle_s=c.solver_latency_s)
+    if c.bundle_costs_s is not None:
+        parts = [0.0, 0.0]
+        for a, cost in zip(c.placement, c.bundle_costs_s):
+            parts[a.role] += cost
+        bundle = Prediction(sum(parts) + comm_latency_s(cut_bytes, link, c.placement), parts[EDGE], parts[CLOUD])
+    cfg = run_config(c.label, c.placement, link, bundle, layers, c.solver_latency_s)
+    return cfg if bundle else dataclasses.replace(cfg, pred_bundle_s=c.solver_latency_s)
+
+
+def precheck_edge(opts: RunOptions, model_name: str | None = None) -> None:
+    """The edge's options that can be checked without torch or the model, so that a typo
+    fails at once instead of after model loading or at the peer."""
+    from dime.run.measure import resolve_driver
+
+    resolve_driver(opts.driver)
+    check_plan_options(opts.plan)
+    for path in opts.plan.solutions:
+        check_solution_model(read_solution(path), str(path), model_name)
+    if opts.images is not None and not opts.images.is_dir():
+        raise UsageError(f"image folder not found: {opts.images}")
+    for flag, path in (("--out", opts.out), ("--outputs", opts.outputs)):
+        if path is not None and path.is_dir():
+            raise UsageError(f"{flag} {path} is a folder")

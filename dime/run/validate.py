@@ -1,16 +1,20 @@
 """Check the cost model against real split runs: `python -m dime.validate`.
 
 For each model and link: the solver's placement plus every single split point (layers
-0..k on the edge, the rest in the cloud, k = -1..n-1) are run for real with
-`python -m dime.run local` (two processes, emulated link) and measured. Each row gets
-two predictions from the profiles:
+0..k on the edge, the rest in the cloud, k = -1..n-1) are run for real (two local
+processes, emulated link) and measured. Each row gets two predictions from the profiles:
 
     bundle     the placement's bundle costs + communication (what the solver optimises)
     layer-sum  every bundle's cost replaced by the sum of its single-layer costs, + the
                same communication
 
-and their relative errors against the measured mean latency. The CSV holds every row;
-a markdown summary (median |error| per model and link) is printed.
+and their relative errors against the measured latency, raw and drift-corrected. Before
+every placement each role times its whole model as one bundle; the drift-corrected
+prediction scales each role's compute part by (whole model timed now / whole model as
+profiled), so that a machine that got slower since it was profiled does not count as a
+cost-model error. A role whose whole model is not profiled is not corrected. Each error
+is also given for the compute part alone (the link model's communication time, which the
+emulation reproduces almost exactly, taken off both sides).
 
     python -m dime.validate --profile profiles/*-xeon-2core.csv --links 4g,wifi \\
         --models alexnet,resnet18,mobilenet_v2 --edge xeon-2core --edge-settings threads=1 \\
@@ -21,110 +25,84 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
-import json
+import dataclasses
 import logging
 import math
 import statistics
-import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from dime.cliargs import run_main, setup_logging
-from dime.core.costs import Assignment, CostTable, Role
-from dime.core.links import LINK_PRESETS, Link, parse_links
-from dime.core.placement import format_placement
-from dime.errors import SolverError, UsageError
-from dime.fileio import atomic_write_text
-from dime.profiling.reader import (
-    common_max_bundle,
-    load_profiles,
-    make_role,
-    require_bundles,
-)
-from dime.run.cli import (
-    _cores,
-    _non_negative,
-    _Parser,
-    _positive,
-    _shape,
+from dime.cliargs import (
+    OneLineParser,
+    core_list,
     join_negative_values,
-    run_local,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_main,
+    setup_logging,
+    shape,
 )
-from dime.run.measure import DRIVERS, SCENARIOS, SINGLE_STREAM
-from dime.run.plan import (
-    RESULT_COLUMNS,
-    Plan,
-    RunConfig,
-    parse_solution,
-    parse_splits,
-    predict,
-    split_label,
-    split_placement,
-)
+from dime.core.costs import Assignment, CostTable, Role
+from dime.core.links import Link, parse_links
+from dime.core.placement import format_placement
+from dime.errors import UsageError
+from dime.fileio import atomic_write_text
+from dime.plan import PlacementProblem, build_model
+from dime.profiling.reader import common_max_bundle, load_profiles, make_role, require_bundles
+from dime.run.local import run_local
+from dime.run.measure import DRIVERS, SCENARIOS, SINGLE_STREAM, parse_scenarios
+from dime.run.options import LocalOptions, ModelSpec, PlanOptions, ProcessOptions, RunOptions
+from dime.run.plan import Plan, merged_config, parse_splits, split_label, split_placement
+from dime.run.results import RESULT_COLUMNS, rel_err, rows_csv
 
 log = logging.getLogger("dime.validate")
 
+SEMANTICS = ("bundle", "layersum")
+VALIDATE_COLUMNS: tuple[str, ...] = RESULT_COLUMNS + (
+    "edge_whole_profiled_s", "cloud_whole_profiled_s", "edge_drift", "cloud_drift",
+    "pred_bundle_drift_s", "pred_layersum_drift_s", "err_bundle_drift", "err_layersum_drift",
+    "err_bundle_compute", "err_layersum_compute", "err_bundle_compute_drift", "err_layersum_compute_drift",
+)
 
-def solve_placement(
-    table: CostTable,
-    roles: tuple[Role, Role],
-    link: Link,
-    max_bundle: int,
-    backend: str = "auto",
-    profile_paths: Sequence[str] = (),
-) -> tuple[tuple[Assignment, ...], float, str]:
-    """The latency-optimal placement: (placement, predicted latency, solver used).
 
-    Uses dime.plan's Python API; without it, `python -m dime.solve --json` in a subprocess.
-    """
-    try:
-        from dime.plan import PlacementProblem, build_model
-    except ImportError:
-        return _solve_cli(table, roles, link, max_bundle, backend, profile_paths)
+@dataclass(frozen=True)
+class ValidateOptions:
+    profiles: tuple[str, ...]
+    models: tuple[str, ...]
+    edge_device: str
+    cloud_device: str
+    edge_setting: str
+    cloud_setting: str
+    out: Path
+    links: tuple[Link, ...] = field(default_factory=lambda: tuple(parse_links("4g,wifi")))
+    splits: str = "all"  # 'all', 'none' or a comma list
+    with_solver: bool = True
+    solver: str = "auto"
+    max_bundle: int | None = None
+    run: RunOptions = field(default_factory=RunOptions)  # measurement settings; its plan is filled per model
+    input_shape: tuple[int, ...] | None = None
+    edge: ProcessOptions = field(default_factory=ProcessOptions)
+    cloud: ProcessOptions = field(default_factory=ProcessOptions)
+    timeout_s: float = 30.0
+    verbose: int = 0
+
+
+# ---- plans --------------------------------------------------------------------------
+def solve_placement(table: CostTable, roles: tuple[Role, Role], link: Link, max_bundle: int,
+                    backend: str = "auto") -> tuple[tuple[Assignment, ...], float, str]:
+    """The latency-optimal placement: (placement, predicted latency, solver used)."""
     problem = PlacementProblem(table=table, roles=roles, link=link, max_bundle=max_bundle)
     sol = build_model(problem).solve(backend)
     return tuple(sol.placement), sol.evaluation.latency_s, sol.solver
 
 
-def _solve_cli(
-    table: CostTable, roles: tuple[Role, Role], link: Link, max_bundle: int, backend: str, paths: Sequence[str]
-) -> tuple[tuple[Assignment, ...], float, str]:
-    if not paths:
-        raise SolverError("dime.plan has no Python API and no profile files were given for `python -m dime.solve`")
-    with tempfile.TemporaryDirectory(prefix="dime-validate-") as tmp:
-        out = Path(tmp) / "solution.json"
-        cmd = [sys.executable, "-m", "dime.solve", *paths, "--model", table.model,
-               "--edge", roles[0].device, "--edge-settings", ",".join(roles[0].settings),
-               "--cloud", roles[1].device, "--cloud-settings", ",".join(roles[1].settings),
-               "--max-bundle", str(max_bundle), "--solver", backend, "--json", str(out), "-q"]
-        preset = LINK_PRESETS.get(link.name)
-        if preset is not None and preset == link:
-            cmd += ["--link", link.name]
-        else:
-            cmd += ["--uplink-mbps", f"{link.uplink_mbps!r}", "--downlink-mbps", f"{link.downlink_mbps!r}",
-                    "--rtt-ms", f"{link.rtt_ms!r}"]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            lines = [l for l in proc.stderr.splitlines() if l.strip()]
-            raise SolverError(f"python -m dime.solve failed: {lines[-1] if lines else proc.returncode}")
-        data = json.loads(out.read_text())
-    placement = parse_solution(data, table.layer_names, "dime.solve's solution")
-    return placement, float(data["latency_s"]), str(data.get("solver", "dime.solve"))
-
-
-def model_plan(
-    table: CostTable,
-    roles: tuple[Role, Role],
-    links: Sequence[Link],
-    splits: Sequence[int],
-    with_solver: bool,
-    max_bundle: int | None,
-    backend: str,
-    profile_paths: Sequence[str],
-) -> Plan:
+def model_plan(table: CostTable, roles: tuple[Role, Role], links: Sequence[Link], splits: Sequence[int],
+               with_solver: bool, max_bundle: int | None, backend: str) -> Plan:
     """Every placement to run for one model: the solver's and each single split, per link."""
     n = table.n_layers
     if max_bundle is None:
@@ -137,26 +115,25 @@ def model_plan(
     for link in links:
         cands: list[tuple[str, tuple[Assignment, ...], float | None]] = []
         if with_solver:
-            placement, lat, used = solve_placement(table, roles, link, k, backend, profile_paths)
+            placement, lat, used = solve_placement(table, roles, link, k, backend)
             log.info("%s over %s: %s chose %s (%.4g s)", table.model, link.name, used,
                      format_placement(table.layer_names, placement), lat)
             cands.append(("solver", placement, lat))
         for s in splits:
             cands.append((split_label(table.layer_names, s), split_placement(n, s, edge_set, cloud_set, k), None))
         for label, placement, lat in cands:
-            bundle, layers = predict(table, roles, link, placement)
-            configs.append(RunConfig(label, placement, link, bundle, layers, lat))
+            configs.append(merged_config(label, placement, link, table, roles, k, lat))
     return Plan(table.model, tuple(table.layer_names), tuple(table.cut_bytes), tuple(configs),
                 roles[0].device, roles[1].device)
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+def whole_model_s(table: CostTable, device: str, setting: str) -> float | None:
+    """The profiled cost of the whole model as one bundle, where it was profiled."""
+    c = table.costs.get((device, setting, 0, table.n_layers - 1))
+    return c.latency_s if c is not None else None
 
 
+# ---- errors, raw and drift-corrected ------------------------------------------------
 def _num(v: Any) -> float | None:
     try:
         x = float(v)
@@ -165,44 +142,66 @@ def _num(v: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _median_abs(rows: Sequence[dict[str, str]], col: str) -> float | None:
-    vals = [abs(x) for x in (_num(r.get(col)) for r in rows) if x is not None]
-    return statistics.median(vals) if vals else None
-
-
-def compute_err(row: dict[str, str], col: str) -> float | None:
-    """Relative error of the compute part alone: the link model's communication time
-    (which the emulation reproduces almost exactly) taken off both sides."""
-    pred, meas = _num(row.get(col)), _num(row.get("measured_s"))
+def comm_s(row: dict[str, Any]) -> float | None:
+    """The link model's communication time of a row's transfers."""
     up, down = _num(row.get("uplink_mbps")), _num(row.get("downlink_mbps"))
-    if pred is None or meas is None or not up or not down:
+    if not up or not down:
         return None
-    comm = (float(row.get("up_bytes") or 0) * 8 / (up * 1e6) + float(row.get("down_bytes") or 0) * 8 / (down * 1e6)
+    return (float(row.get("up_bytes") or 0) * 8 / (up * 1e6) + float(row.get("down_bytes") or 0) * 8 / (down * 1e6)
             + float(row.get("transfers") or 0) * (_num(row.get("rtt_ms")) or 0.0) / 2000.0)
-    if meas - comm <= 0:
+
+
+def compute_err(row: dict[str, Any], pred: float | None) -> float | None:
+    """Relative error of the compute part alone: the communication taken off both sides."""
+    meas, comm = _num(row.get("measured_s")), comm_s(row)
+    if pred is None or meas is None or comm is None or meas - comm <= 0:
         return None
     return (pred - meas) / (meas - comm)
 
 
-def _bundle_closer(rows: Sequence[dict[str, str]]) -> str:
-    """In how many rows the bundle prediction is closer to the measurement than the layer sum."""
-    pairs = [(_num(r.get("err_bundle")), _num(r.get("err_layersum"))) for r in rows]
-    pairs = [(b, s) for b, s in pairs if b is not None and s is not None]
-    if not pairs:
-        return "-"
-    return f"{sum(abs(b) < abs(s) for b, s in pairs)}/{len(pairs)}"
+def drift_factor(now_s: Any, profiled_s: Any) -> float | None:
+    """How much slower (> 1) or faster a role runs its whole model now than when profiled."""
+    now, then = _num(now_s), _num(profiled_s)
+    return now / then if now is not None and then else None
 
 
-def _whole(rows: Sequence[dict[str, str]]) -> str:
-    """The edge's whole model as profiled and as timed before and after the run's placements:
-    how far the machine drifted since it was profiled."""
-    r = rows[0]
-    vals = [_num(r.get(c)) for c in ("edge_whole_profiled_s", "edge_whole_start_s", "edge_whole_end_s")]
-    return " / ".join(_ms(v) for v in vals)
+def drift_corrected(row: dict[str, Any], sem: str) -> float | None:
+    """The `sem` prediction with each role's compute part scaled by its drift factor (a role
+    without a factor unscaled)."""
+    pred = _num(row.get(f"pred_{sem}_s"))
+    if pred is None:
+        return None
+    for role in ("edge", "cloud"):
+        part, f = _num(row.get(f"pred_{sem}_{role}_s")), _num(row.get(f"{role}_drift"))
+        if part is not None and f is not None:
+            pred += part * (f - 1.0)
+    return pred
 
 
-def _median_abs_compute(rows: Sequence[dict[str, str]], col: str) -> float | None:
-    vals = [abs(x) for x in (compute_err(r, col) for r in rows) if x is not None]
+def add_drift_columns(row: dict[str, Any], edge_profiled_s: float | None, cloud_profiled_s: float | None) -> None:
+    """The validation columns of one measured row, in place."""
+    row["edge_whole_profiled_s"], row["cloud_whole_profiled_s"] = edge_profiled_s, cloud_profiled_s
+    row["edge_drift"] = drift_factor(row.get("edge_whole_before_s"), edge_profiled_s)
+    row["cloud_drift"] = drift_factor(row.get("cloud_whole_before_s"), cloud_profiled_s)
+    meas = _num(row.get("measured_s"))
+    for sem in SEMANTICS:
+        raw, corrected = _num(row.get(f"pred_{sem}_s")), drift_corrected(row, sem)
+        row[f"pred_{sem}_drift_s"] = corrected
+        row[f"err_{sem}_drift"] = rel_err(corrected, meas)
+        row[f"err_{sem}_compute"] = compute_err(row, raw)
+        row[f"err_{sem}_compute_drift"] = compute_err(row, corrected)
+
+
+# ---- summary --------------------------------------------------------------------------
+def read_rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _median(rows: Sequence[dict[str, Any]], col: str, f: Callable[[float], float] = abs) -> float | None:
+    vals = [f(x) for x in (_num(r.get(col)) for r in rows) if x is not None]
     return statistics.median(vals) if vals else None
 
 
@@ -216,36 +215,66 @@ def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v * 1000:.1f}"
 
 
+def _pair(rows: Sequence[dict[str, Any]], col: str) -> str:
+    """median |error|: raw / drift-corrected."""
+    return f"{_pct(_median(rows, col))} / {_pct(_median(rows, col + '_drift'))}"
+
+
+def _bundle_closer(rows: Sequence[dict[str, Any]]) -> str:
+    """In how many rows the bundle prediction is closer to the measurement than the layer sum."""
+    pairs = [(_num(r.get("err_bundle")), _num(r.get("err_layersum"))) for r in rows]
+    pairs = [(b, s) for b, s in pairs if b is not None and s is not None]
+    if not pairs:
+        return "-"
+    return f"{sum(abs(b) < abs(s) for b, s in pairs)}/{len(pairs)}"
+
+
+def _whole(rows: Sequence[dict[str, Any]], role: str) -> str:
+    """A role's whole model: profiled / timed before the placements (range) / at the end."""
+    before = [v for v in (_num(r.get(f"{role}_whole_before_s")) for r in rows) if v is not None]
+    span = "-" if not before else _ms(min(before)) if min(before) == max(before) \
+        else f"{_ms(min(before))}-{_ms(max(before))}"
+    return f"{_ms(_num(rows[0].get(f'{role}_whole_profiled_s')))} / {span} / {_ms(_num(rows[-1].get(f'{role}_whole_end_s')))}"
+
+
 def _short_placement(text: str) -> str:
-    """conv1@edge(t)|conv2..fc3@edge(t) -> conv1..fc3 edge (2 bundles): one run per side,
+    """`a,b+c@edge/t | d..f@cloud/t` -> `a..c edge (2 bundles), d..f cloud`: one run per role,
     and no '|' (a markdown cell)."""
-    runs: list[list[str]] = []  # [first, last, role, bundles]
-    for part in text.split("|"):
-        span, _, rest = part.partition("@")
-        role = rest.split("(")[0]
-        first, _, last = span.partition("..")
+    runs: list[list[Any]] = []  # [first, last, role, bundles]
+    for group in text.split(" | "):
+        bundles, _, where = group.rpartition("@")
+        role = where.split("/")[0]
+        parts = bundles.split(",")
+        first = parts[0].replace("..", "+").split("+")[0]
+        last = parts[-1].replace("..", "+").split("+")[-1]
         if runs and runs[-1][2] == role:
-            runs[-1][1] = last or first
-            runs[-1][3] = str(int(runs[-1][3]) + 1)
+            runs[-1][1] = last
+            runs[-1][3] += len(parts)
         else:
-            runs.append([first, last or first, role, "1"])
+            runs.append([first, last, role, len(parts)])
     out = []
     for first, last, role, n in runs:
         span = first if first == last else f"{first}..{last}"
-        out.append(f"{span} {role}" + (f" ({n} bundles)" if n != "1" else ""))
+        out.append(f"{span} {role}" + (f" ({n} bundles)" if n != 1 else ""))
     return ", ".join(out)
 
 
-def summary_markdown(rows: Sequence[dict[str, str]]) -> str:
-    """Median |prediction error| per model and link, and how the solver's choice fared."""
+def _explained(raw: float | None, corrected: float | None) -> str:
+    if raw is None or corrected is None or raw == 0:
+        return "-"
+    return f"{(raw - corrected) / raw * 100:.0f}%"
+
+
+def summary_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """Median |prediction error| per model and link, raw / drift-corrected, and how the
+    solver's choice fared; then how much of the error the machines' drift explains."""
     lines = [
-        "| model | link | scenario | placements | median abs err, bundle | median abs err, layer-sum "
-        "| compute only: bundle | compute only: layer-sum | bundle closer "
-        "| solver's placement | solver pred (ms) | measured (ms) | best measured (ms) "
-        "| edge whole model (ms): profiled / before / after |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        "| model | link | scenario | placements | bundle | layer-sum | compute only: bundle "
+        "| compute only: layer-sum | bundle closer | solver's placement | solver pred (ms) | measured (ms) "
+        "| solver err | best measured (ms) | edge whole model (ms) | cloud whole model (ms) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    groups: dict[tuple[str, str, str], list[dict[str, str]]] = {}
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["model"], r["link"], r["scenario"]), []).append(r)
     for (model, link, scenario), rs in groups.items():
@@ -253,37 +282,91 @@ def summary_markdown(rows: Sequence[dict[str, str]]) -> str:
         measured = [(_num(r["measured_s"]), r) for r in rs]
         best = min((m for m, _ in measured if m is not None), default=None)
         best_label = next((r["config"] for m, r in measured if m == best), "")
+        sol = [solver] if solver else []
         lines.append(
-            f"| {model} | {link} | {scenario} | {len(rs)} | {_pct(_median_abs(rs, 'err_bundle'))} "
-            f"| {_pct(_median_abs(rs, 'err_layersum'))} "
-            f"| {_pct(_median_abs_compute(rs, 'pred_bundle_s'))} | {_pct(_median_abs_compute(rs, 'pred_layersum_s'))} "
-            f"| {_bundle_closer(rs)} "
-            f"| {_short_placement(solver['placement']) if solver else '-'} | {_ms(_num(solver['pred_bundle_s'])) if solver else '-'} "
-            f"| {_ms(_num(solver['measured_s'])) if solver else '-'} | {_ms(best)} ({best_label}) "
-            f"| {_whole(rs)} |"
+            f"| {model} | {link} | {scenario} | {len(rs)} | {_pair(rs, 'err_bundle')} | {_pair(rs, 'err_layersum')} "
+            f"| {_pair(rs, 'err_bundle_compute')} | {_pair(rs, 'err_layersum_compute')} | {_bundle_closer(rs)} "
+            f"| {_short_placement(solver['placement']) if solver else '-'} "
+            f"| {_ms(_num(solver['pred_bundle_s'])) if solver else '-'} "
+            f"| {_ms(_num(solver['measured_s'])) if solver else '-'} "
+            f"| {_pct(_median(sol, 'err_bundle', float), True)} / {_pct(_median(sol, 'err_bundle_drift', float), True)} "
+            f"| {_ms(best)} ({best_label}) | {_whole(rs, 'edge')} | {_whole(rs, 'cloud')} |"
         )
+    solvers = [r for r in rows if r["config"] == "solver"]
     lines.append(
-        f"| **all** | | | {len(rows)} | **{_pct(_median_abs(rows, 'err_bundle'))}** "
-        f"| **{_pct(_median_abs(rows, 'err_layersum'))}** "
-        f"| **{_pct(_median_abs_compute(rows, 'pred_bundle_s'))}** "
-        f"| **{_pct(_median_abs_compute(rows, 'pred_layersum_s'))}** | **{_bundle_closer(rows)}** | | | | | |"
+        f"| **all** | | | {len(rows)} | **{_pair(rows, 'err_bundle')}** | **{_pair(rows, 'err_layersum')}** "
+        f"| **{_pair(rows, 'err_bundle_compute')}** | **{_pair(rows, 'err_layersum_compute')}** "
+        f"| **{_bundle_closer(rows)}** | | | | **{_pct(_median(solvers, 'err_bundle', float), True)} / "
+        f"{_pct(_median(solvers, 'err_bundle_drift', float), True)}** | | | |"
     )
+    lines += [
+        "",
+        "Errors: median |predicted - measured| / measured, raw / drift-corrected; solver err: its signed error. "
+        "Whole model: profiled / timed before each placement / after the last.",
+        f"Drift explains {_explained(_median(rows, 'err_bundle'), _median(rows, 'err_bundle_drift'))} of the "
+        f"median |bundle error| ({_pct(_median(rows, 'err_bundle'))} -> {_pct(_median(rows, 'err_bundle_drift'))}), "
+        f"{_explained(_median(rows, 'err_bundle_compute'), _median(rows, 'err_bundle_compute_drift'))} of the "
+        f"compute-only one ({_pct(_median(rows, 'err_bundle_compute'))} -> "
+        f"{_pct(_median(rows, 'err_bundle_compute_drift'))}).",
+    ]
     return "\n".join(lines)
 
 
-def write_table(path: Path, rows: Sequence[dict[str, str]]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, lineterminator="\n", extrasaction="ignore")
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
+def write_table(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    atomic_write_text(path, rows_csv(rows, VALIDATE_COLUMNS))
 
 
+# ---- the run ----------------------------------------------------------------------------
+def plans_for(opts: ValidateOptions) -> list[tuple[Plan, float | None, float | None]]:
+    """Every model's placements and predictions, with each role's profiled whole model:
+    all first, so that bad profiles fail before any run."""
+    out = []
+    for m in opts.models:
+        table = load_profiles(list(opts.profiles), model=m)
+        roles = (make_role(table, opts.edge_device, [opts.edge_setting]),
+                 make_role(table, opts.cloud_device, [opts.cloud_setting]))
+        splits = [] if opts.splits.strip() == "none" else parse_splits(opts.splits, table.n_layers, table.layer_names)
+        if not opts.with_solver and not splits:
+            raise UsageError("nothing to run: --no-solver and --splits none")
+        plan = model_plan(table, roles, opts.links, splits, opts.with_solver, opts.max_bundle, opts.solver)
+        out.append((plan, whole_model_s(table, opts.edge_device, opts.edge_setting),
+                    whole_model_s(table, opts.cloud_device, opts.cloud_setting)))
+    return out
+
+
+def validate(opts: ValidateOptions, on_model: Callable[[str, list[dict[str, Any]]], None] | None = None
+             ) -> list[dict[str, Any]]:
+    """Run every model's plan and return the rows with their validation columns; the table
+    at opts.out is rewritten after every model, so that a later failure keeps what was measured."""
+    if opts.out.is_dir():
+        raise UsageError(f"--out {opts.out} is a folder")
+    plans = plans_for(opts)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="dime-validate-") as tmp:
+        for i, (plan, edge_whole, cloud_whole) in enumerate(plans):
+            plan_path, out = Path(tmp) / f"plan-{i}.json", Path(tmp) / f"rows-{i}.csv"
+            atomic_write_text(plan_path, plan.to_json())
+            log.info("%s: running %d placement(s)", plan.model, len(plan.configs))
+            run = dataclasses.replace(opts.run, plan=PlanOptions(plan=plan_path), out=out, verify=True)
+            run_local(LocalOptions(ModelSpec(plan.model, input_shape=opts.input_shape), run, opts.edge, opts.cloud,
+                                   timeout_s=opts.timeout_s, verbose=opts.verbose))
+            got: list[dict[str, Any]] = [dict(r) for r in read_rows(out)]
+            for r in got:
+                add_drift_columns(r, edge_whole, cloud_whole)
+            rows.extend(got)
+            write_table(opts.out, rows)
+            if on_model is not None:
+                on_model(plan.model, got)
+    return rows
+
+
+# ---- CLI ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m dime.validate",
         description="Run the solver's placement and every single split for real (two local processes, "
-                    "emulated links) and compare measured latency with the bundle and layer-sum predictions.",
+                    "emulated links) and compare measured latency with the bundle and layer-sum predictions, "
+                    "raw and corrected for each machine's drift since it was profiled.",
     )
     p.add_argument("--profile", action="extend", nargs="+", required=True, metavar="CSV", help="profile CSV files")
     p.add_argument("--models", required=True, help="comma list of models (as profiled)")
@@ -295,23 +378,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", default="all", help="'all', 'none' or a comma list of split points (default all)")
     p.add_argument("--no-solver", action="store_true", help="skip the solver's placement")
     p.add_argument("--solver", default="auto", help="solver backend (default auto)")
-    p.add_argument("--max-bundle", type=_positive(int), help="longest bundle (default: largest profiled)")
+    p.add_argument("--max-bundle", type=positive_int, help="longest bundle (default: largest profiled)")
     p.add_argument("--scenario", default=SINGLE_STREAM, help=f"comma list of {', '.join(SCENARIOS)}")
-    p.add_argument("--min-query-count", type=_positive(int), default=16, help="queries per placement (default 16)")
-    p.add_argument("--min-duration-s", type=_non_negative(float), default=0.0)
-    p.add_argument("--warmup", type=_non_negative(int), default=2, help="untimed queries per placement (default 2)")
+    p.add_argument("--min-query-count", type=positive_int, default=16, help="queries per placement (default 16)")
+    p.add_argument("--min-duration-s", type=non_negative_float, default=0.0)
+    p.add_argument("--warmup", type=non_negative_int, default=2, help="untimed queries per placement (default 2)")
+    p.add_argument("--reference-runs", type=non_negative_int, default=10, metavar="N",
+                   help="time each role's whole model N times before every placement, for the drift "
+                        "correction (0: none; default 10)")
     p.add_argument("--driver", choices=DRIVERS, default="auto")
     p.add_argument("--images", type=Path, help="folder of images (default: generated images)")
-    p.add_argument("--count", type=_positive(int), default=8, help="number of sample inputs (default 8)")
-    p.add_argument("--input-shape", type=_shape, metavar="N,C,H,W", help="input shape (as profiled)")
-    p.add_argument("--edge-threads", type=_positive(int), default=1)
-    p.add_argument("--cloud-threads", type=_positive(int), default=1)
-    p.add_argument("--edge-cores", type=_cores, metavar="LIST")
-    p.add_argument("--cloud-cores", type=_cores, metavar="LIST")
+    p.add_argument("--count", type=positive_int, default=8, help="number of sample inputs (default 8)")
+    p.add_argument("--input-shape", type=shape, metavar="N,C,H,W", help="input shape (as profiled)")
+    p.add_argument("--edge-threads", type=positive_int, default=1)
+    p.add_argument("--cloud-threads", type=positive_int, default=1)
+    p.add_argument("--edge-cores", type=core_list, metavar="LIST")
+    p.add_argument("--cloud-cores", type=core_list, metavar="LIST")
     p.add_argument("--edge-torch-device", default="cpu", metavar="DEV", help="the edge's torch device (default cpu)")
     p.add_argument("--cloud-torch-device", default="cpu", metavar="DEV",
                    help="the cloud's torch device: cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--timeout-s", type=_positive(float), default=30.0)
+    p.add_argument("--timeout-s", type=positive_float, default=30.0)
     p.add_argument("--out", type=Path, required=True, metavar="CSV", help="result table (overwritten)")
     p.add_argument("--summary", type=Path, metavar="MD", help="also write the markdown summary here")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -326,58 +412,31 @@ def _one(text: str, flag: str) -> str:
     return items[0]
 
 
+def validate_options(args: argparse.Namespace) -> ValidateOptions:
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    if not models:
+        raise UsageError("--models: empty list")
+    return ValidateOptions(
+        profiles=tuple(args.profile), models=models, edge_device=args.edge, cloud_device=args.cloud,
+        edge_setting=_one(args.edge_settings, "--edge-settings"),
+        cloud_setting=_one(args.cloud_settings, "--cloud-settings"), out=args.out,
+        links=tuple(parse_links(args.links)), splits=args.splits, with_solver=not args.no_solver,
+        solver=args.solver, max_bundle=args.max_bundle,
+        run=RunOptions(scenarios=parse_scenarios(args.scenario), min_query_count=args.min_query_count,
+                       min_duration_s=args.min_duration_s, warmup=args.warmup, reference_runs=args.reference_runs,
+                       driver=args.driver, images=args.images, count=args.count),
+        input_shape=args.input_shape,
+        edge=ProcessOptions(args.edge_threads, args.edge_cores, args.edge_torch_device),
+        cloud=ProcessOptions(args.cloud_threads, args.cloud_cores, args.cloud_torch_device),
+        timeout_s=args.timeout_s, verbose=max(0, args.verbose) if not args.quiet else -1,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     setup_logging(args.verbose - (1 if args.quiet else 0))
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    if not models:
-        raise UsageError("--models: empty list")
-    links = parse_links(args.links)
-    edge_set, cloud_set = _one(args.edge_settings, "--edge-settings"), _one(args.cloud_settings, "--cloud-settings")
-    if args.out.is_dir():
-        raise UsageError(f"--out {args.out} is a folder")
-    # every model's placements and predictions first: bad profiles fail before any run
-    plans = []
-    whole: dict[str, float | None] = {}  # model -> profiled whole-model cost at the edge's setting
-    for m in models:
-        table = load_profiles(args.profile, model=m)
-        roles = (make_role(table, args.edge, [edge_set]), make_role(table, args.cloud, [cloud_set]))
-        n = table.n_layers
-        key = (args.edge, edge_set, 0, n - 1)
-        whole[m] = table.costs[key].latency_s if key in table.costs else None
-        splits = [] if args.splits.strip() == "none" else parse_splits(args.splits, n, table.layer_names)
-        if args.no_solver and not splits:
-            raise UsageError("nothing to run: --no-solver and --splits none")
-        plans.append(model_plan(table, roles, links, splits, not args.no_solver, args.max_bundle, args.solver,
-                                args.profile))
-    rows: list[dict[str, str]] = []
-    with tempfile.TemporaryDirectory(prefix="dime-validate-") as tmp:
-        for i, plan in enumerate(plans):
-            plan_path = Path(tmp) / f"plan-{i}.json"
-            out = Path(tmp) / f"rows-{i}.csv"
-            atomic_write_text(plan_path, plan.to_json())
-            log.info("%s: running %d placement(s)", plan.model, len(plan.configs))
-            edge_argv = ["--plan", str(plan_path), "--out", str(out), "--scenario", args.scenario,
-                         "--min-query-count", str(args.min_query_count), "--min-duration-s", f"{args.min_duration_s:g}",
-                         "--warmup", str(args.warmup), "--driver", args.driver, "--count", str(args.count),
-                         "--verify"]
-            if args.quiet:
-                edge_argv.append("-q")  # else the edge prints each row as it is measured
-            if args.images:
-                edge_argv += ["--images", str(args.images)]
-            model_argv = ["--model", plan.model]
-            if args.input_shape:
-                model_argv += ["--input-shape", ",".join(map(str, args.input_shape))]
-            run_local(edge_argv, model_argv, args.edge_threads, args.cloud_threads, args.edge_cores,
-                      args.cloud_cores, args.timeout_s, verbose=max(0, args.verbose),
-                      edge_torch_device=args.edge_torch_device, cloud_torch_device=args.cloud_torch_device)
-            got = read_rows(out)
-            for r in got:
-                r["edge_whole_profiled_s"] = "" if whole.get(plan.model) is None else f"{whole[plan.model]:.6g}"
-            rows.extend(got)
-            # after every model, so that a later failure keeps what was measured
-            write_table(args.out, rows)
-            log.info("%s done:\n%s", plan.model, summary_markdown(got))
+    opts = validate_options(args)
+    rows = validate(opts, lambda model, got: log.info("%s done:\n%s", model, summary_markdown(got)))
     summary = summary_markdown(rows)
     if args.summary:
         atomic_write_text(args.summary, summary + "\n")

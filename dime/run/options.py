@@ -1,0 +1,154 @@
+"""The typed options of a split run (no torch, no argparse).
+
+The command lines (dime.run.cli, dime.run.validate) build these frozen dataclasses;
+the library takes them. The local launcher hands each role process its RoleOptions as
+a JSON file (to_json/from_json), so nothing is turned back into command-line flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dime.core.links import Link, parse_links
+from dime.errors import UsageError
+from dime.run.measure import SINGLE_STREAM
+
+EDGE_ROLE, CLOUD_ROLE = "edge", "cloud"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to load, cut the same way on both sides."""
+
+    name: str
+    weights: str | None = None
+    cuts: tuple[str, ...] | None = None
+    input_shape: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """Where the edge's placements come from: a run plan, or solutions and splits over links."""
+
+    solutions: tuple[Path, ...] = ()
+    split: str | None = None
+    plan: Path | None = None
+    edge_device: str | None = None
+    cloud_device: str | None = None
+    edge_setting: str | None = None
+    cloud_setting: str | None = None
+    profiles: tuple[str, ...] = ()
+    links: tuple[Link, ...] = field(default_factory=lambda: tuple(parse_links(None)))
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the edge (the driving role) measures, and where it writes."""
+
+    plan: PlanOptions = field(default_factory=PlanOptions)
+    scenarios: tuple[str, ...] = (SINGLE_STREAM,)
+    min_query_count: int = 32
+    min_duration_s: float = 0.0
+    target_qps: float | None = None
+    warmup: int = 3
+    reference_runs: int = 10  # whole-model timings before every placement and at the end
+    driver: str = "auto"
+    loadgen_logs: Path | None = None
+    images: Path | None = None
+    count: int = 8
+    verify: bool = False
+    outputs: Path | None = None
+    out: Path | None = None
+    probe_s: float = 0.2
+
+
+@dataclass(frozen=True)
+class ProcessOptions:
+    """How one role's process runs: torch threads, pinned cores, torch device."""
+
+    threads: int = 1
+    cores: tuple[int, ...] | None = None
+    torch_device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """The rendezvous: the edge listens at host:port, the cloud connects."""
+
+    host: str
+    port: int
+    timeout_s: float = 30.0  # connection and handshake
+    op_timeout_s: float = 600.0  # any single message once both sides agreed on the plan
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class RoleOptions:
+    """Everything one role process needs."""
+
+    role: str
+    model: ModelSpec
+    connect: ConnectOptions
+    process: ProcessOptions = field(default_factory=ProcessOptions)
+    run: RunOptions = field(default_factory=RunOptions)  # the cloud uses only run.plan.solutions
+
+    def __post_init__(self) -> None:
+        if self.role not in (EDGE_ROLE, CLOUD_ROLE):
+            raise UsageError(f"role {self.role!r} is not edge or cloud")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), default=str, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "role options") -> "RoleOptions":
+        try:
+            return _decode(cls, json.loads(text))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise UsageError(f"{where}: not dime.run role options ({type(e).__name__}: {e})") from None
+
+
+@dataclass(frozen=True)
+class LocalOptions:
+    """Both roles on this machine (dime.run local)."""
+
+    model: ModelSpec
+    run: RunOptions
+    edge: ProcessOptions = field(default_factory=ProcessOptions)
+    cloud: ProcessOptions = field(default_factory=ProcessOptions)
+    port: int | None = None
+    timeout_s: float = 30.0
+    op_timeout_s: float = 600.0
+    verbose: int = 0  # the role processes' log level, as -v counts (-1: quiet)
+
+
+def _decode(tp: Any, value: Any) -> Any:
+    """Rebuild a value of type `tp` from its dataclasses.asdict/JSON form."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _decode(inner, value)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list, got {type(value).__name__}")
+        item = typing.get_args(tp)[0]
+        return tuple(_decode(item, v) for v in value)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise TypeError(f"expected an object for {tp.__name__}, got {type(value).__name__}")
+        hints = typing.get_type_hints(tp)
+        return tp(**{f.name: _decode(hints[f.name], value[f.name]) for f in dataclasses.fields(tp)
+                     if f.name in value})
+    if tp is Path:
+        return Path(value)
+    return value

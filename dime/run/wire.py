@@ -1,0 +1,90 @@
+"""The wire format of a split run: control messages and the flat buffer of a cut.
+
+Each transfer is one flat byte buffer (a 16-byte header, then every live tensor of the
+cut at a 64-byte aligned offset), whose shapes both sides know from the model's traced
+example run (SplitModel.cut_specs), so only bytes travel. The buffer goes as two
+messages, the body and its last 64 bytes, so that the sender's link emulation
+(dime.run.linkemu) can hold the release until the emulated time has passed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from dime.errors import ModelError
+
+# control messages (int64[6], tag CTRL_TAG): [command, args...]
+CTRL_TAG = 1
+DATA_TAG = 2
+CTRL_LEN = 6
+CMD_PLAN = 1  # a: plan JSON length; the JSON follows on DATA_TAG
+CMD_PROBE = 2  # a: link index, b: up bytes, c: down bytes, d: repetitions
+CMD_CONFIG = 3  # a: config index; data transfers of that placement follow
+CMD_QUIT = 4
+CMD_PING = 5
+CMD_PONG = 6
+CMD_INFO = 7  # a: JSON length; the cloud's own description (device, threads, host) follows
+CMD_REFERENCE = 8  # edge: a = runs; the cloud times its whole model, answers CMD_REFERENCE, a = nanoseconds
+# data header (int64[2] at the start of every transfer): [kind, query id]
+DATA_RUN = 10
+DATA_END = 11  # the edge ends a config; sent in place of the first upload of a query
+
+HEADER_BYTES = 16
+ALIGN_BYTES = 64
+TAIL_BYTES = 64
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN_BYTES - 1) // ALIGN_BYTES * ALIGN_BYTES
+
+
+@dataclass(frozen=True)
+class CutLayout:
+    """Where each tensor of a cut sits in the flat transfer buffer."""
+
+    specs: tuple[tuple[tuple[int, ...], torch.dtype], ...]
+    offsets: tuple[int, ...]
+    sizes: tuple[int, ...]  # bytes of each tensor
+    payload_bytes: int  # the tensors' bytes: what the link model charges for
+    buffer_bytes: int  # header + padding + tensors, a multiple of ALIGN_BYTES
+
+    @classmethod
+    def of(cls, specs: Sequence[tuple[tuple[int, ...], torch.dtype]]) -> "CutLayout":
+        offsets, sizes = [], []
+        pos = _align(HEADER_BYTES)
+        for shape, dtype in specs:
+            nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+            offsets.append(pos)
+            sizes.append(nbytes)
+            pos = _align(pos + nbytes)
+        total = max(pos, _align(HEADER_BYTES) + TAIL_BYTES)
+        return cls(tuple((tuple(s), d) for s, d in specs), tuple(offsets), tuple(sizes), sum(sizes), total)
+
+    def new_buffer(self) -> torch.Tensor:
+        return torch.zeros(self.buffer_bytes, dtype=torch.uint8)
+
+    def views(self, buf: torch.Tensor) -> list[torch.Tensor]:
+        return [buf[off : off + n].view(dtype).view(shape)
+                for (shape, dtype), off, n in zip(self.specs, self.offsets, self.sizes)]
+
+    def pack(self, buf: torch.Tensor, kind: int, query: int, tensors: Sequence[torch.Tensor] | None) -> None:
+        buf[:HEADER_BYTES].view(torch.int64).copy_(torch.tensor([kind, query], dtype=torch.int64))
+        if tensors is None:
+            return
+        if len(tensors) != len(self.specs):
+            raise ModelError(f"a cut carries {len(tensors)} tensors, the traced model says {len(self.specs)}")
+        for view, t, (shape, dtype) in zip(self.views(buf), tensors, self.specs):
+            if tuple(t.shape) != shape or t.dtype != dtype:
+                raise ModelError(
+                    f"a tensor at a cut is {tuple(t.shape)} {t.dtype}, the traced model says {shape} {dtype} "
+                    "(the input differs from the model's example input?)"
+                )
+            view.copy_(t)
+
+    def unpack(self, buf: torch.Tensor) -> tuple[int, int, list[torch.Tensor]]:
+        kind, query = (int(v) for v in buf[:HEADER_BYTES].view(torch.int64))
+        return kind, query, self.views(buf)
