@@ -31,7 +31,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from dime.capture.models import SplitModel, load_model, resolve_torch_device
+from dime.capture.cliopts import add_model_arguments, model_from_args
+from dime.capture.models import SplitModel, resolve_torch_device
 from dime.capture.samples import Manifest, load_tensors
 from dime.cliargs import run_main, setup_logging
 from dime.errors import ModelError, UsageError
@@ -452,9 +453,7 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dime profile", description="Profile every bundle of consecutive layers.")
-    p.add_argument("--model", required=True, help="torchvision model name or package.module:callable")
-    p.add_argument("--weights", help="state-dict file (default: local cache, else seeded random init)")
-    p.add_argument("--cuts", help="comma-separated module/node names to cut after (as given to dime.samples)")
+    add_model_arguments(p)  # as given to dime.samples
     p.add_argument("--device-name", help="name of this device in the profile, e.g. jetson-nano (default: host name)")
     p.add_argument("--torch-device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--max-bundle", type=int, default=None, help="longest bundle in layers (default: all layers)")
@@ -523,7 +522,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(-1 if args.quiet else 0)
     if args.power != "none" and args.assume_power:
         raise UsageError("--assume-power is for devices without a meter; drop it or --power")
-    model = load_model(args.model, args.weights, args.cuts.split(",") if args.cuts else None)
+    model = model_from_args(args)
+    log.info("%s: captured with torch.%s, %d layers", model.name, model.capture, len(model.layer_names))
     samples = args.samples or Path("samples") / model.name.replace(":", "_")
     device_name = args.device_name or platform.node() or "this-host"
     out = args.out or Path("results") / "profiles" / f"{model.name.replace(':', '_')}-{device_name}.csv"
