@@ -184,3 +184,22 @@ def test_cli_bad_inputs_one_line(tmp_path):
     p = subprocess.run([PY, "-m", "dime.samples", "--model", "toy_models:tokens", "--inputs", "ids:int64:1xq",
                         "--out", str(tmp_path / "o")], capture_output=True, text=True, env=cli_env())
     assert_one_line_error(p)
+
+
+def test_transformer_runs_split_between_edge_and_cloud(tmp_path):
+    """`dime.run local` sends a float and a boolean mask across the cut after layer_0."""
+    pytest.importorskip("transformers")
+    out, outputs = tmp_path / "run.csv", tmp_path / "out.pt"
+    p = subprocess.run([PY, "-m", "dime.run", "local", "--model", "hf:bert-tiny", "--split", "2", "--link", "1000/1000",
+                        "--count", "2", "--min-query-count", "2", "--warmup", "1", "--probe-s", "0", "--driver", "plain",
+                        "--verify", "--out", str(out), "--outputs", str(outputs), "-q"],
+                       capture_output=True, text=True, env=cli_env(), timeout=300)
+    assert p.returncode == 0, p.stderr
+    m = load_model("hf:bert-tiny")
+    assert [t.dtype for t in (m._values[n] for n in m.live_tensors(2))] == [torch.bool, torch.float32]
+    saved = torch.load(outputs, weights_only=True)
+    for outs in saved["outputs"].values():
+        for i, got in enumerate(outs):
+            with torch.inference_mode():
+                want = m.forward_full(*saved["inputs"][i % len(saved["inputs"])])
+            torch.testing.assert_close(got[0], want, rtol=1e-4, atol=1e-4)

@@ -304,6 +304,12 @@ class SplitModel:
             vals = self.bundle(k, k)(*vals)
         return vals
 
+    def to(self, device: torch.device) -> "SplitModel":
+        """Move the captured graph (which the bundles share) and the original model."""
+        self.graph_module.to(device)
+        self._root.to(device)
+        return self
+
     def forward_full(self, *inputs: torch.Tensor) -> Any:
         """The original (eager) model's output: what the layers must reproduce."""
         return self._root(*inputs)

@@ -116,6 +116,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="state-dict file (default: torchvision's local cache, else seeded random init)")
     p.add_argument("--cuts", help="comma list of module/node names to cut after (as when profiling)")
     p.add_argument("--input-shape", type=_shape, metavar="N,C,H,W", help="input shape (default: the model's)")
+    p.add_argument("--inputs", metavar="SPEC", help="model inputs as name:dtype:shape, comma-separated (as profiled)")
+    p.add_argument("--layers", type=int, metavar="N", help="about N layers, merged as when profiling")
+    p.add_argument("--capture", choices=["auto", "fx", "export"], default="auto", help="graph capture (as profiled)")
 
 
 def add_connection_arguments(p: argparse.ArgumentParser) -> None:
@@ -401,8 +404,11 @@ def main_local(argv: Sequence[str]) -> int:
         model_argv += ["--cuts", args.cuts]
     if args.input_shape:
         model_argv += ["--input-shape", ",".join(map(str, args.input_shape))]
+    for flag, value in (("--inputs", args.inputs), ("--layers", args.layers), ("--capture", args.capture)):
+        if value is not None:
+            model_argv += [flag, str(value)]
     # everything that is not the launcher's own goes to the edge unchanged
-    own = {"--model", "--weights", "--cuts", "--input-shape", "--edge-threads", "--cloud-threads", "--edge-cores",
+    own = {"--model", "--weights", "--cuts", "--input-shape", "--inputs", "--layers", "--capture", "--edge-threads", "--cloud-threads", "--edge-cores",
            "--cloud-cores", "--edge-torch-device", "--cloud-torch-device", "--port", "--timeout-s", "--op-timeout-s",
            "-v", "--verbose"}
     edge_argv = list(_strip_options(argv, own))

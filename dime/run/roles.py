@@ -314,8 +314,8 @@ class EdgeRunner:
         self.queries = 0
         self.phases = PhaseTimes()
 
-    def infer(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        vals: Sequence[torch.Tensor] = (x,)
+    def infer(self, x: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        vals: Sequence[torch.Tensor] = x if isinstance(x, tuple) else (x,)
         qid = self.queries
         self.queries += 1
         clock = time.perf_counter
@@ -465,27 +465,12 @@ def probe_cloud(peer: Peer, msg: list[int], links: Sequence[Link]) -> None:
 
 
 # ---- inputs -----------------------------------------------------------------------
-def load_samples(model: SplitModel, images: Path | None, count: int, seed: int = 0) -> list[torch.Tensor]:
-    """Preprocessed inputs (batch of one): image files, else deterministic generated images."""
-    from PIL import Image
+def load_samples(model: SplitModel, images: Path | None, count: int, seed: int = 0) -> list[tuple[torch.Tensor, ...]]:
+    """The model's inputs (batch of one), one tuple per sample: images or tensor files
+    from `images`, else deterministic generated ones (dime.samples' inputs)."""
+    from dime.capture.samples import model_samples
 
-    from dime.capture.samples import generated_images, list_images
-
-    if len(model.example_inputs) != 1:
-        raise ModelError(f"{model.name}: only models with one input can be run split")
-    if images is not None:
-        pics = [Image.open(p).convert("RGB") for p in list_images(images)[:count]]
-    else:
-        pics = [img for _, img in generated_images(count, seed)]
-    out = []
-    want = tuple(model.example_inputs[0].shape)
-    for img in pics:
-        x = model.preprocess(img).unsqueeze(0) if model.preprocess else None
-        if x is None or tuple(x.shape) != want:
-            got = None if x is None else tuple(x.shape)
-            raise ModelError(f"{model.name}: preprocessed images are {got}, the model was traced with {want}")
-        out.append(x.contiguous())
-    return out
+    return [vals for _, vals in model_samples(model, images, count, seed)[0]]
 
 
 def _flat(out: Any) -> list[torch.Tensor]:
@@ -583,7 +568,7 @@ def run_edge(args: argparse.Namespace, model: SplitModel, device: torch.device =
                     idx = w % len(samples)
                     if idx not in refs:
                         with torch.inference_mode():
-                            refs[idx] = [t.to(CPU) for t in _flat(model.forward_full(samples[idx].to(device)))]
+                            refs[idx] = [t.to(CPU) for t in _flat(model.forward_full(*_to(samples[idx], device)))]
                     check_outputs(f"{config.label} over {config.link.name}", got, refs[idx])
             saved[f"{config.label}@{config.link.name}"] = outs
             overruns_before = runner.shaper.stats.overruns
@@ -626,7 +611,7 @@ def run_edge(args: argparse.Namespace, model: SplitModel, device: torch.device =
     return rows
 
 
-def time_whole_model(model: SplitModel, samples: Sequence[torch.Tensor], device: torch.device, runs: int,
+def time_whole_model(model: SplitModel, samples: Sequence[tuple[torch.Tensor, ...]], device: torch.device, runs: int,
                      cache: dict[tuple[int, int], Any], warmup: int = 2, trim: float = 0.1) -> float:
     """The edge's whole-model bundle, timed as the profiler times it (back to back, trimmed
     mean): set beside the profile's figure it shows how much this machine has drifted."""
@@ -636,9 +621,9 @@ def time_whole_model(model: SplitModel, samples: Sequence[torch.Tensor], device:
     times = []
     with torch.inference_mode():
         for i in range(warmup + runs):
-            x = samples[i % len(samples)].to(device)
+            x = _to(samples[i % len(samples)], device)
             t0 = time.perf_counter()
-            mod(x)
+            mod(*x)
             _sync(device)
             if i >= warmup:
                 times.append(time.perf_counter() - t0)
@@ -725,8 +710,9 @@ def format_row(row: dict[str, Any]) -> str:
     )
 
 
-def _save_outputs(path: Path, samples: list[torch.Tensor], saved: dict[str, list[tuple[torch.Tensor, ...]]]) -> None:
-    atomic_write(path, lambda tmp: torch.save({"inputs": samples, "outputs": saved}, tmp))
+def _save_outputs(path: Path, samples: list[tuple[torch.Tensor, ...]], saved: dict[str, list[tuple[torch.Tensor, ...]]]) -> None:
+    inputs = [s[0] if len(s) == 1 else s for s in samples]  # one-input models: tensors, as before
+    atomic_write(path, lambda tmp: torch.save({"inputs": inputs, "outputs": saved}, tmp))
 
 
 def run_cloud(args: argparse.Namespace, model: SplitModel, device: torch.device = CPU) -> None:
@@ -772,10 +758,11 @@ def run_role(args: argparse.Namespace,
     The edge returns its result rows, the cloud none."""
     pin(args.cores, args.threads)
     device = resolve_torch_device(args.torch_device)
-    model = load_model(args.model, args.weights, args.cuts.split(",") if args.cuts else None, args.input_shape)
+    model = load_model(args.model, args.weights, args.cuts.split(",") if args.cuts else None, args.input_shape,
+                       inputs=args.inputs, layers=args.layers, capture=args.capture)
     if device.type != "cpu":
-        # bundles share the traced model's parameters: moving it once moves them all
-        model.graph_module.to(device)
+        # bundles share the captured model's parameters: moving it once moves them all
+        model.to(device)
         log.info("%s runs its bundles on %s", args.role, device)
     if args.role == "edge":
         return run_edge(args, model, device, on_row)
