@@ -73,6 +73,13 @@ def test_stacks_split_into_blocks_and_cheap_modules_fold():
     _reproduces_at_every_cut(merged)
 
 
+def test_a_stage_holding_most_parameters_opens_through_its_lone_child():
+    m = load_model("toy_models:one_big_stage", input_shape=(1, 4))
+    assert m.layer_names == ["stem", "stage_blocks_0", "stage_blocks_1", "stage_blocks_2", "head"]
+    assert 2 * max(m.param_bytes) < sum(m.param_bytes)
+    _reproduces_at_every_cut(m)
+
+
 def test_integer_and_boolean_inputs_are_sized_and_generated(tmp_path):
     specs = "ids:int64:1x8,keep:bool:1x8"
     m = load_model("toy_models:tokens", inputs=specs, cuts=["embed", "mix"])

@@ -93,3 +93,40 @@ class Tokens(nn.Module):
 
 def tokens() -> nn.Module:
     return Tokens()
+
+
+class Block(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.fc(x))
+
+
+class Stage(nn.Module):
+    """A stage whose only child is its (short) run of blocks, as timm's ResNetStage."""
+
+    def __init__(self, width: int, depth: int) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*(Block(width) for _ in range(depth)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)
+
+
+class OneBigStage(nn.Module):
+    """Most parameters inside one stage of three blocks: too short for a stack."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Linear(4, 32)
+        self.stage = Stage(32, 3)
+        self.head = nn.Linear(32, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stage(self.stem(x)))
+
+
+def one_big_stage() -> nn.Module:
+    return OneBigStage()

@@ -53,7 +53,10 @@ class BlockFinder:
             return True
         params = sum(p.numel() for p in mod.parameters())
         with_params = [c for c in mod.children() if any(True for _ in c.parameters())]
-        return self.total_params > 0 and 2 * params > self.total_params and len(with_params) >= 2
+        if not (self.total_params > 0 and 2 * params > self.total_params):
+            return False
+        # a lone child holding the parameters (a stage's `blocks`) is opened in turn
+        return len(with_params) >= 2 or (len(with_params) == 1 and self.opens(with_params[0], mod))
 
     def block(self, path: str | None) -> str | None:
         """The block of a node whose innermost module is `path`; None for glue code (a

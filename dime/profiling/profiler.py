@@ -523,7 +523,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.power != "none" and args.assume_power:
         raise UsageError("--assume-power is for devices without a meter; drop it or --power")
     model = model_from_args(args)
-    log.info("%s: captured with torch.%s, %d layers", model.name, model.capture, len(model.layer_names))
+    log.info("%s: %d layers", model.name, len(model.layer_names))
+    for line in model.describe():
+        log.info("%s", line)
     samples = args.samples or Path("samples") / model.name.replace(":", "_")
     device_name = args.device_name or platform.node() or "this-host"
     out = args.out or Path("results") / "profiles" / f"{model.name.replace(':', '_')}-{device_name}.csv"
