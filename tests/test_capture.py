@@ -163,10 +163,11 @@ def test_builders_get_no_download_arguments():
     builder(**kw)  # under the network guard: would fail on a download
 
 
-def test_transformer_profile_and_solve_cli(tmp_path):
+@pytest.mark.parametrize("name", ["hf:gpt2-tiny", "hf:bert-tiny"])
+def test_transformer_profile_and_solve_cli(tmp_path, name):
     pytest.importorskip("transformers")
     env = cli_env()
-    model = ["--model", "hf:gpt2-tiny", "--layers", "2"]
+    model = ["--model", name, "--layers", "2"]
     p = subprocess.run([PY, "-m", "dime.samples", *model, "--count", "2", "--out", str(tmp_path / "s")],
                        capture_output=True, text=True, env=env)
     assert p.returncode == 0, p.stderr
