@@ -129,13 +129,6 @@ def fraction(text: str) -> float:
     return v
 
 
-def non_negative_float(text: str) -> float:
-    v = _number(float, text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
-
-
 def core_list(text: str) -> tuple[int, ...]:
     """`0,2,3`: CPU core numbers."""
     try:

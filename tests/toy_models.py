@@ -30,3 +30,103 @@ def skipnet() -> nn.Module:
 
 def not_a_module() -> int:
     return 3
+
+
+class ShapeBranch(nn.Module):
+    """Control flow on a traced shape: torch.fx rejects it, torch.export specialises it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv1(x))
+        if x.shape[-1] % 2 == 1:
+            x = nn.functional.pad(x, (0, 1, 0, 1))
+        x = torch.relu(self.conv2(x)) + x
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def shape_branch() -> nn.Module:
+    return ShapeBranch()
+
+
+class Stacked(nn.Module):
+    """A top-level module holding a stack of blocks, then an identity and a dropout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Module()
+        self.body.embed = nn.Linear(8, 16)
+        self.body.blocks = nn.ModuleList(nn.Sequential(nn.Linear(16, 16), nn.GELU()) for _ in range(6))
+        self.drop = nn.Dropout(0.1)
+        self.ident = nn.Identity()
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.body.embed(x)
+        for b in self.body.blocks:
+            h = b(h) + h
+        return self.head(self.ident(self.drop(h)))
+
+
+def stacked() -> nn.Module:
+    return Stacked()
+
+
+class Tokens(nn.Module):
+    """Token ids and a boolean mask in, so integer and boolean tensors cross cuts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(50, 8)
+        self.mix = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        h = self.embed(ids)
+        h = torch.relu(self.mix(h)) * keep.unsqueeze(-1)
+        return self.head((h + ids.unsqueeze(-1).float() * 0.01).mean(1))
+
+
+def tokens() -> nn.Module:
+    return Tokens()
+
+
+class Block(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.fc(x))
+
+
+class Stage(nn.Module):
+    """A stage whose only child is its (short) run of blocks, as timm's ResNetStage."""
+
+    def __init__(self, width: int, depth: int) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*(Block(width) for _ in range(depth)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)
+
+
+class OneBigStage(nn.Module):
+    """Most parameters inside one stage of three blocks: too short for a stack."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Linear(4, 32)
+        self.stage = Stage(32, 3)
+        self.head = nn.Linear(32, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stage(self.stem(x)))
+
+
+def one_big_stage() -> nn.Module:
+    return OneBigStage()

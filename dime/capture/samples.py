@@ -5,6 +5,8 @@ Layout of the output folder:
     <layer>/<image>.pt       tuple of the tensors live at the cut before <layer>
 
 `python -m dime.samples --model alexnet [--images DIR] --out samples/alexnet`
+`python -m dime.samples --model hf:bert --inputs input_ids:int64:1x128,attention_mask:int64:1x128`
+(models whose inputs are not images: samples from --input-data files or generated)
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from typing import Sequence
 
 import torch
 
-from dime.capture.models import SplitModel, load_model
+from dime.capture import inputs as tensor_inputs
+from dime.capture.cliopts import add_model_arguments, model_from_args
+from dime.capture.split import SplitModel
 from dime.cliargs import OneLineParser, run_main, setup_logging
 from dime.errors import UsageError
 from dime.fileio import atomic_write, atomic_write_text, check_output_dir
@@ -90,6 +94,36 @@ def load_tensors(path: Path) -> tuple[torch.Tensor, ...]:
     return tuple(obj) if isinstance(obj, (tuple, list)) else (obj,)
 
 
+def model_samples(model: SplitModel, folder: Path | None, count: int,
+                  seed: int = 0) -> tuple[list[tuple[str, tuple[torch.Tensor, ...]]], str]:
+    """The model's inputs, one tuple per sample, and where they came from: images (files or
+    generated, preprocessed) for image models, tensors (files or generated) otherwise."""
+    if model.preprocess is None:
+        if folder is not None:
+            return tensor_inputs.read_folder(folder, model.input_specs, count), f"folder:{folder}"
+        log.warning("no --input-data given: using %d deterministic generated inputs (seed %d)", count, seed)
+        return tensor_inputs.generate(model.input_specs, count, seed, model.vocab_size), f"generated:seed={seed}"
+    from PIL import Image
+
+    if folder is not None:
+        paths = list_images(folder)[: count if count > 0 else None]
+        items: list[tuple[str, object]] = [(p.stem, p) for p in paths]
+        source = f"folder:{folder}"
+    else:
+        items = list(generated_images(count, seed))
+        source = f"generated:seed={seed}"
+        log.warning("no --images given: using %d deterministic generated images (seed %d)", count, seed)
+    want = tuple(model.example_inputs[0].shape)
+    out = []
+    for sid, src in items:
+        img = Image.open(src).convert("RGB") if isinstance(src, Path) else src
+        x = model.preprocess(img).unsqueeze(0).contiguous()
+        if tuple(x.shape) != want:
+            raise UsageError(f"{model.name}: preprocessed images are {tuple(x.shape)}, the model was captured with {want}")
+        out.append((sid, (x,)))
+    return out, source
+
+
 def generate(
     model: SplitModel,
     out: Path,
@@ -98,18 +132,11 @@ def generate(
     seed: int = 0,
     progress: bool = True,
 ) -> Manifest:
-    """Write every layer's input tensors for each image; skips files already written."""
-    from PIL import Image
+    """Write every layer's input tensors for each sample; skips files already written.
+    images: a folder of images, or of .pt/.npy/.npz inputs for models taking tensors."""
     from tqdm import tqdm
 
-    if images is not None:
-        paths = list_images(images)[: count if count > 0 else None]
-        items = [(p.stem, p) for p in paths]
-        source = f"folder:{images}"
-    else:
-        items = generated_images(count, seed)
-        source = f"generated:seed={seed}"
-        log.warning("no --images given: using %d deterministic generated images (seed %d)", count, seed)
+    items, source = model_samples(model, images, count, seed)
     manifest = Manifest(
         model=model.name,
         layer_names=list(model.layer_names),
@@ -126,12 +153,10 @@ def generate(
             raise UsageError(f"{out} holds feature maps of another model or layering ({prev.model}); choose another --out")
     manifest.save(out)
     bundles = [model.bundle(k, k) for k in range(len(model.layer_names))]
-    for sid, src in tqdm(items, desc=f"feature maps {model.name}", unit="img", disable=not progress, file=sys.stderr):
+    for sid, vals in tqdm(items, desc=f"feature maps {model.name}", unit="sample", disable=not progress, file=sys.stderr):
         targets = [out / name / f"{sid}.pt" for name in model.layer_names]
         if all(t.is_file() for t in targets):
             continue
-        img = Image.open(src).convert("RGB") if isinstance(src, Path) else src
-        vals: tuple[torch.Tensor, ...] = (model.preprocess(img).unsqueeze(0),)
         with torch.inference_mode():
             for target, bundle in zip(targets, bundles):
                 if not target.is_file():
@@ -142,10 +167,10 @@ def generate(
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="dime samples", description="Save every layer's input tensors for sample images.")
-    p.add_argument("--model", required=True, help="torchvision model name or package.module:callable")
-    p.add_argument("--weights", help="state-dict file (default: torchvision's local cache, else seeded random init)")
-    p.add_argument("--cuts", help="comma-separated module/node names to cut after (default: the model's layers)")
-    p.add_argument("--images", type=Path, help="folder of images (default: deterministic generated images)")
+    add_model_arguments(p)
+    p.add_argument("--images", "--input-data", type=Path, dest="images",
+                   help="folder of images, or of .pt/.npy/.npz inputs for models taking tensors "
+                        "(default: deterministic generated samples)")
     p.add_argument("--count", type=int, default=None, help="number of images (default: all in --images, 4 generated)")
     p.add_argument("--seed", type=int, default=0, help="seed of generated images")
     p.add_argument("--out", type=Path, help="output folder (default: samples/<model>)")
@@ -161,11 +186,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError("--count must be a positive number")
     if args.out is not None:
         check_output_dir(args.out, "--out")
-    model = load_model(args.model, args.weights, args.cuts.split(",") if args.cuts else None)
+    model = model_from_args(args)
     out = args.out or check_output_dir(Path("samples") / model.name.replace(":", "_"), "--out")
     m = generate(model, out, args.images, count, args.seed, progress=not args.quiet)
     if not args.quiet:
         print(f"weights: {model.weights}")
+        print("\n".join(model.describe()))
         print(f"images: {len(m.images)} from {m.image_source}")
         print(f"wrote inputs of {len(m.layer_names)} layers ({', '.join(m.layer_names)}) to {out}")
     return 0

@@ -31,7 +31,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from dime.capture.models import SplitModel, load_model, resolve_torch_device
+from dime.capture.cliopts import add_model_arguments, model_from_args
+from dime.capture.models import SplitModel, resolve_torch_device
 from dime.capture.samples import Manifest, load_tensors
 from dime.cliargs import (
     OneLineParser,
@@ -564,9 +565,7 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="dime profile", description="Profile every bundle of consecutive layers.")
-    p.add_argument("--model", required=True, help="torchvision model name or package.module:callable")
-    p.add_argument("--weights", help="state-dict file (default: local cache, else seeded random init)")
-    p.add_argument("--cuts", help="comma-separated module/node names to cut after (as given to dime.samples)")
+    add_model_arguments(p)  # as given to dime.samples
     p.add_argument("--device-name", help="name of this device in the profile, e.g. jetson-nano (default: host name)")
     p.add_argument("--torch-device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--max-bundle", type=positive_int, default=None, help="longest bundle in layers (default: all layers)")
@@ -641,7 +640,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_output_path(args.out, "--out")
     threads = _int_list(args.threads, "--threads") if args.threads else []
     _check_threads(threads)
-    model = load_model(args.model, args.weights, args.cuts.split(",") if args.cuts else None)
+    model = model_from_args(args)
+    log.info("%s: %d layers", model.name, len(model.layer_names))
+    for line in model.describe():
+        log.info("%s", line)
     samples = args.samples or Path("samples") / model.name.replace(":", "_")
     device_name = args.device_name or platform.node() or "this-host"
     out = args.out or Path("results") / "profiles" / f"{model.name.replace(':', '_')}-{device_name}.csv"

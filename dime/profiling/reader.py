@@ -21,7 +21,12 @@ import pandas as pd
 
 from dime.core.costs import Assignment, BundleCost, CostTable, Role, segments
 from dime.errors import ProfileError, UsageError
-from dime.profiling.schema import MAX_CUT_BYTES, MAX_ENERGY_J, MAX_LATENCY_S, REQUIRED_COLUMNS
+from dime.profiling.schema import (
+    MAX_CUT_BYTES,
+    MAX_ENERGY_J,
+    MAX_LATENCY_S,
+    REQUIRED_COLUMNS,
+)
 
 log = logging.getLogger(__name__)
 

@@ -68,6 +68,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="state-dict file (default: torchvision's local cache, else seeded random init)")
     p.add_argument("--cuts", help="comma list of module/node names to cut after (as when profiling)")
     p.add_argument("--input-shape", type=shape, metavar="N,C,H,W", help="input shape (default: the model's)")
+    p.add_argument("--inputs", metavar="SPEC", help="model inputs as name:dtype:shape, comma-separated (as profiled)")
+    p.add_argument("--layers", type=positive_int, metavar="N", help="about N layers, merged as when profiling")
+    p.add_argument("--capture", choices=["auto", "fx", "export"], default="auto", help="graph capture (as profiled)")
 
 
 def add_connection_arguments(p: argparse.ArgumentParser) -> None:
@@ -167,7 +170,7 @@ def build_local_parser() -> argparse.ArgumentParser:
 # ---- flags to options ---------------------------------------------------------------
 def model_spec(args: argparse.Namespace) -> ModelSpec:
     return ModelSpec(args.model, args.weights, tuple(c.strip() for c in args.cuts.split(",")) if args.cuts else None,
-                     args.input_shape)
+                     args.input_shape, args.inputs, args.layers, args.capture)
 
 
 def run_options(args: argparse.Namespace) -> RunOptions:

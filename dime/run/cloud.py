@@ -12,11 +12,23 @@ from dime.capture.models import SplitModel
 from dime.core.costs import CLOUD, segments
 from dime.core.links import DOWN
 from dime.errors import UsageError
-from dime.run.compute import CPU, bundle_modules, run_modules, time_whole_model, to_device
+from dime.run.compute import (
+    CPU,
+    bundle_modules,
+    run_modules,
+    time_whole_model,
+    to_device,
+)
 from dime.run.linkemu import LinkShaper
 from dime.run.options import RoleOptions
 from dime.run.peer import Peer, PeerError, connect, disconnect
-from dime.run.plan import Plan, RunConfig, check_solution_model, parse_solution, read_solution
+from dime.run.plan import (
+    Plan,
+    RunConfig,
+    check_solution_model,
+    parse_solution,
+    read_solution,
+)
 from dime.run.probe import probe_cloud
 from dime.run.process import check_settings, load_samples, role_info
 from dime.run.wire import (

@@ -41,7 +41,7 @@ def run_modules(mods: Sequence[Any], vals: Sequence[torch.Tensor]) -> Sequence[t
     return vals
 
 
-def time_whole_model(model: SplitModel, samples: Sequence[torch.Tensor], device: torch.device, runs: int,
+def time_whole_model(model: SplitModel, samples: Sequence[tuple[torch.Tensor, ...]], device: torch.device, runs: int,
                      cache: dict[tuple[int, int], Any], warmup: int = 2, trim: float = 0.1) -> float:
     """The whole model as one bundle, timed as the profiler times it (back to back, trimmed
     mean): set beside the profile's figure it shows how much this machine has drifted."""
@@ -51,9 +51,9 @@ def time_whole_model(model: SplitModel, samples: Sequence[torch.Tensor], device:
     times = []
     with torch.inference_mode():
         for i in range(warmup + runs):
-            x = samples[i % len(samples)].to(device)
+            x = to_device(samples[i % len(samples)], device)
             t0 = time.perf_counter()
-            mod(x)
+            mod(*x)
             sync(device)
             if i >= warmup:
                 times.append(time.perf_counter() - t0)

@@ -18,8 +18,16 @@ from dime.core.links import DOWN, UP
 from dime.core.placement import format_placement
 from dime.errors import UsageError
 from dime.fileio import atomic_write
-from dime.run.compute import CPU, bundle_modules, check_outputs, flat_tensors, run_modules, sync, \
-    time_whole_model, to_device
+from dime.run.compute import (
+    CPU,
+    bundle_modules,
+    check_outputs,
+    flat_tensors,
+    run_modules,
+    sync,
+    time_whole_model,
+    to_device,
+)
 from dime.run.linkemu import EMULATION, LinkShaper
 from dime.run.measure import LatencyStats, MeasureSettings, measure, resolve_driver
 from dime.run.options import RoleOptions, RunOptions
@@ -28,7 +36,16 @@ from dime.run.plan import Plan, RunConfig, build_plan
 from dime.run.probe import ProbeResult, probe_edge
 from dime.run.process import check_settings, load_samples, role_info
 from dime.run.results import format_row, rel_err, write_rows
-from dime.run.wire import CMD_CONFIG, CMD_INFO, CMD_PLAN, CMD_QUIT, CMD_REFERENCE, DATA_END, DATA_RUN, CutLayout
+from dime.run.wire import (
+    CMD_CONFIG,
+    CMD_INFO,
+    CMD_PLAN,
+    CMD_QUIT,
+    CMD_REFERENCE,
+    DATA_END,
+    DATA_RUN,
+    CutLayout,
+)
 
 log = logging.getLogger("dime.run")
 
@@ -74,8 +91,8 @@ class EdgeRunner:
         self.queries = 0
         self.phases = PhaseTimes()
 
-    def infer(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        vals: Sequence[torch.Tensor] = (x,)
+    def infer(self, x: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        vals: Sequence[torch.Tensor] = x
         qid = self.queries
         self.queries += 1
         clock = time.perf_counter
@@ -168,7 +185,7 @@ def run_edge(role: RoleOptions, model: SplitModel, device: torch.device = CPU,
     finally:
         disconnect()
     if opts.outputs is not None:
-        atomic_write(opts.outputs, lambda tmp: torch.save({"inputs": samples, "outputs": saved}, tmp))
+        atomic_write(opts.outputs, lambda tmp: torch.save({"inputs": _saved_inputs(samples), "outputs": saved}, tmp))
     if opts.out is not None:
         write_rows(opts.out, rows)
     return rows
@@ -237,7 +254,7 @@ def _measure_config(run: _EdgeRun, ci: int, config: RunConfig) -> tuple[list[Row
 def _reference_outputs(run: _EdgeRun, idx: int) -> list[torch.Tensor]:
     if idx not in run.refs:
         with torch.inference_mode():
-            run.refs[idx] = [t.to(CPU) for t in flat_tensors(run.model.forward_full(run.samples[idx].to(run.device)))]
+            run.refs[idx] = [t.to(CPU) for t in flat_tensors(run.model.forward_full(*to_device(run.samples[idx], run.device)))]
     return run.refs[idx]
 
 
@@ -304,3 +321,7 @@ def make_row(run: _EdgeRun, config: RunConfig, stats: LatencyStats, probe: Probe
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "note": "; ".join(n for n in (stats.note, _merged_note(plan.layer_names, config)) if n),
     }
+
+
+def _saved_inputs(samples: Sequence[tuple[torch.Tensor, ...]]) -> list[Any]:
+    return [s[0] if len(s) == 1 else s for s in samples]  # one-input models: tensors, as before

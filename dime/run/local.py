@@ -21,7 +21,14 @@ from typing import Any, Sequence
 
 from dime.errors import DimeError
 from dime.fileio import atomic_write_text
-from dime.run.options import CLOUD_ROLE, EDGE_ROLE, ConnectOptions, LocalOptions, ProcessOptions, RoleOptions
+from dime.run.options import (
+    CLOUD_ROLE,
+    EDGE_ROLE,
+    ConnectOptions,
+    LocalOptions,
+    ProcessOptions,
+    RoleOptions,
+)
 from dime.run.plan import precheck_edge
 
 log = logging.getLogger("dime.run")

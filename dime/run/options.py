@@ -30,6 +30,9 @@ class ModelSpec:
     weights: str | None = None
     cuts: tuple[str, ...] | None = None
     input_shape: tuple[int, ...] | None = None
+    inputs: str | None = None  # name:dtype:shape,... for models that take tensors
+    layers: int | None = None  # about N layers, merged as when profiling
+    capture: str = "auto"  # auto | fx | export
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import torch
 
 from dime.capture.models import SplitModel
 from dime.core.costs import ROLE_NAMES
-from dime.errors import ModelError, UsageError
+from dime.errors import UsageError
 from dime.run.options import ProcessOptions
 from dime.run.plan import Plan
 
@@ -49,27 +49,12 @@ def _check_setting(role: int, setting: str, threads: int) -> None:
                     "prediction is for another setting", ROLE_NAMES[role], threads, setting)
 
 
-def load_samples(model: SplitModel, images: Path | None, count: int, seed: int = 0) -> list[torch.Tensor]:
-    """Preprocessed inputs (batch of one): image files, else deterministic generated images."""
-    from PIL import Image
+def load_samples(model: SplitModel, images: Path | None, count: int, seed: int = 0) -> list[tuple[torch.Tensor, ...]]:
+    """The model's inputs (batch of one), one tuple per sample: images or tensor files from
+    `images`, else deterministic generated ones (as dime.samples makes them)."""
+    from dime.capture.samples import model_samples
 
-    from dime.capture.samples import generated_images, list_images
-
-    if len(model.example_inputs) != 1:
-        raise ModelError(f"{model.name}: only models with one input can be run split")
-    if images is not None:
-        pics = [Image.open(p).convert("RGB") for p in list_images(images)[:count]]
-    else:
-        pics = [img for _, img in generated_images(count, seed)]
-    out = []
-    want = tuple(model.example_inputs[0].shape)
-    for img in pics:
-        x = model.preprocess(img).unsqueeze(0) if model.preprocess else None
-        if x is None or tuple(x.shape) != want:
-            got = None if x is None else tuple(x.shape)
-            raise ModelError(f"{model.name}: preprocessed images are {got}, the model was traced with {want}")
-        out.append(x.contiguous())
-    return out
+    return [vals for _, vals in model_samples(model, images, count, seed)[0]]
 
 
 def role_info(process: ProcessOptions, device: torch.device) -> dict[str, Any]:

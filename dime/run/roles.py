@@ -25,10 +25,11 @@ def run_role(opts: RoleOptions, on_row: Callable[[dict[str, Any]], None] | None 
     device = resolve_torch_device(opts.process.torch_device)
     spec = opts.model
     model = load_model(spec.name, spec.weights, list(spec.cuts) if spec.cuts else None,
-                       list(spec.input_shape) if spec.input_shape else None)
+                       list(spec.input_shape) if spec.input_shape else None,
+                       inputs=spec.inputs, layers=spec.layers, capture=spec.capture)
     if device.type != "cpu":
-        # bundles share the traced model's parameters: moving it once moves them all
-        model.graph_module.to(device)
+        # bundles share the captured model's parameters: moving it once moves them all
+        model.to(device)
         log.info("%s runs its bundles on %s", opts.role, device)
     if opts.role == EDGE_ROLE:
         return run_edge(opts, model, device, on_row)

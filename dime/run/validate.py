@@ -53,11 +53,28 @@ from dime.core.placement import format_placement
 from dime.errors import UsageError
 from dime.fileio import atomic_write_text
 from dime.plan import PlacementProblem, build_model
-from dime.profiling.reader import common_max_bundle, load_profiles, make_role, require_bundles
+from dime.profiling.reader import (
+    common_max_bundle,
+    load_profiles,
+    make_role,
+    require_bundles,
+)
 from dime.run.local import run_local
 from dime.run.measure import DRIVERS, SCENARIOS, SINGLE_STREAM, parse_scenarios
-from dime.run.options import LocalOptions, ModelSpec, PlanOptions, ProcessOptions, RunOptions
-from dime.run.plan import Plan, merged_config, parse_splits, split_label, split_placement
+from dime.run.options import (
+    LocalOptions,
+    ModelSpec,
+    PlanOptions,
+    ProcessOptions,
+    RunOptions,
+)
+from dime.run.plan import (
+    Plan,
+    merged_config,
+    parse_splits,
+    split_label,
+    split_placement,
+)
 from dime.run.results import RESULT_COLUMNS, rel_err, rows_csv
 
 log = logging.getLogger("dime.validate")

@@ -19,7 +19,15 @@ from dime.sweep.baselines import (
     per_layer,
 )
 from dime.sweep.cell import budgets, run_cell, sweep_cell
-from dime.sweep.cli import EXIT_CELLS_FAILED, SweepOptions, SweepOutcome, build_cells, build_parser, options_from_args, run_sweep
+from dime.sweep.cli import (
+    EXIT_CELLS_FAILED,
+    SweepOptions,
+    SweepOutcome,
+    build_cells,
+    build_parser,
+    options_from_args,
+    run_sweep,
+)
 from dime.sweep.energy import assume_edge_power, edge_energy_source, energy_note
 from dime.sweep.grid import run_grid
 from dime.sweep.plot import check_plot_path, plot_rows

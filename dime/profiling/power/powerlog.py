@@ -49,9 +49,16 @@ from functools import reduce
 from pathlib import Path
 from typing import Sequence
 
-from dime.cliargs import OneLineParser, port_number, positive_float, positive_int, run_main, setup_logging
-from dime.fileio import check_output_dir
+from dime.cliargs import (
+    OneLineParser,
+    port_number,
+    positive_float,
+    positive_int,
+    run_main,
+    setup_logging,
+)
 from dime.errors import MeterError, UsageError
+from dime.fileio import check_output_dir
 from dime.profiling.power.client import DEFAULT_PORT, MAX_COMMAND_BYTES
 
 log = logging.getLogger(__name__)
