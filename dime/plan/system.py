@@ -46,10 +46,9 @@ from dime.core.network import NetLink, Network
 from dime.errors import UsageError
 from dime.plan.problem import LATENCY, OBJECTIVES, PlacementProblem
 from dime.profiling.reader import (
-    common_max_bundle,
     load_profiles,
     make_role,
-    require_bundles,
+    max_bundle_for,
 )
 
 
@@ -307,11 +306,7 @@ def build_problem(system: System, trim: float = 0.1) -> PlacementProblem:
     for d in system.devices:
         role = make_role(table, d.profile_device, d.settings)
         roles.append(dataclasses.replace(role, name=d.name, energy=d.energy, memory_bytes=d.memory_bytes))
-    if system.max_bundle is None:
-        k = common_max_bundle(table, roles)
-    else:
-        k = min(system.max_bundle, table.n_layers)
-        require_bundles(table, roles, k)
+    k = max_bundle_for(table, roles, system.max_bundle)
     c = system.constraints
     layer_index = {name: i for i, name in enumerate(table.layer_names)}
     names = [d.name for d in system.devices]

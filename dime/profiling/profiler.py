@@ -42,9 +42,10 @@ from dime.cliargs import (
     run_main,
     setup_logging,
 )
+from dime.core.costs import bundles as all_bundles
 from dime.errors import ModelError, UsageError
 from dime.fileio import atomic_write_text, check_output_path
-from dime.profiling.schema import PROFILE_COLUMNS, REQUIRED_COLUMNS
+from dime.profiling.schema import PROFILE_COLUMNS, REQUIRED_COLUMNS, meta_path
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +118,6 @@ _IDENTITY_FLAGS: dict[str, str] = {
     "min_window_s": "--min-window",
     "idle_baseline": "--idle-baseline",
 }
-
-
-def meta_path(out: Path) -> Path:
-    return out.with_name(out.name + ".meta.json")
 
 
 def _shown(key: str, value: Any) -> str:
@@ -303,10 +300,6 @@ def combine_points(a: list[OperatingPoint], b: list[OperatingPoint]) -> list[Ope
     return out
 
 
-def _bundles(n: int, k: int) -> list[tuple[int, int]]:
-    return [(s, e) for s in range(n) for e in range(s, min(n, s + k))]
-
-
 def parse_bundles(model: SplitModel, text: str) -> list[tuple[int, int]]:
     """`FIRST..LAST` or `LAYER` items (names or indices), comma-separated, as (start, end)."""
     out = []
@@ -367,7 +360,7 @@ def profile(
     if not 1 <= config.max_bundle:
         raise UsageError("--max-bundle must be >= 1")
     k = min(config.max_bundle, n)
-    bundles = parse_bundles(model, config.bundles) if config.bundles else _bundles(n, k)
+    bundles = parse_bundles(model, config.bundles) if config.bundles else all_bundles(n, k)
     if config.bundles:
         k = max(e - s + 1 for s, e in bundles)
     if config.iterations < 1 or config.runs < 1 or config.warmup < 0:

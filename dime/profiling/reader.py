@@ -26,6 +26,7 @@ from dime.profiling.schema import (
     MAX_ENERGY_J,
     MAX_LATENCY_S,
     REQUIRED_COLUMNS,
+    meta_path,
 )
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,16 @@ def common_max_bundle(table: CostTable, roles: Sequence[Role]) -> int:
     k = min(table.max_bundle(r.device, s) for r in roles for s in r.settings)
     if k == 0:
         require_bundles(table, roles, 1)  # raises, naming the missing one-layer bundle
+    return k
+
+
+def max_bundle_for(table: CostTable, roles: Sequence[Role], requested: int | None) -> int:
+    """K for a placement: the largest profiled for every role setting, or the requested K
+    (capped at the model's layers) once every bundle up to it is known to be profiled."""
+    if requested is None:
+        return common_max_bundle(table, roles)
+    k = min(requested, table.n_layers)
+    require_bundles(table, roles, k)
     return k
 
 
@@ -446,7 +457,7 @@ def timing_contexts(paths: Iterable[PathLike]) -> dict[str, str]:
     Files from before `--context` existed were timed in isolation."""
     found: dict[str, set[str]] = {}
     for p in paths:
-        meta = Path(p).with_name(Path(p).name + ".meta.json")
+        meta = meta_path(p)
         try:
             info = json.loads(meta.read_text(encoding="utf-8"))
             device = str(info["device"])

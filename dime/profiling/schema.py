@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "model",
     "device",
@@ -34,6 +37,12 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
     "energy_note",  # why energy_j is not the measured value (e.g. clamped at 0 by `dime energy join`)
 )
 PROFILE_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+
+
+def meta_path(csv_path: str | os.PathLike) -> Path:
+    """The provenance file the profiler writes beside a profile CSV."""
+    p = Path(csv_path)
+    return p.with_name(p.name + ".meta.json")
 
 # Bounds of a plausible row: one run of one bundle. Beyond them a value is a unit mix-up or
 # a corrupt cell, and sums of such values overflow the solver's arithmetic.

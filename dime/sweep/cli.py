@@ -46,10 +46,9 @@ from dime.errors import Terminated, UsageError
 from dime.fileio import atomic_write_text
 from dime.plan import BACKEND_NAMES
 from dime.profiling.reader import (
-    common_max_bundle,
     load_profiles,
     make_role,
-    require_bundles,
+    max_bundle_for,
 )
 from dime.sweep.energy import assume_edge_power, edge_energy_source
 from dime.sweep.grid import cell_path, run_grid
@@ -217,11 +216,7 @@ def build_cells(opts: SweepOptions) -> list[CellSpec]:
         edge = make_role(table, opts.edge, opts.edge_settings)
         cloud = make_role(table, opts.cloud, opts.cloud_settings)
         roles = (edge, cloud)
-        if opts.max_bundle is None:
-            k = common_max_bundle(table, roles)
-        else:
-            k = min(opts.max_bundle, table.n_layers)
-            require_bundles(table, roles, k)
+        k = max_bundle_for(table, roles, opts.max_bundle)
         source = ""
         if opts.assume_edge_power_w is not None:
             table, source = assume_edge_power(table, edge, opts.assume_edge_power_w)
