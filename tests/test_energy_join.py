@@ -12,8 +12,13 @@ import pytest
 
 from dime.cliargs import run_main
 from dime.errors import UsageError
-from dime.profiling.power.join import cumulative_energy_j, integrate_energy_j, join_energy, main
 from dime.profiling.power.clock import estimate_offset_s
+from dime.profiling.power.join import (
+    cumulative_energy_j,
+    integrate_energy_j,
+    join_energy,
+    main,
+)
 from dime.profiling.power.powerlog import CSV_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]

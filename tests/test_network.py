@@ -23,7 +23,7 @@ from dime.core.network import NetLink, Network
 from dime.errors import InfeasibleError, UsageError
 from dime.plan import PlacementProblem, build_model
 from dime.plan.bruteforce import brute_force, evaluated, optimum
-from dime.plan.problem import transfer_details
+from dime.plan.report import transfer_details
 
 
 def check(problem: PlacementProblem, candidates, backend: str = "highs", model=None) -> None:

@@ -19,8 +19,17 @@ import pytest
 from dime.errors import MeterError
 from dime.profiling.meters import make_meter
 from dime.profiling.meters.smartpower3 import SmartPower3Meter
-from dime.profiling.power.powerlog import CSV_COLUMNS, LINE_BYTES, PowerLogServer, format_line, line_checksums, open_serial, parse_line, sanitize_name
 from dime.profiling.power.client import PowerLogClient
+from dime.profiling.power.powerlog import (
+    CSV_COLUMNS,
+    LINE_BYTES,
+    PowerLogServer,
+    format_line,
+    line_checksums,
+    open_serial,
+    parse_line,
+    sanitize_name,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 

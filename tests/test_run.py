@@ -14,12 +14,12 @@ import torch
 from clihelp import PY, assert_one_line_error, cli_env
 
 from dime.capture.models import load_model
+from dime.cliargs import join_negative_values
 from dime.core.costs import CLOUD, EDGE, Assignment, segments
 from dime.core.links import DOWN, UP, get_link, parse_links
 from dime.errors import UsageError
-from dime.cliargs import join_negative_values
-from dime.run.local import free_port
 from dime.run.linkemu import LinkShaper, achieved_mbps
+from dime.run.local import free_port
 from dime.run.measure import MeasureSettings, measure, stats_from_latencies
 from dime.run.plan import parse_solution, parse_splits, split_placement
 from dime.run.wire import CutLayout

@@ -57,7 +57,6 @@ from dime.core.costs import (
     check_chain,
     evaluate,
     memory_use,
-    moves,
     resolve_roles,
 )
 from dime.core.links import Link
@@ -66,6 +65,7 @@ from dime.errors import InfeasibleError, SolverError, UsageError
 from dime.fileio import atomic_write
 from dime.plan.backends import AutoChoice, run_backend
 from dime.plan.linear import ERROR, INF, INFEASIBLE, LinearModel, ModelBuilder
+from dime.plan.solution import Solution
 
 log = logging.getLogger(__name__)
 
@@ -193,109 +193,6 @@ class PlacementProblem:
             memory_use(self.table, placement, r) <= role.memory_bytes
             for r, role in enumerate(self.roles) if role.memory_bytes is not None
         )
-
-
-@dataclass(frozen=True)
-class Solution:
-    """A solved placement; every number comes from dime.core.costs.evaluate on `placement`."""
-
-    status: str  # "optimal" or "time_limit" (best found, not proven optimal)
-    objective: float  # value of the objective, in SI units (s or J; throughput: the period in s)
-    objective_name: str  # "latency" | "energy" | "throughput"
-    evaluation: Evaluation
-    solver: str
-    solve_time_s: float
-    placement: tuple[Assignment, ...]  # chosen bundles in chain order
-    note: str = ""  # why `auto` passed over a backend, or other remarks
-
-    def to_json_dict(self, table: CostTable, roles: Sequence[Role]) -> dict[str, Any]:
-        ev = self.evaluation
-        roles = resolve_roles(roles)
-        return {
-            "status": self.status,
-            "objective": _num(self.objective),
-            "objective_name": self.objective_name,
-            "latency_s": _num(ev.latency_s),
-            "compute_latency_s": _num(ev.compute_latency_s),
-            "comm_latency_s": _num(ev.comm_latency_s),
-            "energy_j": _num(ev.energy_j),
-            "compute_energy_j": _num(ev.compute_energy_j),
-            "comm_energy_j": _num(ev.comm_energy_j),
-            "energy_assumed": ev.energy_assumed,
-            "period_s": _num(ev.period_s),
-            "throughput_fps": _num(1.0 / ev.period_s) if ev.period_s > 0 else None,
-            "bottleneck": ev.bottleneck,
-            "solver": self.solver,
-            "solve_time_s": self.solve_time_s,
-            "note": self.note,
-            "placement": [
-                {
-                    "bundle": table.bundle_name(a.start, a.end),
-                    "start": table.layer_names[a.start],
-                    "end": table.layer_names[a.end],
-                    "device": roles[a.role].device,
-                    "setting": a.setting,
-                    "role": roles[a.role].name,
-                    "latency_s": table.cost(roles[a.role].device, a.setting, a.start, a.end).latency_s,
-                    "energy_j": _bundle_energy(table, roles, a),
-                }
-                for a in self.placement
-            ],
-        }
-
-
-def transfer_details(problem: PlacementProblem, placement: Sequence[Assignment]) -> list[dict[str, Any]]:
-    """Every move of data in a placement: cut, ends, route, bytes, latency and radio energy."""
-    roles, net, table = problem.roles, problem.network, problem.table
-    energy = [bool(r.energy) for r in roles]
-    out = []
-    for cut, src, dst in moves(placement, table.n_layers, net.source):
-        route = net.route(src, dst, table.cut_bytes[cut], energy)
-        out.append({
-            "cut": cut,
-            "before": table.layer_names[cut] if cut < table.n_layers else None,
-            "from": roles[src].name,
-            "to": roles[dst].name,
-            "route": [roles[d].name for d in route.nodes],
-            "links": [net.links[h.link].link.name for h in route.hops],
-            "bytes": route.nbytes,
-            "latency_s": route.latency_s,
-            "energy_j": route.energy_j,
-        })
-    return out
-
-
-def device_details(problem: PlacementProblem, placement: Sequence[Assignment]) -> list[dict[str, Any]]:
-    """Each role: its profiled device, settings, energy flag, memory and what it runs."""
-    out = []
-    for r, role in enumerate(problem.roles):
-        mine = [a for a in placement if a.role == r]
-        used = memory_use(problem.table, placement, r) if problem.table.param_bytes else None
-        out.append({
-            "name": role.name,
-            "profile_device": role.device,
-            "settings": list(role.settings),
-            "energy": bool(role.energy),
-            "source": r == problem.source,
-            "memory_bytes": role.memory_bytes,
-            "memory_used_bytes": used,
-            "compute_latency_s": sum(
-                problem.table.cost(role.device, a.setting, a.start, a.end).latency_s for a in mine
-            ),
-            "bundles": len(mine),
-        })
-    return out
-
-
-def _num(x: float | None) -> float | None:
-    return None if x is None or math.isnan(x) else float(x)
-
-
-def _bundle_energy(table: CostTable, roles: Sequence[Role], a: Assignment) -> float | None:
-    """Measured energy of bundles on energy-counted roles (the edge's, for two roles)."""
-    if not roles[a.role].energy:
-        return None
-    return table.cost(roles[a.role].device, a.setting, a.start, a.end).energy_j
 
 
 class PlacementModel:

@@ -30,7 +30,7 @@ from dime.core.placement import bundle_text
 from dime.errors import UsageError
 from dime.fileio import atomic_write_text, check_output_path
 from dime.plan import BACKEND_NAMES, OBJECTIVES, PlacementProblem, Solution, build_model
-from dime.plan.problem import device_details, transfer_details
+from dime.plan.report import device_details, transfer_details
 from dime.plan.system import (
     Constraints,
     System,
