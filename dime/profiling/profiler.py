@@ -12,8 +12,6 @@ flight; re-running the same command resumes and skips what is done.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import itertools
 import json
 import logging
@@ -45,7 +43,8 @@ from dime.cliargs import (
 from dime.core.costs import bundles as all_bundles
 from dime.errors import ModelError, UsageError
 from dime.fileio import atomic_write_text, check_output_path
-from dime.profiling.schema import PROFILE_COLUMNS, REQUIRED_COLUMNS, meta_path
+from dime.profiling.profilefile import ProfileFile
+from dime.profiling.schema import meta_path
 
 log = logging.getLogger(__name__)
 
@@ -101,164 +100,6 @@ class Timer:
         for _ in range(repeats):
             fn()
         return (time.perf_counter_ns() - t0) / 1e9
-
-
-# meta.json keys that make a profile file: resuming must not mix rows that differ in one
-_IDENTITY_FLAGS: dict[str, str] = {
-    "model": "--model",
-    "device": "--device-name",
-    "torch_device": "--torch-device",
-    "layers": "--cuts",
-    "weights": "--weights",
-    "iterations": "--iterations",
-    "runs": "--runs",
-    "warmup": "--warmup",
-    "context": "--context",
-    "energy": "--power/--assume-power",
-    "min_window_s": "--min-window",
-    "idle_baseline": "--idle-baseline",
-}
-
-
-def _shown(key: str, value: Any) -> str:
-    if key == "layers" and isinstance(value, list):
-        return f"({len(value)} layers: {', '.join(map(str, value[:3]))}{', ...' if len(value) > 3 else ''})"
-    return str(value)
-
-
-class ProfileFile:
-    """A profile CSV opened for appending, repaired and indexed for resuming.
-
-    The file belongs to one model, device and parameter set (`identity`, as in its
-    .meta.json): a file of another is refused before anything is written, unless
-    `overwrite`, which starts it afresh. Only bundles with fewer runs than a complete one
-    (an interrupted run) are dropped.
-    """
-
-    def __init__(self, path: Path, expected_rows: int, identity: dict[str, Any] | None = None,
-                 overwrite: bool = False) -> None:
-        self.path = path
-        self.expected_rows = expected_rows
-        self.identity = identity or {}
-        self.done: set[tuple[str, str, str, str]] = set()  # (model, device, setting, bundle)
-        self._prepare(overwrite)
-
-    def _refuse(self, why: str) -> UsageError:
-        return UsageError(f"{self.path} {why}; choose another --out, or --overwrite to replace it")
-
-    def _prepare(self, overwrite: bool) -> None:
-        fresh = ",".join(PROFILE_COLUMNS) + "\n"
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            atomic_write_text(self.path, fresh)
-            return
-        text = self.path.read_text(encoding="utf-8", errors="replace")
-        lines = text.splitlines(keepends=True)
-        header = next(csv.reader([lines[0]])) if lines else []
-        upgrade = header != list(PROFILE_COLUMNS)
-        if upgrade and not (set(REQUIRED_COLUMNS) <= set(header) <= set(PROFILE_COLUMNS)):
-            if overwrite:
-                log.warning("%s: not a dime profile; replaced (--overwrite)", self.path)
-                atomic_write_text(self.path, fresh)
-                return
-            raise UsageError(
-                f"{self.path} exists but is not a dime profile (other columns); choose another --out or move it away"
-            )
-        rows: list[list[str]] = []
-        dropped_lines = 0
-        for line in lines[1:]:
-            if not line.endswith("\n"):
-                dropped_lines += 1  # torn write at a kill
-                continue
-            fields = next(csv.reader([line]))
-            if len(fields) != len(header):
-                dropped_lines += 1
-                continue
-            rows.append(fields)
-        if overwrite:
-            if rows:
-                log.warning("%s: replacing %d rows (--overwrite)", self.path, len(rows))
-            atomic_write_text(self.path, fresh)
-            return
-        idx = {c: i for i, c in enumerate(header)}
-        self._check_identity(rows, idx)
-
-        def key(r: list[str]) -> tuple[str, str, str, str]:
-            return r[idx["model"]], r[idx["device"]], r[idx["setting"]], r[idx["bundle"]]
-
-        counts: dict[tuple[str, str, str, str], int] = {}
-        for r in rows:
-            counts[key(r)] = counts.get(key(r), 0) + 1
-        over = {k: c for k, c in counts.items() if c > self.expected_rows}
-        if over:
-            k, c = next(iter(over.items()))
-            raise self._refuse(
-                f"has {c} runs of bundle {k[3]} ({k[2]}) where this profile makes {self.expected_rows} "
-                f"(--iterations x --runs): it was profiled with other parameters"
-            )
-        self.done = {k for k, c in counts.items() if c == self.expected_rows}
-        partial = [k for k in counts if k not in self.done]
-        if dropped_lines or partial or upgrade:
-            keep = [dict(zip(header, r)) for r in rows if key(r) in self.done]
-            buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=PROFILE_COLUMNS, restval="", lineterminator="\n")
-            w.writeheader()
-            w.writerows(keep)
-            atomic_write_text(self.path, buf.getvalue())
-            if upgrade:
-                log.info("%s: columns brought up to this profiler version", self.path)
-        if dropped_lines or partial:
-            log.warning(
-                "%s: dropped %d incomplete bundle(s) (%d of %d rows, fewer than %d runs each) and %d broken "
-                "line(s) from an interrupted run",
-                self.path, len(partial), sum(counts[k] for k in partial), len(rows), self.expected_rows,
-                dropped_lines,
-            )
-        if self.done:
-            log.info("%s: resuming, %d bundle/setting pairs already done", self.path, len(self.done))
-
-    def _check_identity(self, rows: list[list[str]], idx: dict[str, int]) -> None:
-        """Refuse a file that holds rows of another model, device or parameter set."""
-        if not rows:
-            return
-        want = (self.identity.get("model"), self.identity.get("device"))
-        if None not in want:
-            foreign: dict[tuple[str, str], int] = {}
-            for r in rows:
-                md = (r[idx["model"]], r[idx["device"]])
-                if md != want:
-                    foreign[md] = foreign.get(md, 0) + 1
-            if foreign:
-                what = ", ".join(f"{m} on {d} ({n} rows)" for (m, d), n in foreign.items())
-                raise self._refuse(f"holds profiles of {what}, not of {want[0]} on {want[1]}")
-        meta = meta_path(self.path)
-        if not meta.is_file():
-            return
-        try:
-            before = json.loads(meta.read_text(encoding="utf-8"))
-            if not isinstance(before, dict):
-                raise ValueError("not an object")
-        except (OSError, ValueError) as e:
-            log.warning("%s: unreadable (%s); resuming on the rows' own model and device", meta, e)
-            return
-        before.setdefault("context", "isolated")  # files from before --context existed
-        diffs = [
-            (k, before[k], v) for k, v in self.identity.items()
-            if k in before and before[k] != v
-        ]
-        if diffs:
-            was = ", ".join(f"{_IDENTITY_FLAGS.get(k, k)} {_shown(k, a)}" for k, a, _ in diffs)
-            now = ", ".join(f"{_shown(k, b)}" for k, _, b in diffs)
-            raise self._refuse(f"was profiled with {was} (this run: {now}); resume with the same")
-
-    def append(self, rows: list[dict[str, Any]]) -> None:
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=PROFILE_COLUMNS, lineterminator="\n", extrasaction="raise")
-        w.writerows(rows)
-        # One write per bundle: a kill mid-write leaves at most a torn tail, repaired on resume.
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
 
 
 def thread_points(threads: Sequence[int]) -> list[OperatingPoint]:
