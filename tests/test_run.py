@@ -25,6 +25,9 @@ from dime.run.plan import parse_solution, parse_splits, split_placement
 from dime.run.wire import CutLayout
 
 SKIPNET = "toy_models:skipnet"
+# Cut after the pool too: that cut carries two tensors (the skip connection), which the automatic
+# layers would leave out, and sending several live tensors at a cut is what these tests check.
+SKIP_CUTS = ["conv1", "conv2", "pool"]
 SMALL = "1,3,16,16"
 
 
@@ -44,8 +47,8 @@ def rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def assert_outputs_match_full_model(outputs: Path, model: str, input_shape=None) -> int:
-    m = load_model(model, input_shape=input_shape)
+def assert_outputs_match_full_model(outputs: Path, model: str, input_shape=None, cuts=None) -> int:
+    m = load_model(model, cuts=cuts, input_shape=input_shape)
     saved = torch.load(outputs, weights_only=True)
     n = 0
     for label, outs in saved["outputs"].items():
@@ -162,7 +165,7 @@ def test_runtime_runs_each_planned_bundle_as_one_module():
     from dime.run.edge import EdgeRunner
     from dime.run.plan import RunConfig, mergeable_runs
 
-    m = load_model(SKIPNET, input_shape=(1, 3, 16, 16))
+    m = load_model(SKIPNET, cuts=SKIP_CUTS, input_shape=(1, 3, 16, 16))
     x = torch.randn(1, 3, 16, 16)
     with torch.inference_mode():
         want = m.forward_full(x)
@@ -172,7 +175,7 @@ def test_runtime_runs_each_planned_bundle_as_one_module():
         runner = EdgeRunner(m, RunConfig("x", placement, link), None, cache)  # edge-only: no peer needed
         assert [len(step) for _, step in runner.steps] == [len(placement)]
         assert sorted(cache) == [(a.start, a.end) for a in placement]
-        torch.testing.assert_close(runner.infer(x)[0], want)
+        torch.testing.assert_close(runner.infer((x,))[0], want)
     two = (Assignment(0, 2, EDGE, "t"), Assignment(3, 3, EDGE, "t"))
     assert mergeable_runs(two, lambda a: a.end - a.start + 1 <= 4) == [0]  # K = 4: the union is profiled
     assert mergeable_runs(two, lambda a: a.end - a.start + 1 <= 3) == []  # K = 3: longer than K, stays apart
@@ -201,7 +204,7 @@ def test_merge_runs_merges_same_setting_neighbours_while_the_union_is_profiled()
 
 # ---- two processes ----------------------------------------------------------------
 def _skipnet_solution(tmp_path: Path) -> tuple[Path, list[str], list[int]]:
-    m = load_model(SKIPNET, input_shape=(1, 3, 16, 16))
+    m = load_model(SKIPNET, cuts=SKIP_CUTS, input_shape=(1, 3, 16, 16))
     names = m.layer_names
     sol = {"status": "optimal", "latency_s": 0.001, "solver": "cbc", "placement": [
         {"bundle": "+".join(names[:2]), "start": names[0], "end": names[1], "device": "cpu",
@@ -217,7 +220,7 @@ def _skipnet_solution(tmp_path: Path) -> tuple[Path, list[str], list[int]]:
 def test_two_processes_reproduce_the_full_model(tmp_path):
     """Every single split and a solver's placement, in all three scenarios, one process pair."""
     sol, names, cut_bytes = _skipnet_solution(tmp_path)
-    proc, out, outputs = local(SKIPNET, ["--input-shape", SMALL, "--split", "all", "--solution", str(sol),
+    proc, out, outputs = local(SKIPNET, ["--cuts", ",".join(SKIP_CUTS), "--input-shape", SMALL, "--split", "all", "--solution", str(sol),
                                          "--link", "1000/1000", "--scenario", "single-stream,server,offline",
                                          "--target-qps", "200", "--min-query-count", "4", "--warmup", "2",
                                          "--count", "2", "--probe-s", "0"], tmp_path)
@@ -235,7 +238,7 @@ def test_two_processes_reproduce_the_full_model(tmp_path):
     comm = (cut_bytes[2] + cut_bytes[-1]) * 8 / 1e9
     assert float(solver["pred_bundle_s"]) == pytest.approx(0.0006 + comm, rel=1e-4)
     assert solver["err_bundle"] != "" and solver["pred_layersum_s"] == ""
-    assert assert_outputs_match_full_model(outputs, SKIPNET, (1, 3, 16, 16)) == 12
+    assert assert_outputs_match_full_model(outputs, SKIPNET, (1, 3, 16, 16), SKIP_CUTS) == 12
     # each side describes itself: the cloud's line comes over the wire
     assert {(r["edge_threads"], r["cloud_threads"], r["edge_torch_device"], r["cloud_torch_device"]) for r in rs} \
         == {("1", "1", "cpu", "cpu")}
@@ -245,7 +248,7 @@ def test_two_processes_reproduce_the_full_model(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cloud_role_on_cuda_reproduces_the_full_model(tmp_path):
     sol, _, _ = _skipnet_solution(tmp_path)
-    proc, out, outputs = local(SKIPNET, ["--input-shape", SMALL, "--split", "all", "--solution", str(sol),
+    proc, out, outputs = local(SKIPNET, ["--cuts", ",".join(SKIP_CUTS), "--input-shape", SMALL, "--split", "all", "--solution", str(sol),
                                          "--cloud-torch-device", "cuda", "--link", "1000/1000",
                                          "--min-query-count", "4", "--warmup", "2", "--count", "2", "--probe-s", "0",
                                          "--driver", "plain"], tmp_path)
@@ -253,13 +256,13 @@ def test_cloud_role_on_cuda_reproduces_the_full_model(tmp_path):
     rs = rows(out)
     assert len(rs) == 6 and all(r["cloud_torch_device"] == torch.cuda.get_device_name(0) for r in rs)
     assert all(r["edge_torch_device"] == "cpu" for r in rs)
-    assert assert_outputs_match_full_model(outputs, SKIPNET, (1, 3, 16, 16)) == 12
+    assert assert_outputs_match_full_model(outputs, SKIPNET, (1, 3, 16, 16), SKIP_CUTS) == 12
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_cloud_on_cuda_without_a_gpu_is_a_one_line_error(tmp_path):
     t0 = time.monotonic()
-    proc, _, _ = local(SKIPNET, ["--input-shape", SMALL, "--split", "0", "--cloud-torch-device", "cuda",
+    proc, _, _ = local(SKIPNET, ["--cuts", ",".join(SKIP_CUTS), "--input-shape", SMALL, "--split", "0", "--cloud-torch-device", "cuda",
                                  "--timeout-s", "20"], tmp_path)
     assert_one_line_error(proc)
     assert "cloud: --torch-device cuda: no CUDA device is available here" in proc.stderr
@@ -268,7 +271,7 @@ def test_cloud_on_cuda_without_a_gpu_is_a_one_line_error(tmp_path):
 
 def test_emulated_link_takes_the_presets_time(tmp_path):
     """The probe's achieved rates are the presets'; a query over a slow link takes its time."""
-    proc, out, _ = local(SKIPNET, ["--input-shape", SMALL, "--split", "-1", "--link", "4g,wifi,1/1/20",
+    proc, out, _ = local(SKIPNET, ["--cuts", ",".join(SKIP_CUTS), "--input-shape", SMALL, "--split", "-1", "--link", "4g,wifi,1/1/20",
                                    "--probe-s", "0.15", "--min-query-count", "4", "--warmup", "1", "--count", "1",
                                    "--driver", "plain"], tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -314,7 +317,7 @@ def test_missing_peer_is_a_one_line_error_within_the_timeout():
     t0 = time.monotonic()
     procs = {
         role: subprocess.Popen([PY, "-m", "dime.run", "--role", role, "--peer", f"127.0.0.1:{free_port()}",
-                                "--model", SKIPNET, "--input-shape", SMALL, "--split", "0", "--timeout-s", "2"],
+                                "--model", SKIPNET, "--cuts", ",".join(SKIP_CUTS), "--cuts", ",".join(SKIP_CUTS), "--input-shape", SMALL, "--split", "0", "--timeout-s", "2"],
                                env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for role in ("edge", "cloud")
     }
@@ -327,7 +330,7 @@ def test_missing_peer_is_a_one_line_error_within_the_timeout():
 
 def test_dead_peer_is_noticed_at_once():
     port = free_port()
-    common = ["--peer", f"127.0.0.1:{port}", "--model", SKIPNET, "--input-shape", SMALL, "--timeout-s", "30"]
+    common = ["--peer", f"127.0.0.1:{port}", "--model", SKIPNET, "--cuts", ",".join(SKIP_CUTS), "--cuts", ",".join(SKIP_CUTS), "--input-shape", SMALL, "--timeout-s", "30"]
     cloud = subprocess.Popen([PY, "-m", "dime.run", "--role", "cloud", *common], env=cli_env(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # a 40-byte answer over 0.0001 Mbps takes 3.2 s: the edge waits in recv when the cloud dies
@@ -364,16 +367,16 @@ def test_dead_peer_is_noticed_at_once():
 ])
 def test_bad_input_fails_before_any_process_starts(extra, needle):
     t0 = time.monotonic()
-    proc = run_cli(["dime.run", "local", "--model", SKIPNET, "--input-shape", SMALL, *extra])
+    proc = run_cli(["dime.run", "local", "--model", SKIPNET, "--cuts", ",".join(SKIP_CUTS), "--cuts", ",".join(SKIP_CUTS), "--input-shape", SMALL, *extra])
     assert_one_line_error(proc)
     assert needle in proc.stderr
     assert time.monotonic() - t0 < 10
 
 
 # ---- validate ---------------------------------------------------------------------
-def _fake_profile(path: Path, model: str, input_shape) -> None:
+def _fake_profile(path: Path, model: str, input_shape, cuts=SKIP_CUTS) -> None:
     """A profile with made-up costs (1 ms per layer in a bundle, 0.5 ms per extra bundle)."""
-    m = load_model(model, input_shape=input_shape)
+    m = load_model(model, cuts=cuts, input_shape=input_shape)
     names, cb = m.layer_names, m.cut_bytes
     lines = ["model,device,setting,bundle,start,end,in_bytes,out_bytes,iteration,run,latency_s,energy_j"]
     for s in range(len(names)):
@@ -389,7 +392,7 @@ def test_validate_runs_solver_and_every_split(tmp_path):
     prof = tmp_path / "skipnet.csv"
     _fake_profile(prof, SKIPNET, (1, 3, 16, 16))
     out = tmp_path / "validate.csv"
-    proc = run_cli(["dime.validate", "--profile", str(prof), "--models", SKIPNET, "--links", "1000/1000",
+    proc = run_cli(["dime.validate", "--profile", str(prof), "--models", SKIPNET, "--cuts", ",".join(SKIP_CUTS), "--links", "1000/1000",
                     "--edge", "cpu", "--edge-settings", "threads=1", "--cloud", "cpu", "--cloud-settings",
                     "threads=1", "--input-shape", SMALL, "--min-query-count", "3", "--warmup", "1", "--count", "1",
                     "--out", str(out), "-q"], timeout=180)
@@ -417,7 +420,7 @@ def test_validate_runs_solver_and_every_split(tmp_path):
 def test_validate_rejects_two_settings_per_role(tmp_path):
     prof = tmp_path / "skipnet.csv"
     _fake_profile(prof, SKIPNET, (1, 3, 16, 16))
-    proc = run_cli(["dime.validate", "--profile", str(prof), "--models", SKIPNET, "--edge", "cpu",
+    proc = run_cli(["dime.validate", "--profile", str(prof), "--models", SKIPNET, "--cuts", ",".join(SKIP_CUTS), "--edge", "cpu",
                     "--edge-settings", "threads=1,threads=2", "--cloud", "cpu", "--cloud-settings", "threads=1",
                     "--out", str(tmp_path / "v.csv")])
     assert_one_line_error(proc)
@@ -431,9 +434,9 @@ def test_plan_predicts_solutions_and_splits_from_a_profile(tmp_path):
     _fake_profile(prof, SKIPNET, (1, 3, 16, 16))
     sol, names, cut_bytes = _skipnet_solution(tmp_path)
     args = build_parser().parse_args(join_negative_values([
-        "--role", "edge", "--peer", "127.0.0.1:1", "--model", SKIPNET, "--solution", str(sol), "--split", "-1,3",
+        "--role", "edge", "--peer", "127.0.0.1:1", "--model", SKIPNET, "--cuts", ",".join(SKIP_CUTS), "--solution", str(sol), "--split", "-1,3",
         "--profile", str(prof), "--link", "8/16/10"]))
-    plan = build_plan(run_options(args).plan, load_model(SKIPNET, input_shape=(1, 3, 16, 16)))
+    plan = build_plan(run_options(args).plan, load_model(SKIPNET, cuts=SKIP_CUTS, input_shape=(1, 3, 16, 16)))
     solver, cloud_only, edge_only = plan.configs
     assert plan.edge_device == plan.cloud_device == "cpu"
     # solver: a 2-layer edge bundle (2 x 0.9 ms), a 2-layer cloud bundle, up cut 2 and down cut 4
@@ -452,14 +455,14 @@ def test_plan_runs_a_mergeable_solution_as_one_bundle_and_predicts_the_union(tmp
 
     prof = tmp_path / "skipnet.csv"
     _fake_profile(prof, SKIPNET, (1, 3, 16, 16))
-    m = load_model(SKIPNET, input_shape=(1, 3, 16, 16))
+    m = load_model(SKIPNET, cuts=SKIP_CUTS, input_shape=(1, 3, 16, 16))
     names = m.layer_names
     entries = [(0, 0, "edge"), (1, 1, "edge"), (2, 3, "cloud")]
     sol = tmp_path / "sol.json"
     sol.write_text(json.dumps({"status": "optimal", "latency_s": 0.01, "placement": [
         {"start": names[s], "end": names[e], "device": "cpu", "setting": "threads=1", "role": r}
         for s, e, r in entries]}))
-    args = build_parser().parse_args(["--role", "edge", "--peer", "127.0.0.1:1", "--model", SKIPNET,
+    args = build_parser().parse_args(["--role", "edge", "--peer", "127.0.0.1:1", "--model", SKIPNET, "--cuts", ",".join(SKIP_CUTS),
                                       "--solution", str(sol), "--profile", str(prof), "--link", "8/16/10"])
     (cfg,) = build_plan(run_options(args).plan, m).configs
     assert cfg.placement == (Assignment(0, 1, EDGE, "threads=1"), Assignment(2, 3, CLOUD, "threads=1"))

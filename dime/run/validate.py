@@ -54,10 +54,9 @@ from dime.errors import UsageError
 from dime.fileio import atomic_write_text
 from dime.plan import PlacementProblem, build_model
 from dime.profiling.reader import (
-    common_max_bundle,
     load_profiles,
     make_role,
-    require_bundles,
+    max_bundle_for,
 )
 from dime.run.local import run_local
 from dime.run.measure import DRIVERS, SCENARIOS, SINGLE_STREAM, parse_scenarios
@@ -103,6 +102,11 @@ class ValidateOptions:
     max_bundle: int | None = None
     run: RunOptions = field(default_factory=RunOptions)  # measurement settings; its plan is filled per model
     input_shape: tuple[int, ...] | None = None
+    cuts: tuple[str, ...] | None = None  # the model flags, as profiled
+    inputs: str | None = None
+    layers: int | None = None
+    capture: str = "auto"
+    bundle_sum: bool = False  # solve with DIME's any-partition semantics instead of the merge rule
     edge: ProcessOptions = field(default_factory=ProcessOptions)
     cloud: ProcessOptions = field(default_factory=ProcessOptions)
     timeout_s: float = 30.0
@@ -111,28 +115,24 @@ class ValidateOptions:
 
 # ---- plans --------------------------------------------------------------------------
 def solve_placement(table: CostTable, roles: tuple[Role, Role], link: Link, max_bundle: int,
-                    backend: str = "auto") -> tuple[tuple[Assignment, ...], float, str]:
+                    backend: str = "auto", bundle_sum: bool = False) -> tuple[tuple[Assignment, ...], float, str]:
     """The latency-optimal placement: (placement, predicted latency, solver used)."""
-    problem = PlacementProblem(table=table, roles=roles, link=link, max_bundle=max_bundle)
+    problem = PlacementProblem(table=table, roles=roles, link=link, max_bundle=max_bundle, bundle_sum=bundle_sum)
     sol = build_model(problem).solve(backend)
     return tuple(sol.placement), sol.evaluation.latency_s, sol.solver
 
 
 def model_plan(table: CostTable, roles: tuple[Role, Role], links: Sequence[Link], splits: Sequence[int],
-               with_solver: bool, max_bundle: int | None, backend: str) -> Plan:
+               with_solver: bool, max_bundle: int | None, backend: str, bundle_sum: bool = False) -> Plan:
     """Every placement to run for one model: the solver's and each single split, per link."""
     n = table.n_layers
-    if max_bundle is None:
-        k = common_max_bundle(table, roles)
-    else:
-        k = min(max_bundle, n)
-        require_bundles(table, roles, k)
+    k = max_bundle_for(table, roles, max_bundle)
     edge_set, cloud_set = roles[0].settings[0], roles[1].settings[0]
     configs = []
     for link in links:
         cands: list[tuple[str, tuple[Assignment, ...], float | None]] = []
         if with_solver:
-            placement, lat, used = solve_placement(table, roles, link, k, backend)
+            placement, lat, used = solve_placement(table, roles, link, k, backend, bundle_sum)
             log.info("%s over %s: %s chose %s (%.4g s)", table.model, link.name, used,
                      format_placement(table.layer_names, placement), lat)
             cands.append(("solver", placement, lat))
@@ -345,7 +345,8 @@ def plans_for(opts: ValidateOptions) -> list[tuple[Plan, float | None, float | N
         splits = [] if opts.splits.strip() == "none" else parse_splits(opts.splits, table.n_layers, table.layer_names)
         if not opts.with_solver and not splits:
             raise UsageError("nothing to run: --no-solver and --splits none")
-        plan = model_plan(table, roles, opts.links, splits, opts.with_solver, opts.max_bundle, opts.solver)
+        plan = model_plan(table, roles, opts.links, splits, opts.with_solver, opts.max_bundle, opts.solver,
+                          opts.bundle_sum)
         out.append((plan, whole_model_s(table, opts.edge_device, opts.edge_setting),
                     whole_model_s(table, opts.cloud_device, opts.cloud_setting)))
     return out
@@ -365,7 +366,8 @@ def validate(opts: ValidateOptions, on_model: Callable[[str, list[dict[str, Any]
             atomic_write_text(plan_path, plan.to_json())
             log.info("%s: running %d placement(s)", plan.model, len(plan.configs))
             run = dataclasses.replace(opts.run, plan=PlanOptions(plan=plan_path), out=out, verify=True)
-            run_local(LocalOptions(ModelSpec(plan.model, input_shape=opts.input_shape), run, opts.edge, opts.cloud,
+            run_local(LocalOptions(ModelSpec(plan.model, cuts=opts.cuts, input_shape=opts.input_shape,
+                                             inputs=opts.inputs, layers=opts.layers, capture=opts.capture), run, opts.edge, opts.cloud,
                                    timeout_s=opts.timeout_s, verbose=opts.verbose))
             got: list[dict[str, Any]] = [dict(r) for r in read_rows(out)]
             for r in got:
@@ -407,6 +409,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=Path, help="folder of images (default: generated images)")
     p.add_argument("--count", type=positive_int, default=8, help="number of sample inputs (default 8)")
     p.add_argument("--input-shape", type=shape, metavar="N,C,H,W", help="input shape (as profiled)")
+    p.add_argument("--cuts", help="comma list of module/node names to cut after (as profiled)")
+    p.add_argument("--inputs", metavar="SPEC", help="model inputs as name:dtype:shape, comma-separated (as profiled)")
+    p.add_argument("--layers", type=positive_int, metavar="N", help="about N layers (as profiled)")
+    p.add_argument("--capture", choices=["auto", "fx", "export"], default="auto", help="graph capture (as profiled)")
+    p.add_argument("--bundle-sum", action="store_true",
+                   help="solve with DIME's semantics (any partition, costs summed) instead of the merge rule")
     p.add_argument("--edge-threads", type=positive_int, default=1)
     p.add_argument("--cloud-threads", type=positive_int, default=1)
     p.add_argument("--edge-cores", type=core_list, metavar="LIST")
@@ -443,6 +451,8 @@ def validate_options(args: argparse.Namespace) -> ValidateOptions:
                        min_duration_s=args.min_duration_s, warmup=args.warmup, reference_runs=args.reference_runs,
                        driver=args.driver, images=args.images, count=args.count),
         input_shape=args.input_shape,
+        cuts=tuple(c.strip() for c in args.cuts.split(",") if c.strip()) if args.cuts else None,
+        inputs=args.inputs, layers=args.layers, capture=args.capture, bundle_sum=args.bundle_sum,
         edge=ProcessOptions(args.edge_threads, args.edge_cores, args.edge_torch_device),
         cloud=ProcessOptions(args.cloud_threads, args.cloud_cores, args.cloud_torch_device),
         timeout_s=args.timeout_s, verbose=max(0, args.verbose) if not args.quiet else -1,
