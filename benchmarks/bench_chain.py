@@ -51,7 +51,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     for name in args.models:
         m = load_model(name)
-        xs = load_samples(m, IMAGES if IMAGES.is_dir() else None, 8)
+        xs = [x for (x,) in load_samples(m, IMAGES if IMAGES.is_dir() else None, 8)]  # one-input models
         n = len(m.layer_names)
         whole = m.bundle(0, n - 1)
         singles = [m.bundle(i, i) for i in range(n)]
