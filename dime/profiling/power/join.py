@@ -322,57 +322,6 @@ def _checked_energy(out, ok: np.ndarray, e: np.ndarray, timing_name: str,
     return np.where(neg, 0.0, e)
 
 
-def _read_csv(path: str):
-    import pandas as pd
-
-    try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise UsageError(f"{path}: empty file, not a CSV") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: not a text CSV file (undecodable bytes)") from None
-    except (ValueError, pd.errors.ParserError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "parse error"
-        raise UsageError(f"{path}: not a CSV file ({first})") from None
-
-
-def _checked_energy(out, ok: np.ndarray, e: np.ndarray, timing_name: str,
-                    idle_power_w: float | None, clamp: bool) -> np.ndarray:
-    """Refuse joined energies that are not finite; refuse negative ones or, with `clamp`,
-    set them to 0, warn once per bundle and say so in the row's energy_note."""
-    rows = np.flatnonzero(ok)
-    if not np.isfinite(e).all():
-        i = int(rows[np.argmax(~np.isfinite(e))])
-        raise UsageError(f"{timing_name}: line {i + 2}: the joined energy is not finite ({e[~np.isfinite(e)][0]})")
-    neg = e < 0
-    if not neg.any():
-        return e
-    why = (f"below the idle power {idle_power_w:g} W x latency_s" if idle_power_w is not None
-           else "negative")
-    first = int(rows[np.argmax(neg)])
-    if not clamp:
-        raise UsageError(
-            f"{timing_name}: {int(neg.sum())} of {len(e)} joined runs come out {why} (first at line "
-            f"{first + 2}: {e[neg][0]:.6g} J): check --idle-power-w; --clamp-negative sets them to 0 "
-            "with a note"
-        )
-    if "energy_note" in out.columns:
-        note = out["energy_note"].fillna("").astype(str).to_numpy(dtype=object)
-    else:
-        note = np.full(len(out), "", dtype=object)
-    key_cols = [c for c in ("device", "setting", "bundle") if c in out.columns]
-    labels = (out[key_cols].astype(str).agg(" ".join, axis=1).to_numpy() if key_cols
-              else np.full(len(out), "rows"))
-    for label in dict.fromkeys(labels[rows[neg]]):
-        mine = neg & (labels[rows] == label)
-        log.warning("%s: %s: %d of %d runs %s (down to %.6g J); set to 0", timing_name, label,
-                    int(mine.sum()), int((labels[rows] == label).sum()), why, float(e[mine].min()))
-    for j in np.flatnonzero(neg):
-        note[rows[j]] = f"clamped to 0 from {e[j]:.6g} J"
-    out["energy_note"] = note
-    return np.where(neg, 0.0, e)
-
-
 def pd_isna(values: np.ndarray) -> np.ndarray:
     import pandas as pd
 
