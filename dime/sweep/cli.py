@@ -43,7 +43,7 @@ from dime.cliargs import (
 )
 from dime.core.links import Link, parse_links
 from dime.errors import Terminated, UsageError
-from dime.fileio import atomic_write_text
+from dime.fileio import atomic_write_text, check_output_path
 from dime.plan import BACKEND_NAMES
 from dime.profiling.reader import (
     load_profiles,
@@ -261,15 +261,6 @@ class SweepOutcome:
         return sum(res.failed for res in self.results)
 
 
-def check_output_file(path: Path, flag: str) -> None:
-    """Refuse an output path that cannot be a file before any work is done."""
-    if path.is_dir():
-        raise UsageError(f"{flag} {path}: is a folder; give a file name")
-    parent = path.parent
-    if parent.exists() and not parent.is_dir():
-        raise UsageError(f"{flag} {path}: {parent} is not a folder")
-
-
 def partial_dir(out: Path) -> Path:
     """Where finished cells wait for the final CSV (and for --resume)."""
     return out.parent / f".{out.name}.partial"
@@ -278,9 +269,9 @@ def partial_dir(out: Path) -> Path:
 def run_sweep(opts: SweepOptions) -> SweepOutcome:
     """Everything `python -m dime.sweep` does but printing: check, run, write the CSV and the plot."""
     t0 = time.perf_counter()
-    check_output_file(opts.out, "--out")
+    check_output_path(opts.out, "--out")
     if opts.plot:
-        check_output_file(opts.plot, "--plot")
+        check_output_path(opts.plot, "--plot")
         check_plot_path(opts.plot)  # fail now, not after the whole grid
     cells = build_cells(opts)
 
