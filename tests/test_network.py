@@ -26,15 +26,16 @@ from dime.plan.bruteforce import brute_force, evaluated, optimum
 from dime.plan.report import transfer_details
 
 
-def check(problem: PlacementProblem, candidates, backend: str = "highs", model=None) -> None:
-    """The ILP's optimum equals brute force's, and its numbers are its placement's."""
+def check(problem: PlacementProblem, candidates, backend: str = "highs", model=None):
+    """The ILP's optimum equals brute force's, and its numbers are its placement's; returns
+    the ILP's solution (None when infeasible)."""
     expected = optimum(problem, candidates)
     m = (model or build_model(problem)).with_budgets(
         objective=problem.objective, max_latency_s=problem.max_latency_s, max_energy_j=problem.max_energy_j)
     if expected is None:
         with pytest.raises(InfeasibleError):
             m.solve(backend)
-        return
+        return None
     sol = m.solve(backend)
     assert sol.status == "optimal"
     assert rel_close(sol.objective, expected[0], 1e-6), (problem.objective, sol.objective, expected[0],
@@ -45,6 +46,7 @@ def check(problem: PlacementProblem, candidates, backend: str = "highs", model=N
         assert merge_violation(sol.placement, problem.k) is None
     if problem.max_latency_s is not None:
         assert sol.evaluation.latency_s <= problem.max_latency_s * (1 + 1e-9)
+    return sol
 
 
 # (devices, layers, K, bundle_sum, seeds): brute force enumerates 1e3-1e4 placements each
@@ -226,3 +228,117 @@ def test_merge_violation():
     assert merge_violation(a, 3) == 2
     assert merge_violation(a, 2) is None
     assert merge_violation([Assignment(0, 1, 0, "x"), Assignment(2, 2, 0, "y")], 3) is None
+
+
+# -- relays (devices that forward transfers and compute nothing) ---------------------------------
+
+
+RELAY = 1  # the role made a relay
+
+
+def relay_problem(seed: int, n_devices: int, n_layers: int, k: int, bundle_sum: bool) -> PlacementProblem:
+    """random_system_problem with device 1 a relay that the others reach through.
+
+    3 devices: the chain source -- relay -- cloud, no other link. 4 devices: the relay is a
+    hub (0-1, 1-2, 1-3) plus, when the random network had more links, 0-3 and 2-3. The
+    relay keeps its random energy flag: when set, its radio energy on the links it is
+    ends[0] of counts. Links are the random network's (rates, rtts, radios).
+    """
+    p = random_system_problem(seed, n_devices, n_layers, k)
+    roles = list(p.roles)
+    roles[RELAY] = Role("", (), name="relay", energy=roles[RELAY].energy, compute=False)
+    pairs = [(0, 1), (1, 2)] if n_devices == 3 else [(0, 1), (1, 2), (1, 3), (0, 3), (2, 3)]
+    links = [nl.link for nl in p.network.links]
+    net = Network(n_devices, tuple(NetLink(a, b, lk) for (a, b), lk in zip(pairs, links)), 0)
+    assert len(net.links) >= n_devices - 1
+    pin = tuple((layer, r) for layer, r in p.pin if r != RELAY)
+    return dataclasses.replace(p, roles=tuple(roles), link=net, pin=pin, bundle_sum=bundle_sum)
+
+
+RELAY_CASES = [(3, 6, 3), (3, 5, 5), (4, 5, 3), (4, 6, 2)]
+
+
+@pytest.mark.parametrize("bundle_sum", [False, True])
+@pytest.mark.parametrize("n_devices,n_layers,k", RELAY_CASES)
+def test_relay_matches_brute_force(n_devices, n_layers, k, bundle_sum):
+    """Latency, energy within a latency budget and throughput with a relay: the ILP equals
+    brute force, nothing runs on the relay, and source <-> cloud transfers of the chain take
+    two hops through it."""
+    hops_seen = 0
+    for seed in range(3):
+        problem = relay_problem(200 + seed, n_devices, n_layers, k, bundle_sum)
+        cands = evaluated(problem)
+        assert cands and all(a.role != RELAY for p, _ in cands for a in p)
+        model = build_model(problem)
+        assert all(r != RELAY for _, _, r, _ in model._x)
+        lats = sorted(ev.latency_s for _, ev in cands)
+        budget = lats[0] + random.Random(seed).uniform(0.1, 0.5) * (lats[-1] - lats[0])
+        for objective, lat in (("latency", None), ("throughput", None), ("energy", budget),
+                               ("throughput", budget), ("energy", lats[0] * 0.9)):
+            q = dataclasses.replace(problem, objective=objective, max_latency_s=lat)
+            sol = check(q, cands, model=model)
+            if sol is None:
+                continue
+            assert all(a.role != RELAY for a in sol.placement)
+            for t in transfer_details(q, sol.placement):
+                assert "relay" not in (t["from"], t["to"])
+                if n_devices == 3:
+                    assert t["route"] in (["n0", "relay", "n2"], ["n2", "relay", "n0"]), t
+                hops_seen += "relay" in t["route"]
+    assert hops_seen, "no placement moved data through the relay"
+
+
+def test_relay_forwards_and_its_links_bound_the_period():
+    """All on a fast cloud behind a relay: 2 hops each way, latency the sum of the hops, no
+    compute on the relay, and the relay -> cloud link is the throughput bottleneck."""
+    wifi = Link("wifi", 400.0, 400.0, rtt_ms=1.0)
+    slow = Link("wan", 8.0, 8.0, rtt_ms=20.0)  # 1 MB: 1 s on the wire
+    net = Network(3, (NetLink(0, 1, wifi), NetLink(1, 2, slow)), 0)
+    table = line_table(2, [MB, 5_000, 100], lat=2.0)  # a: 2 s a layer, c: 0.2 s
+    roles = (Role("a", ("x",), name="cam"), Role("", (), name="router", compute=False), Role("c", ("x",), name="cloud"))
+    for objective in ("latency", "throughput"):
+        problem = PlacementProblem(table, roles, net, 2, objective=objective)
+        sol = build_model(problem).solve("highs")
+        assert [(a.role, a.start, a.end) for a in sol.placement] == [(2, 0, 1)]
+        moves = transfer_details(problem, sol.placement)
+        assert [t["route"] for t in moves] == [["cam", "router", "cloud"], ["cloud", "router", "cam"]]
+        assert moves[0]["latency_s"] == pytest.approx(wifi.transfer_latency_s(MB, UP) + slow.transfer_latency_s(MB, UP))
+        ev = sol.evaluation
+        assert ev.comm_latency_s == pytest.approx(sum(t["latency_s"] for t in moves))
+        assert ev.bottleneck == "router->cloud"
+        assert ev.period_s == pytest.approx(slow.transfer_time_s(MB, UP))
+        assert sol.objective == pytest.approx(brute_force(problem)[0])
+
+
+def test_relay_energy_counts_its_radio():
+    """A relay whose energy counts is charged the radio energy of the links it is ends[0] of."""
+    radio = Link("r", 10.0, 20.0, alpha_up_mw_per_mbps=100.0, alpha_down_mw_per_mbps=50.0, beta_mw=10.0)
+    net = Network(3, (NetLink(0, 1, Link("w", 100.0, 100.0)), NetLink(1, 2, radio)), 0)
+    table = line_table(1, [MB, 100])
+    roles = (Role("a", ("x",), name="cam", energy=False), Role("", (), name="router", energy=True, compute=False),
+             Role("c", ("x",), name="cloud"))
+    problem = PlacementProblem(table, roles, net, 1)
+    ev = problem.evaluate([Assignment(0, 0, 2, "x")])
+    assert ev.compute_energy_j == 0.0
+    assert ev.comm_energy_j == pytest.approx(radio.transfer_energy_j(MB, UP) + radio.transfer_energy_j(100, DOWN))
+
+
+def test_relay_roles_are_checked():
+    table = line_table(2, [MB, 5_000, 100])
+    net = Network(3, (NetLink(0, 1, Link("w", 10, 10)), NetLink(1, 2, Link("f", 10, 10))), 0)
+    cam, cloud = Role("a", ("x",), name="cam"), Role("c", ("x",), name="cloud")
+    relay = Role("", (), name="router", compute=False)
+    ok = PlacementProblem(table, (cam, relay, cloud), net, 2)
+    assert not ok.allowed(0, 0, 1) and ok.allowed(0, 0, 2)
+    with pytest.raises(UsageError, match="source router must compute"):
+        PlacementProblem(table, (relay, cam, cloud), net, 2)
+    with pytest.raises(UsageError, match="router is a relay .* has settings x"):
+        PlacementProblem(table, (cam, dataclasses.replace(relay, settings=("x",)), cloud), net, 2)
+    with pytest.raises(UsageError, match="router is a relay .* memory limit"):
+        PlacementProblem(table, (cam, dataclasses.replace(relay, memory_bytes=MB), cloud), net, 2)
+    with pytest.raises(UsageError, match="relay role 1 .* needs a name"):
+        PlacementProblem(table, (cam, dataclasses.replace(relay, name=""), cloud), net, 2)
+    with pytest.raises(UsageError, match="pin: l1 is pinned to router, a relay"):
+        dataclasses.replace(ok, pin=((1, 1),))
+    with pytest.raises(ValueError, match="router is a relay"):
+        ok.evaluate([Assignment(0, 1, 1, "x")])

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import random
 from pathlib import Path
 
 import pytest
 from instances import random_table, write_profile_csv
-from test_solve_cli import one_line_error, run
+from test_solve_cli import ROOT, one_line_error, run
 
 from dime.plan.system import load_system
 
@@ -164,3 +165,122 @@ def test_system_and_flags_do_not_mix(tmp_path, profile):
 def test_paths_are_relative_to_the_file(tmp_path, profile):
     system = load_system(write(tmp_path, EDGE_CLOUD))
     assert system.profiles == (str(tmp_path / "prof" / "synthetic.csv"),)
+
+
+# -- relays: devices with compute = false --------------------------------------------------
+
+RELAY = """
+source = "cam"
+max_bundle = 3
+[[device]]
+name = "cam"
+profile_device = "pi"
+profiles = ["prof/synthetic.csv"]
+energy = true
+[[device]]
+name = "router"
+compute = false    # forwards, runs nothing
+energy = true
+[[device]]
+name = "cloud"
+profile_device = "a100"
+profiles = ["prof/synthetic.csv"]
+[[link]]
+ends = ["cam", "router"]
+preset = "wifi"
+[[link]]
+ends = ["router", "cloud"]
+up_mbps = 50
+down_mbps = 100
+rtt_ms = 10
+[constraints]
+objective = "latency"
+pin = { "layer4.conv" = "cloud" }
+"""
+
+
+def test_relay_forwards_and_runs_nothing(tmp_path, profile):
+    out = tmp_path / "o.json"
+    p = run("--system", write(tmp_path, RELAY), "--json", out, "--solver", "highs")
+    assert p.returncode == 0, p.stderr
+    data = json.loads(out.read_text())
+    router = data["devices"][1]
+    assert router["name"] == "router" and router["profile_device"] == "" and router["settings"] == []
+    assert router["compute"] is False and router["bundles"] == 0 and router["compute_latency_s"] == 0
+    assert router["energy"] is True and router["memory_bytes"] is None
+    assert [d["compute"] for d in data["devices"]] == [True, False, True]
+    assert all(a["role"] != "router" for a in data["placement"])
+    assert data["transfers"]  # layer4 runs on the cloud
+    for t in data["transfers"]:
+        assert t["route"] in (["cam", "router", "cloud"], ["cloud", "router", "cam"]), t
+    assert "router (relay)" in p.stdout.splitlines()[0]
+    assert "cam -> router -> cloud" in p.stdout or "cloud -> router -> cam" in p.stdout
+
+
+def test_relay_system_loads(tmp_path, profile):
+    system = load_system(write(tmp_path, RELAY))
+    router = system.devices[1]
+    assert (router.compute, router.profiles, router.profile_device, router.energy) == (False, (), "", True)
+    assert system.profiles == (str(tmp_path / "prof" / "synthetic.csv"),)
+
+
+@pytest.mark.parametrize("change,expected", [
+    (("compute = false", "compute = false\nprofiles = [\"prof/synthetic.csv\"]"),
+     "device 'router'.profiles: a relay (compute = false) runs no bundle"),
+    (("compute = false", "compute = false\nprofile_device = \"pi\""), "device 'router'.profile_device: a relay"),
+    (("compute = false", "compute = false\nsettings = [\"x\"]"), "device 'router'.settings: a relay"),
+    (("compute = false", "compute = false\nmemory_bytes = 1000"), "device 'router'.memory_bytes: a relay"),
+    (("compute = false", "compute = \"no\""), "device 'router'.compute: must be a bool"),
+    (("source = \"cam\"", "source = \"router\""), "source: device 'router' has compute = false; the source"),
+    (("\"layer4.conv\" = \"cloud\"", "\"layer4.conv\" = \"router\""),
+     "constraints.pin.layer4.conv: device 'router' has compute = false"),
+])
+def test_bad_relay_files_exit_2(tmp_path, profile, change, expected):
+    assert change[0] in RELAY
+    path = write(tmp_path, RELAY.replace(change[0], change[1]))
+    msg = one_line_error(run("--system", path), 2)
+    assert str(path) in msg and expected in msg, msg
+
+
+ALEXNET_RELAY = """
+model = "alexnet"
+source = "camera"
+[[device]]
+name = "camera"
+profile_device = "xeon-2core"
+profiles = ["alexnet-xeon-2core.csv"]
+settings = ["threads=1"]
+[[device]]
+name = "ap"
+compute = false    # an access point
+[[device]]
+name = "cloud"
+profile_device = "xeon-2core"
+profiles = ["alexnet-xeon-2core.csv"]
+settings = ["threads=2"]
+[[link]]
+ends = ["camera", "ap"]
+up_mbps = 400
+down_mbps = 400
+rtt_ms = 0.5
+[[link]]
+ends = ["ap", "cloud"]
+up_mbps = 1000
+down_mbps = 1000
+rtt_ms = 2
+[constraints]
+objective = "throughput"
+pin = { fc3 = "cloud" }
+"""
+
+
+def test_shipped_profile_with_a_relay(tmp_path):
+    shutil.copy(ROOT / "profiles" / "alexnet-xeon-2core.csv", tmp_path / "alexnet-xeon-2core.csv")
+    p = run("--system", write(tmp_path, ALEXNET_RELAY), "--solver", "highs")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0] == ("model alexnet: 8 layers; camera xeon-2core (threads=1); ap (relay); "
+                        "cloud xeon-2core (threads=2)")
+    rows = lines[lines.index("") + 2 : lines.index("", lines.index("") + 1)]
+    assert rows and all(row.split()[3] in ("camera", "cloud") for row in rows), rows
+    assert "camera -> ap -> cloud" in p.stdout and "throughput:" in p.stdout

@@ -6,7 +6,9 @@ model input and cut n the output. A bundle is a run of consecutive layers
 role 0 is the edge (holds the input, gets the output back), role 1 the cloud.
 Two roles may name the same profiled device with different settings. With more than two
 devices (dime.core.network) roles are numbered 0..n-1 and the network says which one is
-the source; the two-role case is a network of one link, source 0.
+the source; the two-role case is a network of one link, source 0. A role with compute
+False is a relay (a router, an access point): it runs no bundle, has no settings and no
+profiled device, and only forwards transfers along routes.
 """
 
 from __future__ import annotations
@@ -78,7 +80,9 @@ class Role:
 
     `device` is the profiled device whose costs it uses; `name` is what the placement calls
     it ("" : edge/cloud for two roles, else the device). `energy` None: only the source's
-    energy counts (DIME's edge energy).
+    energy counts (DIME's edge energy). `compute` False: a relay, which runs no bundle
+    (device "", settings ()) and appears in routes only; its `energy` counts the radio
+    energy of links whose ends[0] it is.
     """
 
     device: str
@@ -86,6 +90,7 @@ class Role:
     name: str = ""
     energy: bool | None = None
     memory_bytes: int | None = None
+    compute: bool = True
 
 
 def resolve_roles(roles: Sequence[Role], source: int = 0) -> tuple[Role, ...]:
@@ -190,6 +195,8 @@ def evaluate(
     assumed = False
     busy = [0.0] * len(roles)
     for a in placement:
+        if not roles[a.role].compute:
+            raise ValueError(f"{roles[a.role].name} is a relay (compute False): it runs no bundle, got {a}")
         c = table.cost(roles[a.role].device, a.setting, a.start, a.end)
         comp_lat += c.latency_s
         busy[a.role] += c.latency_s

@@ -2,7 +2,8 @@
 
 Every composition of the n layers into bundles of at most K layers, times a role and a
 setting per bundle, is evaluated with dime.core.costs.evaluate; private layers, pins, one
-setting per role, the merge rule (unless bundle_sum) and memory limits filter them.
+setting per role, the merge rule (unless bundle_sum) and memory limits filter them. Relays
+(roles without compute) get no bundle: they have no settings and `allowed` excludes them.
 Exponential: n <= ~8 only.
 """
 

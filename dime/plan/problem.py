@@ -28,6 +28,10 @@ one for bytes_k, fixed in advance; its latency, energy and wire times are y's co
 so two same-setting bundles in a row on one role are kept apart only when their union is
 longer than K: otherwise the union's own measurement is the prediction.
 
+A relay role (Role.compute False: a router, an access point) has no settings, hence no x,
+no merge or memory rows and no compute in T; it is never a side of a cut, only a node of
+routes, so the wire times of its links still bound T.
+
 Inside the model seconds and joules are scaled to ms and mJ, bytes to MB (per-layer costs
 can be 1e-5 s, which would sit at solver tolerance in SI units); every reported number
 comes from re-evaluating the chosen placement with dime.core.costs.evaluate.
@@ -136,8 +140,11 @@ class PlacementProblem:
         names = [r.name for r in self.roles]
         if len(set(names)) != len(names):
             raise UsageError(f"two roles share a name: {', '.join(names)}")
-        for role in self.roles:
+        for r, role in enumerate(self.roles):
             name = role.name
+            if not role.compute:
+                self._check_relay(r, role, net)
+                continue
             if role.device not in self.table.settings:
                 raise UsageError(
                     f"unknown {name} device {role.device!r}; known devices: {', '.join(self.table.settings)}"
@@ -158,6 +165,9 @@ class PlacementProblem:
         for layer, r in self.pin:
             if not (0 <= layer < n and 0 <= r < len(self.roles)):
                 raise UsageError(f"pin: layer {layer} or role {r} out of range")
+            if not self.roles[r].compute:
+                raise UsageError(f"pin: {self.table.layer_names[layer]} is pinned to {self.roles[r].name}, "
+                                 "a relay that runs no layer")
             if layer < self.private_layers and r != net.source:
                 raise UsageError(
                     f"pin: {self.table.layer_names[layer]} is a private layer, it runs on {self.roles[net.source].name}"
@@ -165,6 +175,18 @@ class PlacementProblem:
         unreachable = net.unreachable()
         if unreachable:
             raise UsageError(f"{self.roles[unreachable[0]].name} is not linked to {self.roles[net.source].name}")
+
+    @staticmethod
+    def _check_relay(r: int, role: Role, net: Network) -> None:
+        """A role without compute: no settings, no memory, not the source, and a name."""
+        if not role.name:
+            raise UsageError(f"relay role {r} (compute False) needs a name")
+        if r == net.source:
+            raise UsageError(f"the source {role.name} must compute: it holds the input and gets the output back")
+        if role.settings:
+            raise UsageError(f"{role.name} is a relay (compute False) and has settings {', '.join(role.settings)}")
+        if role.memory_bytes is not None:
+            raise UsageError(f"{role.name} is a relay (compute False) and has a memory limit")
 
     @property
     def k(self) -> int:
@@ -180,7 +202,10 @@ class PlacementProblem:
         return self.network.source
 
     def allowed(self, start: int, end: int, role: int) -> bool:
-        """Whether a bundle may run on a role: private layers stay on the source, pins hold."""
+        """Whether a bundle may run on a role: it computes, private layers stay on the
+        source, pins hold."""
+        if not self.roles[role].compute:
+            return False
         if role != self.source and start < self.private_layers:
             return False
         return all(r == role for layer, r in self.pin if start <= layer <= end)
@@ -347,7 +372,8 @@ class PlacementModel:
                 cap_terms.update({j: params for j in xs})
             b.add_row(f"memory_{r}", cap_terms, -INF, role.memory_bytes * BYTES_SCALE)
 
-        # Throughput: the period T bounds every role's compute and every link direction's wire time.
+        # Throughput: the period T bounds every role's compute and every link direction's wire time
+        # (a relay computes nothing: only the wire times of its links).
         self._period = b.add_var("period", 0.0, INF, integer=False)
         for r in range(D):
             if busy[r]:
@@ -387,6 +413,8 @@ class PlacementModel:
         of c layers starting there are not both chosen when a + c <= K (row i = a)."""
         for k in range(1, n):
             for r, role in enumerate(roles):
+                if not role.compute:
+                    continue
                 for t in role.settings:
                     lefts, rights = end_at.get((k - 1, r, t), []), start_at.get((k, r, t), [])
                     last: frozenset[int] | None = None

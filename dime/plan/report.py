@@ -30,7 +30,8 @@ def transfer_details(problem: PlacementProblem, placement: Sequence[Assignment])
 
 
 def device_details(problem: PlacementProblem, placement: Sequence[Assignment]) -> list[dict[str, Any]]:
-    """Each role: its profiled device, settings, energy flag, memory and what it runs."""
+    """Each role: its profiled device, settings, energy flag, memory and what it runs
+    (a relay: profile_device "", settings [], compute false, no bundles)."""
     out = []
     for r, role in enumerate(problem.roles):
         mine = [a for a in placement if a.role == r]
@@ -39,6 +40,7 @@ def device_details(problem: PlacementProblem, placement: Sequence[Assignment]) -
             "name": role.name,
             "profile_device": role.device,
             "settings": list(role.settings),
+            "compute": role.compute,
             "energy": bool(role.energy),
             "source": r == problem.source,
             "memory_bytes": role.memory_bytes,

@@ -135,7 +135,8 @@ def format_report(problem: PlacementProblem, sol: Solution, data: dict, header: 
     if header:
         lines.append(
             f"model {table.model}: {table.n_layers} layers; "
-            + "; ".join(f"{r.name} {r.device} ({', '.join(r.settings)})" for r in problem.roles)
+            + "; ".join(f"{r.name} {r.device} ({', '.join(r.settings)})" if r.compute else f"{r.name} (relay)"
+                        for r in problem.roles)
         )
         budgets = [f"min {problem.objective}", f"max bundle {problem.k}"]
         if problem.max_latency_s is not None:

@@ -12,6 +12,12 @@
     energy = true                # optional: its energy counts (default: the source's only)
     memory_bytes = 512_000_000   # optional capacity
 
+    [[device]]
+    name = "router"
+    compute = false              # a relay: forwards transfers along routes, runs no bundle; no
+                                 # profiles, profile_device, settings or memory_bytes (energy may
+                                 # be given: the radio energy of its links). The source computes.
+
     [[link]]
     ends = ["camera", "jetson"]  # up = ends[0] -> ends[1], down = the reverse
     preset = "wifi"              # or up_mbps, down_mbps; optional rtt_ms and radio model of ends[0]:
@@ -41,6 +47,7 @@ from typing import Any
 
 import tomllib
 
+from dime.core.costs import Role
 from dime.core.links import LINK_PRESETS, Link, get_link
 from dime.core.network import NetLink, Network
 from dime.errors import UsageError
@@ -60,6 +67,7 @@ class DeviceSpec:
     settings: tuple[str, ...] | None = None  # None: every profiled setting
     energy: bool | None = None  # None: counts only when it is the source
     memory_bytes: int | None = None
+    compute: bool = True  # False: a relay (no profiles, profile_device "", runs no bundle)
 
 
 @dataclass(frozen=True)
@@ -161,7 +169,8 @@ class _Reader:
 
 
 _TOP = ("model", "source", "max_bundle", "device", "link", "constraints")
-_DEVICE = ("name", "profiles", "profile_device", "settings", "energy", "memory_bytes")
+_DEVICE = ("name", "compute", "profiles", "profile_device", "settings", "energy", "memory_bytes")
+_COMPUTE_ONLY = ("profiles", "profile_device", "settings", "memory_bytes")  # not on a relay
 _LINK = ("ends", "preset", "up_mbps", "down_mbps", "rtt_ms", "alpha_up_mw_per_mbps",
          "alpha_down_mw_per_mbps", "beta_mw")
 _CONSTRAINTS = ("objective", "max_latency_s", "max_energy_j", "private_layers", "pin",
@@ -195,6 +204,13 @@ def load_system(path: str | Path) -> System:
         r.where = f"device {name!r}"
         if any(d.name == name for d in devices):
             raise r.error("name", "used by two devices")
+        energy = r.get("energy", bool)
+        if not r.get("compute", bool, True):
+            for key in _COMPUTE_ONLY:
+                if key in r.data:
+                    raise r.error(key, "a relay (compute = false) runs no bundle; drop this key")
+            devices.append(DeviceSpec(name=name, profiles=(), profile_device="", energy=energy, compute=False))
+            continue
         profiles = r.strings("profiles", required=True)
         assert profiles is not None
         paths = []
@@ -211,7 +227,7 @@ def load_system(path: str | Path) -> System:
             profiles=tuple(paths),
             profile_device=r.get("profile_device", str, name),
             settings=r.strings("settings"),
-            energy=r.get("energy", bool),
+            energy=energy,
             memory_bytes=memory,
         ))
     names = [d.name for d in devices]
@@ -232,12 +248,16 @@ def load_system(path: str | Path) -> System:
     source = top.get("source", str, names[0] if len(names) == 1 else None, required=len(names) > 1)
     if source not in names:
         raise top.error("source", f"unknown device {source!r}; devices: {', '.join(names)}")
+    relays = [d.name for d in devices if not d.compute]
+    if source in relays:
+        raise top.error("source", f"device {source!r} has compute = false; the source holds the input and must compute")
     max_bundle = top.get("max_bundle", int)
     if max_bundle is not None and max_bundle < 1:
         raise top.error("max_bundle", f"must be a whole number >= 1, got {max_bundle}")
 
     system = System(tuple(devices), tuple(links), source, top.get("model", str), max_bundle,
-                    _read_constraints(_Reader(label, "constraints", top.get("constraints", dict, {})), names),
+                    _read_constraints(_Reader(label, "constraints", top.get("constraints", dict, {})), names,
+                                      relays),
                     label)
     net = _network(system)
     unreachable = net.unreachable()
@@ -263,7 +283,7 @@ def _read_link(r: _Reader, default_name: str) -> Link:
     return dataclasses.replace(link, **changes) if changes else link
 
 
-def _read_constraints(r: _Reader, names: Sequence[str]) -> Constraints:
+def _read_constraints(r: _Reader, names: Sequence[str], relays: Sequence[str] = ()) -> Constraints:
     r.check_keys(_CONSTRAINTS)
     objective = r.get("objective", str, LATENCY)
     if objective not in OBJECTIVES:
@@ -275,6 +295,8 @@ def _read_constraints(r: _Reader, names: Sequence[str]) -> Constraints:
     for layer, device in pins.items():
         if device not in names:
             raise r.error(f"pin.{layer}", f"unknown device {device!r}; devices: {', '.join(names)}")
+        if device in relays:
+            raise r.error(f"pin.{layer}", f"device {device!r} has compute = false; it runs no layer")
     return Constraints(
         objective=objective,
         max_latency_s=r.number("max_latency_s"),
@@ -304,6 +326,9 @@ def build_problem(system: System, trim: float = 0.1) -> PlacementProblem:
     table = load_profiles(list(system.profiles), model=system.model, trim=trim)
     roles = []
     for d in system.devices:
+        if not d.compute:  # a relay: in routes only, nothing to find in the profiles
+            roles.append(Role("", (), d.name, d.energy, None, compute=False))
+            continue
         role = make_role(table, d.profile_device, d.settings)
         roles.append(dataclasses.replace(role, name=d.name, energy=d.energy, memory_bytes=d.memory_bytes))
     k = max_bundle_for(table, roles, system.max_bundle)

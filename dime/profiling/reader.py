@@ -138,8 +138,11 @@ def missing_bundle(table: CostTable, device: str, setting: str, max_bundle: int)
 
 
 def require_bundles(table: CostTable, roles: Sequence[Role], max_bundle: int) -> None:
-    """Raise ProfileError naming the first bundle up to max_bundle layers that is not profiled."""
+    """Raise ProfileError naming the first bundle up to max_bundle layers that is not profiled
+    (relays, roles without compute, need none)."""
     for role in roles:
+        if not role.compute:
+            continue
         for setting in role.settings:
             miss = missing_bundle(table, role.device, setting, max_bundle)
             if miss is not None:
@@ -153,16 +156,21 @@ def require_bundles(table: CostTable, roles: Sequence[Role], max_bundle: int) ->
 
 
 def common_max_bundle(table: CostTable, roles: Sequence[Role]) -> int:
-    """The largest K with every bundle of 1..K layers profiled for every role setting."""
-    k = min(table.max_bundle(r.device, s) for r in roles for s in r.settings)
+    """The largest K with every bundle of 1..K layers profiled for every setting of every
+    role that computes (relays have none)."""
+    ks = [table.max_bundle(r.device, s) for r in roles if r.compute for s in r.settings]
+    if not ks:
+        raise UsageError("no device computes: every role is a relay")
+    k = min(ks)
     if k == 0:
         require_bundles(table, roles, 1)  # raises, naming the missing one-layer bundle
     return k
 
 
 def max_bundle_for(table: CostTable, roles: Sequence[Role], requested: int | None) -> int:
-    """K for a placement: the largest profiled for every role setting, or the requested K
-    (capped at the model's layers) once every bundle up to it is known to be profiled."""
+    """K for a placement: the largest profiled for every setting of the roles that compute,
+    or the requested K (capped at the model's layers) once every bundle up to it is known
+    to be profiled."""
     if requested is None:
         return common_max_bundle(table, roles)
     k = min(requested, table.n_layers)
