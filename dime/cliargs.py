@@ -181,3 +181,14 @@ def join_negative_values(argv: Sequence[str], options: Sequence[str] = ("--split
             continue
         out.append(a)
     return out
+
+
+def assignments(items: Sequence[str], flag: str) -> list[tuple[str, str]]:
+    """`NAME=VALUE` items of a repeatable flag, as (name, value) pairs."""
+    out = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise UsageError(f"{flag} {item!r}: give NAME=VALUE")
+        out.append((name.strip(), value.strip()))
+    return out

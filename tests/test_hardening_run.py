@@ -91,7 +91,7 @@ def test_edge_against_a_silent_client_gives_up_within_the_timeout():
         edge.kill()
         edge.wait()
     assert_one_line_error(subprocess.CompletedProcess(edge.args, edge.returncode, out, err))
-    assert client is not None and "is not a dime.run cloud" in err and f"127.0.0.1:{port}" in err
+    assert client is not None and "is not a dime.run device" in err and f"127.0.0.1:{port}" in err
     assert time.monotonic() - t0 < TIMEOUT_S + STARTUP_S + 5
 
 

@@ -1,4 +1,6 @@
-"""Split inference across two processes (dime.run), link emulation, measurement, validation."""
+"""Split inference across two processes (dime.run), link emulation, measurement, validation.
+
+N devices, relays and pipelining: tests/test_run_nd.py."""
 
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ from dime.errors import UsageError
 from dime.run.linkemu import LinkShaper, achieved_mbps
 from dime.run.local import free_port
 from dime.run.measure import MeasureSettings, measure, stats_from_latencies
-from dime.run.plan import parse_solution, parse_splits, split_placement
+from dime.run.placements import parse_solution, parse_splits, split_placement
+from dime.run.results import parse_map
 from dime.run.wire import CutLayout
 
 SKIPNET = "toy_models:skipnet"
@@ -121,15 +124,16 @@ def test_shaper_sleeps_the_remainder_of_the_link_time():
     def body() -> None:
         now[0] += 0.01  # the real send took 10 ms
 
-    shaper = LinkShaper(link, clock=lambda: now[0], sleep=sleep)
-    rec = shaper.send(100_000, UP, body, lambda: None)
-    target = 100_000 * 8 / 5.85e6
+    shaper = LinkShaper.of(link, UP, clock=lambda: now[0], sleep=sleep)
+    rec = shaper.send(100_000, body, lambda: None)
+    target = 100_000 * 8 / 5.85e6  # the wire time: the rtt is the receiver's delay
     assert rec.target_s == pytest.approx(target)
     assert slept == [pytest.approx(target - 0.01)]
     assert rec.total_s == pytest.approx(target) and not rec.overrun
     # a real network slower than the link: no sleep, counted as an overrun
-    rec = shaper.send(1_000, DOWN, lambda: sleep(0.5), lambda: None)
-    assert rec.overrun and shaper.stats.overruns == 1
+    down = LinkShaper.of(link, DOWN, clock=lambda: now[0], sleep=sleep)
+    rec = down.send(1_000, lambda: sleep(0.5), lambda: None)
+    assert rec.overrun and down.stats.overruns == 1 and shaper.stats.overruns == 0
     assert achieved_mbps(1_000_000, 1.0 + 0.01, rtt_ms=20) == pytest.approx(8.0)
 
 
@@ -162,20 +166,28 @@ def test_loadgen_driver_runs_each_scenario(scenario):
 
 def test_runtime_runs_each_planned_bundle_as_one_module():
     """A merged segment is one module; a segment of several bundles runs them in order, as planned."""
-    from dime.run.edge import EdgeRunner
-    from dime.run.plan import RunConfig, mergeable_runs
+    from dime.core.network import Network
+    from dime.run.chain import Chain
+    from dime.run.pipeline import Pipeline
+    from dime.run.plan import mergeable_runs
+    from dime.run.program import build_program
 
     m = load_model(SKIPNET, cuts=SKIP_CUTS, input_shape=(1, 3, 16, 16))
     x = torch.randn(1, 3, 16, 16)
     with torch.inference_mode():
         want = m.forward_full(x)
-    link = get_link("4g")
+    net = Network.two_roles(get_link("4g"))
     for placement in [(Assignment(0, 3, EDGE, "t"),), (Assignment(0, 2, EDGE, "t"), Assignment(3, 3, EDGE, "t"))]:
         cache: dict = {}
-        runner = EdgeRunner(m, RunConfig("x", placement, link), None, cache)  # edge-only: no peer needed
-        assert [len(step) for _, step in runner.steps] == [len(placement)]
+        program = build_program(placement, net, m.cut_bytes)
+        pipe = Pipeline(program, EDGE, m, cache, None, [0, 1], net, 1, True, True)  # edge-only: no peer needed
+        assert [len(mods) for mods in pipe._modules.values()] == [len(placement)]
         assert sorted(cache) == [(a.start, a.end) for a in placement]
-        torch.testing.assert_close(runner.infer((x,))[0], want)
+        chain = Chain(pipe, [(x,)], 1)
+        pipe.start()
+        torch.testing.assert_close(chain.infer(0)[0], want)
+        chain.close()
+        assert pipe.join(5).queries == 1
     two = (Assignment(0, 2, EDGE, "t"), Assignment(3, 3, EDGE, "t"))
     assert mergeable_runs(two, lambda a: a.end - a.start + 1 <= 4) == [0]  # K = 4: the union is profiled
     assert mergeable_runs(two, lambda a: a.end - a.start + 1 <= 3) == []  # K = 3: longer than K, stays apart
@@ -229,7 +241,7 @@ def test_two_processes_reproduce_the_full_model(tmp_path):
     configs = ["solver", "cloud-only", "split@conv1", "split@conv2", "split@pool", "edge-only"]
     assert [r["config"] for r in rs] == [c for c in configs for _ in range(3)]
     assert [r["scenario"] for r in rs[:3]] == ["single-stream", "server", "offline"]
-    assert all(int(r["count"]) >= 4 and float(r["mean_s"]) > 0 and float(r["throughput_qps"]) > 0 for r in rs)
+    assert all(int(r["count"]) >= 4 and float(r["mean_s"]) > 0 and float(r["throughput_fps"]) > 0 for r in rs)
     assert float(rs[1]["target_qps"]) == 200
     assert [int(r["transfers"]) for r in rs[::3]] == [2, 2, 2, 2, 2, 0]
     # the solver's row: no profile, so bundle costs from the file + communication over the run's link
@@ -239,10 +251,11 @@ def test_two_processes_reproduce_the_full_model(tmp_path):
     assert float(solver["pred_bundle_s"]) == pytest.approx(0.0006 + comm, rel=1e-4)
     assert solver["err_bundle"] != "" and solver["pred_layersum_s"] == ""
     assert assert_outputs_match_full_model(outputs, SKIPNET, (1, 3, 16, 16), SKIP_CUTS) == 12
-    # each side describes itself: the cloud's line comes over the wire
-    assert {(r["edge_threads"], r["cloud_threads"], r["edge_torch_device"], r["cloud_torch_device"]) for r in rs} \
-        == {("1", "1", "cpu", "cpu")}
-    assert all(r["cloud_host"] and r["cloud_host"] == r["host"] for r in rs)
+    # each device describes itself: the cloud's line comes over the wire
+    assert {(r["threads"], r["torch_devices"]) for r in rs if r["config"] != "edge-only"} \
+        == {("edge=1;cloud=1", "edge=cpu;cloud=cpu")}
+    assert {(r["threads"], r["devices"]) for r in rs if r["config"] == "edge-only"} == {("edge=1", "edge")}
+    assert all(len(set(parse_map(r["hosts"]).values())) == 1 for r in rs)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -254,8 +267,10 @@ def test_cloud_role_on_cuda_reproduces_the_full_model(tmp_path):
                                          "--driver", "plain"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     rs = rows(out)
-    assert len(rs) == 6 and all(r["cloud_torch_device"] == torch.cuda.get_device_name(0) for r in rs)
-    assert all(r["edge_torch_device"] == "cpu" for r in rs)
+    assert len(rs) == 6
+    assert all(parse_map(r["torch_devices"]).get("cloud", "-") == torch.cuda.get_device_name(0)
+               for r in rs if r["config"] != "edge-only")
+    assert all(parse_map(r["torch_devices"])["edge"] == "cpu" for r in rs)
     assert assert_outputs_match_full_model(outputs, SKIPNET, (1, 3, 16, 16), SKIP_CUTS) == 12
 
 
@@ -271,21 +286,21 @@ def test_cloud_on_cuda_without_a_gpu_is_a_one_line_error(tmp_path):
 
 def test_emulated_link_takes_the_presets_time(tmp_path):
     """The probe's achieved rates are the presets'; a query over a slow link takes its time."""
-    proc, out, _ = local(SKIPNET, ["--cuts", ",".join(SKIP_CUTS), "--input-shape", SMALL, "--split", "-1", "--link", "4g,wifi,1/1/20",
+    proc, out, _ = local(SKIPNET, ["--cuts", ",".join(SKIP_CUTS), "--input-shape", SMALL, "--split", "-1", "--link", "4g,wifi,1/1/20", "--shaper", "user",
                                    "--probe-s", "0.15", "--min-query-count", "4", "--warmup", "1", "--count", "1",
                                    "--driver", "plain"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     by_link = {r["link"]: r for r in rows(out)}
     for name in ("4g", "wifi"):
         preset = get_link(name)
-        r = by_link[name]
-        assert float(r["achieved_up_mbps"]) == pytest.approx(preset.uplink_mbps, rel=0.10)
-        assert float(r["achieved_down_mbps"]) == pytest.approx(preset.downlink_mbps, rel=0.10)
+        achieved = parse_map(by_link[name]["achieved_mbps"])
+        assert float(achieved["edge->cloud"]) == pytest.approx(preset.uplink_mbps, rel=0.10)
+        assert float(achieved["cloud->edge"]) == pytest.approx(preset.downlink_mbps, rel=0.10)
     # cloud-only at 16x16: 3072 B up and 40 B down at 1 Mbps, + 2 x rtt/2 of 10 ms
     r = by_link["1up-1down-20ms"]
     wire = (3072 + 40) * 8 / 1e6 + 0.020
     assert wire < float(r["min_s"]) < wire + 0.03
-    assert float(r["achieved_up_mbps"]) == pytest.approx(1.0, rel=0.10)
+    assert float(parse_map(r["achieved_mbps"])["edge->cloud"]) == pytest.approx(1.0, rel=0.10)
 
 
 def _middle_split(model: str, tmp_path: Path, k: int) -> None:
@@ -324,7 +339,8 @@ def test_missing_peer_is_a_one_line_error_within_the_timeout():
     for role, p in procs.items():
         out, err = p.communicate(timeout=60)
         assert_one_line_error(subprocess.CompletedProcess(p.args, p.returncode, out, err))
-        assert f"no {'cloud' if role == 'edge' else 'edge'} peer joined" in err and "within 2 s" in err
+        needle = "device 'cloud' did not join" if role == "edge" else "no source joined"
+        assert needle in err and "within 2 s" in err
     assert time.monotonic() - t0 < 2 + 30  # two interpreters and models starting on a busy 2-core machine
 
 
@@ -356,7 +372,7 @@ def test_dead_peer_is_noticed_at_once():
         edge.wait()
     err = "".join(lines) + err
     assert_one_line_error(subprocess.CompletedProcess(edge.args, edge.returncode, "", err))
-    assert "lost the cloud peer" in err
+    assert "lost device 'cloud'" in err
 
 
 @pytest.mark.parametrize("extra,needle", [
@@ -407,14 +423,16 @@ def test_validate_runs_solver_and_every_split(tmp_path):
     assert "| compute only: bundle |" in proc.stdout and "| **all** |" in proc.stdout
     assert "Drift explains" in proc.stdout
     # the whole model: 4 ms x 0.9 in the made-up profile, timed for real before every placement and at the end
-    assert {r["edge_whole_profiled_s"] for r in rs} == {r["cloud_whole_profiled_s"] for r in rs} == {"0.0036"}
+    assert {r["whole_profiled_s"] for r in rs} == {"edge=0.0036;cloud=0.0036"}
     for r in rs:
-        assert float(r["edge_whole_before_s"]) > 0 and float(r["cloud_whole_before_s"]) > 0
-        assert float(r["edge_drift"]) == pytest.approx(float(r["edge_whole_before_s"]) / 0.0036, rel=1e-4)
-        # edge-only: all compute on the edge, so the corrected prediction is the raw one times the edge's drift
-    assert float(edge_only["pred_bundle_drift_s"]) == pytest.approx(0.0036 * float(edge_only["edge_drift"]), rel=1e-3)
-    assert len({r["edge_whole_end_s"] for r in rs}) == 1
-    assert "| 3.6 / " in proc.stdout
+        before, drift = parse_map(r["whole_before_s"]), parse_map(r["drift"])
+        assert float(before["edge"]) > 0 and float(before["cloud"]) > 0
+        assert float(drift["edge"]) == pytest.approx(float(before["edge"]) / 0.0036, rel=1e-4)
+    # edge-only: all compute on the edge, so the corrected prediction is the raw one times the edge's drift
+    edge_drift = float(parse_map(edge_only["drift"])["edge"])
+    assert float(edge_only["pred_bundle_drift_s"]) == pytest.approx(0.0036 * edge_drift, rel=1e-3)
+    assert len({r["whole_end_s"] for r in rs}) == 1
+    assert "| edge 3.6 / " in proc.stdout
 
 
 def test_validate_rejects_two_settings_per_role(tmp_path):
@@ -428,7 +446,8 @@ def test_validate_rejects_two_settings_per_role(tmp_path):
 
 def test_plan_predicts_solutions_and_splits_from_a_profile(tmp_path):
     from dime.run.cli import build_parser, run_options
-    from dime.run.plan import build_plan
+    from dime.run.placements import build_plan
+    from dime.run.source import model_shape
 
     prof = tmp_path / "skipnet.csv"
     _fake_profile(prof, SKIPNET, (1, 3, 16, 16))
@@ -436,9 +455,9 @@ def test_plan_predicts_solutions_and_splits_from_a_profile(tmp_path):
     args = build_parser().parse_args(join_negative_values([
         "--role", "edge", "--peer", "127.0.0.1:1", "--model", SKIPNET, "--cuts", ",".join(SKIP_CUTS), "--solution", str(sol), "--split", "-1,3",
         "--profile", str(prof), "--link", "8/16/10"]))
-    plan = build_plan(run_options(args).plan, load_model(SKIPNET, cuts=SKIP_CUTS, input_shape=(1, 3, 16, 16)))
+    plan = build_plan(run_options(args).plan, model_shape(load_model(SKIPNET, cuts=SKIP_CUTS, input_shape=(1, 3, 16, 16))))
     solver, cloud_only, edge_only = plan.configs
-    assert plan.edge_device == plan.cloud_device == "cpu"
+    assert [d.profile_device for d in plan.devices] == ["cpu", "cpu"]
     # solver: a 2-layer edge bundle (2 x 0.9 ms), a 2-layer cloud bundle, up cut 2 and down cut 4
     comm = cut_bytes[2] * 8 / 8e6 + cut_bytes[4] * 8 / 16e6 + 2 * 0.005
     assert solver.pred_bundle_s == pytest.approx(0.0036 + comm)
@@ -451,7 +470,9 @@ def test_plan_runs_a_mergeable_solution_as_one_bundle_and_predicts_the_union(tmp
     """A DIME-semantics solution (two single-layer edge bundles at one setting, union profiled) runs
     as the profiled 2-layer bundle, predicted by that bundle's own cost; the solution's placement is kept."""
     from dime.run.cli import build_parser, run_options
-    from dime.run.plan import Plan, build_plan
+    from dime.run.placements import build_plan
+    from dime.run.plan import Plan
+    from dime.run.source import model_shape
 
     prof = tmp_path / "skipnet.csv"
     _fake_profile(prof, SKIPNET, (1, 3, 16, 16))
@@ -464,60 +485,62 @@ def test_plan_runs_a_mergeable_solution_as_one_bundle_and_predicts_the_union(tmp
         for s, e, r in entries]}))
     args = build_parser().parse_args(["--role", "edge", "--peer", "127.0.0.1:1", "--model", SKIPNET, "--cuts", ",".join(SKIP_CUTS),
                                       "--solution", str(sol), "--profile", str(prof), "--link", "8/16/10"])
-    (cfg,) = build_plan(run_options(args).plan, m).configs
+    (cfg,) = build_plan(run_options(args).plan, model_shape(m)).configs
     assert cfg.placement == (Assignment(0, 1, EDGE, "threads=1"), Assignment(2, 3, CLOUD, "threads=1"))
     assert cfg.planned == tuple(Assignment(s, e, EDGE if r == "edge" else CLOUD, "threads=1") for s, e, r in entries)
     comm = m.cut_bytes[2] * 8 / 8e6 + m.cut_bytes[4] * 8 / 16e6 + 2 * 0.005
     assert cfg.pred_bundle_s == pytest.approx(0.0018 + 0.0018 + comm)  # the union's 2 x 0.9 ms, not 1 + 1 ms
-    assert cfg.pred_bundle_edge_s == pytest.approx(0.0018) and cfg.solver_latency_s == 0.01
+    assert cfg.bundle.compute_s[EDGE] == pytest.approx(0.0018) and cfg.solver_latency_s == 0.01
     # the plan file carries both
     plan = Plan("m", tuple(names), tuple(m.cut_bytes), (cfg,))
     assert Plan.from_json(plan.to_json()).configs[0] == cfg
 
 
 def _summary_row(config, meas, pred_b, pred_l, edge_part=None, cloud_part=None, edge_now=0.012, cloud_now=None):
-    row = {"model": "m", "link": "4g", "scenario": "single-stream", "config": config,
-           "placement": "a@edge/t | b@cloud/t", "measured_s": str(meas), "pred_bundle_s": str(pred_b),
-           "pred_layersum_s": str(pred_l), "err_bundle": str((pred_b - meas) / meas),
-           "err_layersum": str((pred_l - meas) / meas), "uplink_mbps": "8", "downlink_mbps": "8",
-           "up_bytes": "1000000", "down_bytes": "0", "transfers": "1", "rtt_ms": "0",
-           "pred_bundle_edge_s": "" if edge_part is None else str(edge_part),
-           "pred_bundle_cloud_s": "" if cloud_part is None else str(cloud_part),
-           "edge_whole_before_s": str(edge_now), "cloud_whole_before_s": "" if cloud_now is None else str(cloud_now),
-           "edge_whole_end_s": "0.0131"}
-    return row
+    """A measured row as dime.run writes it: 1 s of communication (1 MB at 8 Mbps)."""
+    from dime.run.results import map_cell
+
+    return {"model": "m", "link": "4g", "scenario": "single-stream", "config": config,
+            "placement": "a@edge/t | b@cloud/t", "measured_s": str(meas), "pred_bundle_s": str(pred_b),
+            "pred_layersum_s": str(pred_l), "err_bundle": str((pred_b - meas) / meas),
+            "err_layersum": str((pred_l - meas) / meas), "pred_comm_s": "1.0",
+            "pred_bundle_compute_s": map_cell({"edge": edge_part, "cloud": cloud_part}),
+            "whole_before_s": map_cell({"edge": edge_now, "cloud": cloud_now}),
+            "whole_end_s": "edge=0.0131"}
 
 
-def test_drift_correction_scales_each_roles_compute_part():
+def test_drift_correction_scales_each_devices_compute_part():
     from dime.run.validate import add_drift_columns
 
-    # 1 s of communication (1 MB at 8 Mbps); 0.06 s predicted on the edge, 0.04 s in the cloud
+    # 1 s of communication; 0.06 s predicted on the edge, 0.04 s in the cloud
     r = _summary_row("solver", 1.2, 1.10, 1.10, edge_part=0.06, cloud_part=0.04, edge_now=0.015, cloud_now=0.02)
-    add_drift_columns(r, 0.010, 0.040)  # the edge runs 1.5x slower than profiled, the cloud 2x faster
-    assert r["edge_drift"] == pytest.approx(1.5) and r["cloud_drift"] == pytest.approx(0.5)
+    add_drift_columns(r, {"edge": 0.010, "cloud": 0.040})  # the edge runs 1.5x slower than profiled, the cloud 2x faster
+    drift = parse_map(r["drift"])
+    assert float(drift["edge"]) == pytest.approx(1.5) and float(drift["cloud"]) == pytest.approx(0.5)
     corrected = 1.0 + 0.06 * 1.5 + 0.04 * 0.5
     assert r["pred_bundle_drift_s"] == pytest.approx(corrected)
     assert r["err_bundle_drift"] == pytest.approx((corrected - 1.2) / 1.2)
     assert r["err_bundle_compute"] == pytest.approx((1.10 - 1.2) / 0.2)
     assert r["err_bundle_compute_drift"] == pytest.approx((corrected - 1.2) / 0.2)
-    # no parts for the layer sum, and a role without a profiled reference: left as predicted
+    # no parts for the layer sum, and a device without a profiled reference: left as predicted
     assert r["pred_layersum_drift_s"] == pytest.approx(1.10)
     r2 = _summary_row("x", 1.2, 1.10, 1.10, edge_part=0.06, cloud_part=0.04, edge_now=0.015)
-    add_drift_columns(r2, 0.010, None)
-    assert r2["cloud_drift"] is None and r2["pred_bundle_drift_s"] == pytest.approx(1.0 + 0.09 + 0.04)
+    add_drift_columns(r2, {"edge": 0.010, "cloud": None})
+    assert "cloud" not in parse_map(r2["drift"]) and r2["pred_bundle_drift_s"] == pytest.approx(1.0 + 0.09 + 0.04)
 
 
 def test_validate_csv_has_the_drift_columns(tmp_path):
     from dime.run.validate import VALIDATE_COLUMNS, add_drift_columns, write_table
 
     r = _summary_row("solver", 1.2, 1.10, 1.10, edge_part=0.06, cloud_part=0.04, edge_now=0.015, cloud_now=0.02)
-    add_drift_columns(r, 0.010, 0.040)
+    add_drift_columns(r, {"edge": 0.010, "cloud": 0.040})
     write_table(tmp_path / "v.csv", [r, r])
     got = rows(tmp_path / "v.csv")
     assert list(got[0]) == list(VALIDATE_COLUMNS)
-    for col in ("edge_drift", "cloud_drift", "err_bundle_drift", "err_bundle_compute", "err_bundle_compute_drift",
-                "err_layersum_drift", "err_layersum_compute", "err_layersum_compute_drift", "cloud_whole_before_s"):
+    for col in ("drift", "whole_profiled_s", "err_bundle_drift", "err_bundle_compute", "err_bundle_compute_drift",
+                "err_layersum_drift", "err_layersum_compute", "err_layersum_compute_drift", "whole_before_s"):
         assert col in VALIDATE_COLUMNS and got[0][col] != "", col
+    assert parse_map(got[0]["drift"]) == {"edge": "1.5", "cloud": "0.5"}
     assert float(got[1]["err_bundle_drift"]) == pytest.approx((1.11 - 1.2) / 1.2, rel=1e-4)
 
 
@@ -527,7 +550,7 @@ def test_validation_summary_medians_and_bundle_closer_count():
     rows_ = [_summary_row("solver", 1.10, 1.09, 1.08, 0.09, 0.0), _summary_row("split@a", 1.20, 1.22, 1.10, 0.22, 0.0),
              _summary_row("split@b", 1.50, 1.45, 1.60, 0.45, 0.0)]
     for r in rows_:
-        add_drift_columns(r, 0.010, None)  # the edge timed 12 ms now: 1.2x its profile
+        add_drift_columns(r, {"edge": 0.010})  # the edge timed 12 ms now: 1.2x its profile
     table = summary_markdown(rows_)
     line = next(li for li in table.splitlines() if li.startswith("| m |"))
     cells = [c.strip() for c in line.strip("|").split("|")]
@@ -538,5 +561,5 @@ def test_validation_summary_medians_and_bundle_closer_count():
     assert cells[6:9] == ["10.0% / 8.0%", "20.0% / 20.0%", "3/3"]
     assert cells[9] == "a edge, b cloud"
     assert cells[10:13] == ["1090.0", "1100.0", "-0.9% / +0.7%"]
-    assert cells[13] == "1100.0 (solver)" and cells[14] == "10.0 / 12.0 / 13.1"
+    assert cells[13] == "1100.0 (solver)" and cells[14] == "edge 10.0 / 12.0 / 13.1"
     assert "**3/3**" in table and "Drift explains -60% of the median |bundle error| (1.7% -> 2.7%)" in table

@@ -2,7 +2,6 @@
 
 import sys
 
-from dime.cliargs import run_main
-from dime.run.cli import main
+from dime.run.cli import device_main
 
-sys.exit(run_main(main))
+sys.exit(device_main())

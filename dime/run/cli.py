@@ -1,23 +1,28 @@
-"""Run a chosen split for real and measure it: `python -m dime.run`.
+"""Run placements for real and measure them: `python -m dime.run`.
 
-The edge and the cloud each run their own bundles (SplitModel.bundle) and pass the
-live tensors between them over torch.distributed (gloo backend, point-to-point send
-and recv; rank 0 = edge, rank 1 = cloud). They meet at HOST:PORT, a TCP rendezvous
-that the edge hosts. The edge drives: it sends the cloud the plan (placements and
-links), probes each emulated link (dime.run.linkemu), then measures every placement with
-MLPerf LoadGen (dime.run.measure) and writes one CSV row per (placement, link, scenario).
+Every device runs its own bundles (SplitModel.bundle) and passes the live tensors of each
+cut to the next device over torch.distributed (gloo backend, point-to-point send and recv),
+hop by hop along the transfer's route; a device in between only forwards. They meet at
+HOST:PORT, a TCP rendezvous that the source (the device holding the input) hosts. The
+source drives: it sends every device the plan (placements and networks), probes each link,
+then measures every placement with MLPerf LoadGen (dime.run.measure) and writes one CSV row
+per (placement, network, scenario).
 
-    # on the edge machine (the rendezvous is on its address)
+    # two devices: on the edge machine (the rendezvous is on its address), then the cloud
     python -m dime.run --role edge --peer EDGE_HOST:29500 --model alexnet \\
         --solution sol.json --link 4g --out results/run.csv
-    # on the cloud machine
     python -m dime.run --role cloud --peer EDGE_HOST:29500 --model alexnet
 
-    # both roles on this machine, pinned to cores 0 and 1
+    # N devices: on each machine, its name in the system file
+    python -m dime.run --system sys.toml --device camera --peer CAMERA_HOST:29500 --solution sol.json
+    python -m dime.run --system sys.toml --device jetson --peer CAMERA_HOST:29500
+
+    # every device on this machine, each pinned to a core
     python -m dime.run local --model alexnet --solution sol.json --link 4g
+    python -m dime.run local --system sys.toml --solution sol.json --shaper netns --in-flight 4
 
 This module holds the command lines: it turns flags into typed options (dime.run.options)
-and does not import torch, so that the launcher starts fast; the roles live in
+and does not import torch, so that the launcher starts fast; the devices live in
 dime.run.roles, the launcher in dime.run.local.
 """
 
@@ -25,12 +30,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from dime.cliargs import (
     OneLineParser,
+    assignments,
     core_list,
     host_port,
     join_negative_values,
@@ -45,26 +52,29 @@ from dime.cliargs import (
 from dime.core.costs import ROLE_NAMES
 from dime.core.links import parse_links
 from dime.errors import UsageError
-from dime.run.local import ROLE_OPTIONS_FLAG, run_local
+from dime.run.local import DEVICE_OPTIONS_FLAG, SHAPER_CHOICES, run_local
 from dime.run.measure import DRIVERS, SCENARIOS, SINGLE_STREAM, parse_scenarios
 from dime.run.options import (
+    CLOUD_ROLE,
     EDGE_ROLE,
+    SHAPER_USER,
     ConnectOptions,
+    DeviceOptions,
     LocalOptions,
     ModelSpec,
     PlanOptions,
     ProcessOptions,
-    RoleOptions,
     RunOptions,
 )
-from dime.run.plan import precheck_edge
+from dime.run.placements import precheck_source
 
 log = logging.getLogger("dime.run")
 
 
 # ---- flags ------------------------------------------------------------------------
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="torchvision model name or package.module:callable")
+    p.add_argument("--model", help="torchvision model name or package.module:callable (default: the system "
+                                    "file's model)")
     p.add_argument("--weights", help="state-dict file (default: torchvision's local cache, else seeded random init)")
     p.add_argument("--cuts", help="comma list of module/node names to cut after (as when profiling)")
     p.add_argument("--input-shape", type=shape, metavar="N,C,H,W", help="input shape (default: the model's)")
@@ -85,6 +95,8 @@ def add_edge_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("placements (at least one)")
     g.add_argument("--solution", action="append", type=Path, default=[], metavar="JSON",
                    help="a `python -m dime.solve --json` file (repeatable)")
+    g.add_argument("--system", type=Path, metavar="TOML",
+                   help="N devices: the system file the solutions were solved for (devices, links, profiles)")
     g.add_argument("--split", metavar="LIST",
                    help="single split points: comma list of k (layers 0..k on the edge, -1 = all cloud) "
                         "or last-edge-layer names, or 'all'")
@@ -111,6 +123,9 @@ def add_edge_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--min-duration-s", type=non_negative_float, default=0.0, help="least seconds per scenario")
     g.add_argument("--target-qps", type=positive_float, help="server arrival rate (default 0.5 / predicted latency)")
     g.add_argument("--warmup", type=non_negative_int, default=3, help="untimed queries before each placement")
+    g.add_argument("--in-flight", type=positive_int, default=1, metavar="N",
+                   help="queries in the chain at once in the server and offline scenarios: each device works "
+                        "on the next while the others work on earlier ones (default 1)")
     g.add_argument("--reference-runs", type=non_negative_int, default=10, metavar="N",
                    help="time the whole model on the edge N times before and after the placements, to show "
                         "drift against the profile (0: skip; default 10)")
@@ -126,17 +141,19 @@ def add_edge_arguments(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="python -m dime.run",
-        description="Run split inference across two processes (edge and cloud) and measure it. "
-                    "`python -m dime.run local ...` starts both roles on this machine.",
+        description="Run one device of a placement (its bundles and relays) and, on the source, measure it. "
+                    "`python -m dime.run local ...` starts every device on this machine.",
     )
-    p.add_argument("--role", choices=ROLE_NAMES, required=True)
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--role", choices=ROLE_NAMES, help="two devices: this is the edge (the source) or the cloud")
+    who.add_argument("--device", metavar="NAME", help="N devices: this device's name in --system")
     p.add_argument("--peer", type=host_port, required=True, metavar="HOST:PORT",
-                   help="rendezvous address; the edge listens there, the cloud connects")
+                   help="rendezvous address; the source listens there, every other device connects")
     add_model_arguments(p)
-    p.add_argument("--threads", type=positive_int, default=1, help="torch threads of this role (default 1)")
-    p.add_argument("--cores", type=core_list, metavar="LIST", help="pin this role to these CPU cores")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads of this device (default 1)")
+    p.add_argument("--cores", type=core_list, metavar="LIST", help="pin this device to these CPU cores")
     p.add_argument("--torch-device", default="cpu", metavar="DEV",
-                   help="where this role runs its bundles: cpu, cuda or cuda:N (default cpu)")
+                   help="where this device runs its bundles: cpu, cuda or cuda:N (default cpu)")
     add_connection_arguments(p)
     add_edge_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true")
@@ -147,8 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
 def build_local_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="python -m dime.run local",
-        description="Start the edge and the cloud role as two processes on this machine (loopback), "
-                    "each pinned to its own cores with its own torch thread count.",
+        description="Start every device as its own process on this machine, each pinned to its own cores "
+                    "with its own torch thread count: the edge and the cloud, or the devices of --system.",
     )
     add_model_arguments(p)
     p.add_argument("--edge-threads", type=positive_int, default=1)
@@ -158,7 +175,16 @@ def build_local_parser() -> argparse.ArgumentParser:
     p.add_argument("--edge-torch-device", default="cpu", metavar="DEV", help="the edge's torch device (default cpu)")
     p.add_argument("--cloud-torch-device", default="cpu", metavar="DEV",
                    help="the cloud's torch device: cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--port", type=positive_int, help="rendezvous port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--threads", action="append", default=[], metavar="NAME=N",
+                   help="a device's torch threads (repeatable; default 1)")
+    p.add_argument("--cores", action="append", default=[], metavar="NAME=LIST",
+                   help="a device's CPU cores (repeatable; default one core each, round robin)")
+    p.add_argument("--torch-device", action="append", default=[], metavar="NAME=DEV",
+                   help="a device's torch device (repeatable; default cpu)")
+    p.add_argument("--shaper", choices=SHAPER_CHOICES, default="auto",
+                   help="links shaped by the kernel (netns: a network namespace per device, tc on veth pairs; "
+                        "root on Linux) or emulated in user space (user); auto: netns where possible (default)")
+    p.add_argument("--port", type=positive_int, help="rendezvous port (default: a free one)")
     add_connection_arguments(p)
     add_edge_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true")
@@ -166,79 +192,131 @@ def build_local_parser() -> argparse.ArgumentParser:
     return p
 
 
-
 # ---- flags to options ---------------------------------------------------------------
+def _system_model(args: argparse.Namespace) -> str:
+    """--model, else the system file's model."""
+    if args.model:
+        return str(args.model)
+    if getattr(args, "system", None) is not None:
+        from dime.plan.system import load_system
+
+        model = load_system(args.system).model
+        if model:
+            return model
+        raise UsageError(f"{args.system}: names no model; give --model")
+    raise UsageError("the following arguments are required: --model")
+
+
 def model_spec(args: argparse.Namespace) -> ModelSpec:
-    return ModelSpec(args.model, args.weights, tuple(c.strip() for c in args.cuts.split(",")) if args.cuts else None,
+    return ModelSpec(_system_model(args), args.weights,
+                     tuple(c.strip() for c in args.cuts.split(",")) if args.cuts else None,
                      args.input_shape, args.inputs, args.layers, args.capture)
 
 
 def run_options(args: argparse.Namespace) -> RunOptions:
     plan = PlanOptions(
-        solutions=tuple(args.solution), split=args.split, plan=args.plan, edge_device=args.edge_device,
-        cloud_device=args.cloud_device, edge_setting=args.edge_setting, cloud_setting=args.cloud_setting,
-        profiles=tuple(args.profile),
+        solutions=tuple(args.solution), system=args.system, split=args.split, plan=args.plan,
+        edge_device=args.edge_device, cloud_device=args.cloud_device, edge_setting=args.edge_setting,
+        cloud_setting=args.cloud_setting, profiles=tuple(args.profile),
         links=tuple(parse_links(args.link, args.uplink_mbps, args.downlink_mbps, args.rtt_ms)),
     )
     return RunOptions(
         plan=plan, scenarios=parse_scenarios(args.scenario), min_query_count=args.min_query_count,
         min_duration_s=args.min_duration_s, target_qps=args.target_qps, warmup=args.warmup,
-        reference_runs=args.reference_runs, driver=args.driver, loadgen_logs=args.loadgen_logs, images=args.images,
-        count=args.count, verify=args.verify, outputs=args.outputs, out=args.out, probe_s=args.probe_s,
+        reference_runs=args.reference_runs, in_flight=args.in_flight, driver=args.driver,
+        loadgen_logs=args.loadgen_logs, images=args.images, count=args.count, verify=args.verify,
+        outputs=args.outputs, out=args.out, probe_s=args.probe_s,
     )
 
 
-def role_options(args: argparse.Namespace) -> RoleOptions:
+def _system_devices(args: argparse.Namespace) -> tuple[list[str], str]:
+    """The device names and the source: the system file's, or edge and cloud."""
+    if args.system is None:
+        return [EDGE_ROLE, CLOUD_ROLE], EDGE_ROLE
+    from dime.plan.system import load_system
+
+    system = load_system(args.system)
+    return [d.name for d in system.devices], system.source
+
+
+def device_options(args: argparse.Namespace) -> DeviceOptions:
     host, port = args.peer
-    return RoleOptions(
-        role=args.role, model=model_spec(args), connect=ConnectOptions(host, port, args.timeout_s, args.op_timeout_s),
+    names, source = _system_devices(args)
+    name = args.role or args.device
+    if args.role and args.system is not None:
+        raise UsageError("--role is for two devices; with --system give --device NAME")
+    if args.device and args.system is None:
+        raise UsageError("--device NAME needs --system (two devices: --role edge|cloud)")
+    if name not in names:
+        raise UsageError(f"--device {name!r}: {args.system} has no such device (devices: {', '.join(names)})")
+    return DeviceOptions(
+        device=name, model=model_spec(args), connect=ConnectOptions(host, port, args.timeout_s, args.op_timeout_s),
         process=ProcessOptions(args.threads, args.cores, args.torch_device), run=run_options(args),
+        source=name == source, shaper=SHAPER_USER,
     )
+
+
+def _per_device(items: Sequence[str], flag: str, names: Sequence[str], parse: Any) -> dict[str, Any]:
+    out = {}
+    for name, value in assignments(items, flag):
+        if name not in names:
+            raise UsageError(f"{flag} {name}=...: no device {name!r} (devices: {', '.join(names)})")
+        try:
+            out[name] = parse(value)
+        except (argparse.ArgumentTypeError, ValueError) as e:
+            raise UsageError(f"{flag} {name}={value}: {e}") from None
+    return out
 
 
 def local_options(args: argparse.Namespace) -> LocalOptions:
+    names, source = _system_devices(args)
+    threads = {EDGE_ROLE: args.edge_threads, CLOUD_ROLE: args.cloud_threads}
+    cores = {EDGE_ROLE: args.edge_cores, CLOUD_ROLE: args.cloud_cores}
+    devs = {EDGE_ROLE: args.edge_torch_device, CLOUD_ROLE: args.cloud_torch_device}
+    threads.update(_per_device(args.threads, "--threads", names, positive_int))
+    cores.update(_per_device(args.cores, "--cores", names, core_list))
+    devs.update(_per_device(args.torch_device, "--torch-device", names, str))
+    devices = tuple((n, ProcessOptions(threads.get(n, 1), cores.get(n), devs.get(n, "cpu"))) for n in names)
     return LocalOptions(
-        model=model_spec(args), run=run_options(args),
-        edge=ProcessOptions(args.edge_threads, args.edge_cores, args.edge_torch_device),
-        cloud=ProcessOptions(args.cloud_threads, args.cloud_cores, args.cloud_torch_device),
-        port=args.port, timeout_s=args.timeout_s, op_timeout_s=args.op_timeout_s,
+        model=model_spec(args), run=run_options(args), devices=devices, source=source, port=args.port,
+        timeout_s=args.timeout_s, op_timeout_s=args.op_timeout_s, shaper=args.shaper,
         verbose=args.verbose - (1 if args.quiet else 0),
     )
 
 
 # ---- main ---------------------------------------------------------------------------
-def _read_role_options(argv: Sequence[str]) -> tuple[RoleOptions, int]:
-    """`--role-options FILE [-q|-v...]`, as the local launcher starts a role."""
-    p = OneLineParser(prog="python -m dime.run " + ROLE_OPTIONS_FLAG)
-    p.add_argument(ROLE_OPTIONS_FLAG, type=Path, required=True)
+def _read_device_options(argv: Sequence[str]) -> tuple[DeviceOptions, int]:
+    """`--device-options FILE [-q|-v...]`, as the local launcher starts a device."""
+    p = OneLineParser(prog="python -m dime.run " + DEVICE_OPTIONS_FLAG)
+    p.add_argument(DEVICE_OPTIONS_FLAG, type=Path, required=True)
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("-v", "--verbose", action="count", default=0)
     args = p.parse_args(argv)
-    path = args.role_options
+    path = args.device_options
     try:
         text = path.read_text()
     except OSError as e:
-        raise UsageError(f"role options {path}: {e.strerror or e}") from None
-    return RoleOptions.from_json(text, str(path)), args.verbose - (1 if args.quiet else 0)
+        raise UsageError(f"device options {path}: {e.strerror or e}") from None
+    return DeviceOptions.from_json(text, str(path)), args.verbose - (1 if args.quiet else 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = join_negative_values(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "local":
         return main_local(argv[1:])
-    if argv and argv[0].split("=", 1)[0] == ROLE_OPTIONS_FLAG:
-        opts, verbose = _read_role_options(argv)
+    if argv and argv[0].split("=", 1)[0] == DEVICE_OPTIONS_FLAG:
+        opts, verbose = _read_device_options(argv)
     else:
         args = build_parser().parse_args(argv)
-        opts, verbose = role_options(args), args.verbose - (1 if args.quiet else 0)
+        opts, verbose = device_options(args), args.verbose - (1 if args.quiet else 0)
     setup_logging(verbose)
-    if opts.role == EDGE_ROLE:
-        precheck_edge(opts.run, opts.model.name)
+    if opts.source:
+        precheck_source(opts.run, opts.model.name)
     from dime.run.results import format_row
-    from dime.run.roles import run_role  # torch: only in the role processes
+    from dime.run.roles import run_device  # torch: only in the device processes
 
-    rows = run_role(opts, None if verbose < 0 else lambda row: print(format_row(row), flush=True))
-    if opts.role == EDGE_ROLE and opts.run.out is not None and verbose >= 0:
+    rows = run_device(opts, None if verbose < 0 else lambda row: print(format_row(row), flush=True))
+    if opts.source and opts.run.out is not None and verbose >= 0:
         print(f"wrote {len(rows)} row(s) to {opts.run.out}")
     return 0
 
@@ -250,5 +328,17 @@ def main_local(argv: Sequence[str]) -> int:
     return 0
 
 
+def device_main() -> int:
+    """The device processes' exit: a device that failed leaves at once, even with pipeline
+    threads still blocked in a transfer (they would hold up the interpreter's exit)."""
+    code = run_main(main)
+    if code != 0:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(device_main())

@@ -1,34 +1,38 @@
-"""User-space link emulation at the sender.
+"""User-space link emulation: pacing at the sender, delay at the receiver.
 
-A transfer of B payload bytes over a link of rate r Mbps and round-trip time rtt is
-emulated to take what the cost model says it takes (dime.core.costs.Link.transfer_latency_s):
+A transfer of B payload bytes over a link direction of rate r Mbps and round-trip time rtt
+costs what the cost model says (dime.core.costs.Link.transfer_latency_s):
 
-    target = 8 B / (r * 1e6) + rtt / 2
+    8 B / (r * 1e6)   on the wire: the direction is busy for that long (the pipelined period
+                      counts it), so the sender holds the direction that long, and
+    rtt / 2           of delay, which occupies nothing: the receiver holds the data back
+                      until rtt / 2 after it arrived (dime.run.pipeline), so pipelined
+                      queries overlap their delays as on a real link.
 
-The sender hands all but the last few bytes to the transport, measures how long that
-really took, sleeps the remainder of `target`, then sends the last bytes. The receiver
-cannot use a cut before its last bytes arrive, so it sees the data no earlier than
-`target` after the send began (plus one small message), whatever the real network
-does. When the real transfer alone takes longer than `target` the real network is
-slower than the emulated link; the transfer is counted as an overrun (when over by more
-than OVERRUN_SLACK_S) and not slowed further.
+The sender takes the direction's lock, hands all but the last few bytes to the transport,
+measures how long that really took, sleeps the remainder of the wire time, then sends the
+last bytes and lets the direction go. The receiver cannot use a cut before its last bytes
+arrive, so it sees the data no earlier than the wire time after the send began, whatever the
+real network does. When the real transfer alone takes longer, the real network is slower than
+the emulated link; the transfer is counted as an overrun (when over by more than
+OVERRUN_SLACK_S) and not slowed further.
 
-This is the only emulation dime implements (no `tc`/netem): it needs no root, works
-the same across two real machines, and touches only dime's own traffic.
+This needs no root, works the same across real machines, and touches only dime's own
+traffic. `dime.run.netns` shapes links with the kernel instead.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from dime.core.links import Link
 
 log = logging.getLogger(__name__)
 
-EMULATION = "user-space sender pacing"
 # A send that takes this much longer than the model says counts as an overrun: below
 # it, the excess is the transport's per-message cost, not a too-slow network.
 OVERRUN_SLACK_S = 1e-3
@@ -39,8 +43,7 @@ class ShapedSend:
     """Timing of one emulated transfer, as seen by the sender."""
 
     payload_bytes: int
-    direction: str  # dime.core.costs.UP or DOWN
-    target_s: float  # what the link model says: bytes / rate + rtt / 2
+    target_s: float  # what the link model says the wire takes: bytes / rate
     real_s: float  # time the transport took for the body of the message
     slept_s: float  # sleep added to reach target_s
     total_s: float  # from the start until the release message was sent
@@ -77,38 +80,44 @@ class ShaperStats:
 
 
 class LinkShaper:
-    """Paces sends so that each transfer takes the link model's time.
+    """Paces the sends over one link direction so that each takes the link's wire time, one
+    transfer at a time (several streams of a pipeline may share the direction).
 
     `send_body` and `send_release` do the real sends (the body of a message, then its
     last bytes); the shaper only decides how long to wait between them.
     """
 
-    def __init__(self, link: Link, clock: Callable[[], float] = time.perf_counter,
+    def __init__(self, rate_mbps: float, clock: Callable[[], float] = time.perf_counter,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self.link = link
+        self.rate_mbps = rate_mbps
         self._clock = clock
         self._sleep = sleep
+        self._lock = threading.Lock()
         self.stats = ShaperStats()
 
-    def target_s(self, payload_bytes: int, direction: str) -> float:
-        return self.link.transfer_latency_s(payload_bytes, direction)
+    @classmethod
+    def of(cls, link: Link, direction: str, **kw: Any) -> "LinkShaper":
+        return cls(link.rate_mbps(direction), **kw)
 
-    def send(self, payload_bytes: int, direction: str, send_body: Callable[[], None],
-             send_release: Callable[[], None]) -> ShapedSend:
-        target = self.target_s(payload_bytes, direction)
-        t0 = self._clock()
-        send_body()
-        real = self._clock() - t0
-        slept = 0.0
-        if target > real:
-            slept = target - real
-            self._sleep(slept)
-        send_release()
-        total = self._clock() - t0
-        rec = ShapedSend(payload_bytes, direction, target, real, slept, total)
+    def wire_s(self, payload_bytes: int) -> float:
+        return payload_bytes * 8 / (self.rate_mbps * 1e6)
+
+    def send(self, payload_bytes: int, send_body: Callable[[], None], send_release: Callable[[], None]) -> ShapedSend:
+        target = self.wire_s(payload_bytes)
+        with self._lock:
+            t0 = self._clock()
+            send_body()
+            real = self._clock() - t0
+            slept = 0.0
+            if target > real:
+                slept = target - real
+                self._sleep(slept)
+            send_release()
+            total = self._clock() - t0
+            rec = ShapedSend(payload_bytes, target, real, slept, total)
+            self.stats.add(rec)
         if rec.overrun:
             log.debug("transfer of %d B took %.6f s, more than the emulated %.6f s", payload_bytes, real, target)
-        self.stats.add(rec)
         return rec
 
 

@@ -1,11 +1,15 @@
-"""Both roles on this machine: the local launcher of `python -m dime.run local` (no torch).
+"""Every device on this machine: the local launcher of `python -m dime.run local` (no torch).
 
-Each role runs as its own `python -m dime.run` process, pinned to its own cores, and
-gets its RoleOptions as a JSON file; they meet on 127.0.0.1.
+Each device runs as its own `python -m dime.run` process, pinned to its own cores, and gets
+its DeviceOptions as a JSON file. With `--shaper user` they meet on 127.0.0.1 and the links
+are emulated in user space; with `--shaper netns` each runs in a network namespace of its
+own, joined to its neighbours by veth pairs whose rates the kernel sets (dime.run.netns),
+one topology per network (a two-device run over several links runs once per link).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -14,26 +18,31 @@ import sys
 import tempfile
 import threading
 import time
-from contextlib import closing
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
-from dime.errors import DimeError
+from dime.errors import DimeError, UsageError
 from dime.fileio import atomic_write_text
 from dime.run.options import (
-    CLOUD_ROLE,
-    EDGE_ROLE,
+    SHAPER_NETNS,
+    SHAPER_USER,
     ConnectOptions,
+    DeviceOptions,
     LocalOptions,
     ProcessOptions,
-    RoleOptions,
+    RunOptions,
 )
-from dime.run.plan import precheck_edge
+from dime.run.placements import precheck_source, read_plan
 
 log = logging.getLogger("dime.run")
 
-ROLE_OPTIONS_FLAG = "--role-options"  # the launcher's private way to start a role process
+DEVICE_OPTIONS_FLAG = "--device-options"  # the launcher's private way to start a device process
+SHAPER_CHOICES = ("auto", SHAPER_USER, SHAPER_NETNS)
+# after the source finished, or a device failed: how long the others get to end by themselves
+GRACE_AFTER_SOURCE_S = 10.0
+GRACE_AFTER_FAILURE_S = 5.0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -51,8 +60,9 @@ class _Child:
     stopped: bool = False  # terminated by the launcher: its own errors are not first-hand
 
     def stop(self) -> None:
-        self.stopped = True
-        self.proc.terminate()
+        if self.proc.poll() is None:
+            self.stopped = True
+            self.proc.terminate()
 
 
 def _relay(stream: Any, errors: list[str], prefix: str) -> None:
@@ -66,80 +76,173 @@ def _relay(stream: Any, errors: list[str], prefix: str) -> None:
     stream.close()
 
 
-def _spawn(name: str, options: Path, verbose: int, env: dict[str, str], prefix: str) -> _Child:
+def _spawn(name: str, options: Path, verbose: int, env: dict[str, str], prefix: str,
+           exec_prefix: Sequence[str] = ()) -> _Child:
     level = ["-q"] if verbose < 0 else ["-v"] * verbose
-    proc = subprocess.Popen([sys.executable, "-m", "dime.run", ROLE_OPTIONS_FLAG, str(options), *level], env=env,
-                            stderr=subprocess.PIPE, text=True, bufsize=1)
+    proc = subprocess.Popen([*exec_prefix, sys.executable, "-m", "dime.run", DEVICE_OPTIONS_FLAG, str(options), *level],
+                            env=env, stderr=subprocess.PIPE, text=True, bufsize=1)
     errors: list[str] = []
     t = threading.Thread(target=_relay, args=(proc.stderr, errors, prefix), daemon=True)
     t.start()
     return _Child(name, proc, errors, t)
 
 
-def default_cores(edge: ProcessOptions, cloud: ProcessOptions) -> tuple[ProcessOptions, ProcessOptions]:
-    """Core 0 for the edge and 1 for the cloud when neither is pinned and there are two."""
-    if edge.cores is not None or cloud.cores is not None:
-        return edge, cloud
+def default_cores(devices: Sequence[tuple[str, ProcessOptions]]) -> list[tuple[str, ProcessOptions]]:
+    """When no device is pinned: one core each, round robin (edge on core 0 and cloud on core 1
+    for two devices on two cores)."""
+    if any(p.cores is not None for _, p in devices):
+        return list(devices)
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
     if len(cores) < 2:
-        log.warning("one CPU core only: the edge and the cloud share it, timings will interfere")
-        return edge, cloud
-    return (ProcessOptions(edge.threads, (cores[0],), edge.torch_device),
-            ProcessOptions(cloud.threads, (cores[1],), cloud.torch_device))
+        log.warning("one CPU core only: the devices share it, timings will interfere")
+        return list(devices)
+    if len(devices) > len(cores):
+        log.warning("%d devices on %d cores: some share a core (give --cores NAME=LIST to choose)",
+                    len(devices), len(cores))
+    return [(name, dataclasses.replace(p, cores=(cores[i % len(cores)],))) for i, (name, p) in enumerate(devices)]
 
 
-def role_options(opts: LocalOptions, port: int) -> tuple[RoleOptions, RoleOptions]:
-    edge_proc, cloud_proc = default_cores(opts.edge, opts.cloud)
-    conn = ConnectOptions("127.0.0.1", port, opts.timeout_s, opts.op_timeout_s)
-    return (RoleOptions(EDGE_ROLE, opts.model, conn, edge_proc, opts.run),
-            RoleOptions(CLOUD_ROLE, opts.model, conn, cloud_proc))
+def choose_shaper(requested: str) -> str:
+    """`user` or `netns` for --shaper auto|user|netns; netns asked for where it cannot run is an error."""
+    if requested not in SHAPER_CHOICES:
+        raise UsageError(f"--shaper {requested!r}: choose from {', '.join(SHAPER_CHOICES)}")
+    if requested == SHAPER_USER:
+        return SHAPER_USER
+    from dime.run.netns import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is None:
+        return SHAPER_NETNS
+    if requested == SHAPER_NETNS:
+        raise UsageError(f"--shaper netns: {reason}")
+    log.warning("links emulated in user space (--shaper user): %s", reason)
+    return SHAPER_USER
 
 
 def run_local(opts: LocalOptions) -> None:
-    """Run the edge and the cloud as two child processes on 127.0.0.1; raise DimeError with
-    one line if either fails."""
-    precheck_edge(opts.run, opts.model.name)  # bad options fail here, before any process starts
-    edge, cloud = role_options(opts, opts.port or free_port())
-    env = dict(os.environ)
-    # keep gloo's sockets on loopback, whatever the host name resolves to
-    if "GLOO_SOCKET_IFNAME" not in env and "lo" in {name for _, name in socket.if_nameindex()}:
-        env["GLOO_SOCKET_IFNAME"] = "lo"
-    log.info("local run: edge on cores %s (%d thread(s)), cloud on cores %s (%d thread(s)), rendezvous %s",
-             edge.process.cores or "any", edge.process.threads, cloud.process.cores or "any",
-             cloud.process.threads, edge.connect.address)
+    """Run every device as a child process on this machine; raise DimeError with one line if
+    one fails."""
+    precheck_source(opts.run, opts.model.name)  # bad options fail here, before any process starts
+    names = [name for name, _ in opts.devices]
+    if opts.source not in names:
+        raise UsageError(f"the source {opts.source!r} is not one of the devices ({', '.join(names)})")
+    shaper = choose_shaper(opts.shaper)
     with tempfile.TemporaryDirectory(prefix="dime-run-") as tmp:
-        paths = []
-        for o in (edge, cloud):
-            path = Path(tmp) / f"{o.role}.json"
-            atomic_write_text(path, o.to_json())
-            paths.append(path)
-        children = [_spawn("edge", paths[0], opts.verbose, env, ""),
-                    _spawn("cloud", paths[1], opts.verbose - 1, env, "[cloud] ")]  # the edge reports
-        _supervise(children)
-    _raise_first_failure(children)
+        for i, run in enumerate(_runs_per_network(opts, shaper, Path(tmp))):
+            _run_once(dataclasses.replace(opts, run=run), shaper, Path(tmp) / f"run-{i}")
 
 
-def _supervise(children: Sequence[_Child]) -> None:
-    """Wait for both; stop one whose peer failed or finished, so that none is left hanging."""
-    edge_child, cloud_child = children
-    cloud_failed_at: float | None = None
-    edge_done_at: float | None = None
+def _runs_per_network(opts: LocalOptions, shaper: str, tmp: Path) -> Iterator[RunOptions]:
+    """The runs to make: one, or with kernel shaping one per network (a topology has one set of rates)."""
+    plan_opts = opts.run.plan
+    if shaper != SHAPER_NETNS or plan_opts.system is not None:
+        yield opts.run
+        return
+    if plan_opts.plan is not None:
+        plan = read_plan(plan_opts.plan)
+        groups: dict[str, list[int]] = {}
+        for i, c in enumerate(plan.configs):
+            groups.setdefault(repr(c.network), []).append(i)
+        if len(groups) == 1:
+            yield opts.run
+            return
+        for k, idx in enumerate(groups.values()):
+            path = tmp / f"plan-{k}.json"
+            atomic_write_text(path, dataclasses.replace(plan, configs=tuple(plan.configs[i] for i in idx)).to_json())
+            yield dataclasses.replace(opts.run, plan=dataclasses.replace(plan_opts, plan=path))
+        return
+    for link in plan_opts.links:
+        yield dataclasses.replace(opts.run, plan=dataclasses.replace(plan_opts, links=(link,)))
+
+
+def _network_of(opts: LocalOptions) -> tuple[list[str], list[Any]]:
+    """The devices and the netns links of the (one) network a run uses."""
+    from dime.run.netns import NetLink
+
+    plan_opts = opts.run.plan
+    names = [name for name, _ in opts.devices]
+    if plan_opts.system is not None:
+        from dime.plan.system import load_system
+
+        system = load_system(plan_opts.system)
+        return names, [NetLink.from_link(lk.ends[0], lk.ends[1], lk.link) for lk in system.links]
+    if plan_opts.plan is not None:
+        plan = read_plan(plan_opts.plan)
+        net = plan.configs[0].network
+        return names, [NetLink.from_link(names[nl.a], names[nl.b], nl.link) for nl in net.links]
+    (link,) = plan_opts.links
+    return names, [NetLink.from_link(names[0], names[1], link)]
+
+
+def _run_once(opts: LocalOptions, shaper: str, tmp: Path) -> None:
+    tmp.mkdir()
+    env = dict(os.environ)
+    with ExitStack() as stack:
+        if shaper == SHAPER_NETNS:
+            from dime.run.netns import GLOO_IFNAME, Topology
+
+            names, links = _network_of(opts)
+            topo = stack.enter_context(Topology(names, links))
+            host, device_shaper = topo.address(opts.source), topo.shaper
+            port = opts.port or 29500
+            env["GLOO_SOCKET_IFNAME"] = GLOO_IFNAME
+            exec_prefix = {name: topo.exec_prefix(name) for name in names}
+            log.info("local run: kernel-shaped links (%s), devices in namespaces %s-*", device_shaper, topo.prefix)
+        else:
+            host, device_shaper, port = "127.0.0.1", SHAPER_USER, opts.port or free_port()
+            # keep gloo's sockets on loopback, whatever the host name resolves to
+            if "GLOO_SOCKET_IFNAME" not in env and "lo" in {name for _, name in socket.if_nameindex()}:
+                env["GLOO_SOCKET_IFNAME"] = "lo"
+            exec_prefix = {}
+        children = _start(opts, ConnectOptions(host, port, opts.timeout_s, opts.op_timeout_s), device_shaper,
+                          env, exec_prefix, tmp)
+        _supervise(children, opts.source)
+        _raise_first_failure(children, opts.source)
+
+
+def _start(opts: LocalOptions, conn: ConnectOptions, shaper: str, env: dict[str, str],
+           exec_prefix: dict[str, list[str]], tmp: Path) -> list[_Child]:
+    devices = default_cores(opts.devices)
+    log.info("local run: %s; rendezvous %s", ", ".join(
+        f"{name} on cores {p.cores or 'any'} ({p.threads} thread(s))" for name, p in devices), conn.address)
+    children = []
+    # the source first: it reports; the others are quieter and say who they are
+    for name, proc in sorted(devices, key=lambda d: d[0] != opts.source):
+        source = name == opts.source
+        options = DeviceOptions(name, opts.model, conn, proc, opts.run if source else RunOptions(), source, shaper)
+        path = tmp / f"{name}.json"
+        atomic_write_text(path, options.to_json())
+        children.append(_spawn(name, path, opts.verbose if source else opts.verbose - 1, env,
+                               "" if source else f"[{name}] ", exec_prefix.get(name, ())))
+    return children
+
+
+def _supervise(children: Sequence[_Child], source: str) -> None:
+    """Wait for every device; stop the others when the source failed or finished, or a device
+    failed, so that none is left hanging."""
+    src = next(c for c in children if c.name == source)
+    others = [c for c in children if c is not src]
+    failed_at: float | None = None
+    done_at: float | None = None
     try:
         while None in [c.proc.poll() for c in children]:  # poll every child: it sets returncode
             time.sleep(0.05)
-            if edge_child.proc.returncode not in (None, 0) and cloud_child.proc.poll() is None:
-                # the edge failed first-hand (or gave up on the cloud): nothing left to serve
-                cloud_child.stop()
-            if cloud_child.proc.returncode not in (None, 0) and edge_child.proc.poll() is None:
-                # the edge notices the closed connection at its next message; this is a backstop
-                cloud_failed_at = cloud_failed_at or time.monotonic()
-                if time.monotonic() - cloud_failed_at > 5:
-                    edge_child.stop()
-            if edge_child.proc.returncode == 0 and cloud_child.proc.poll() is None:
-                # the edge said goodbye; a cloud still running after that is stuck
-                edge_done_at = edge_done_at or time.monotonic()
-                if time.monotonic() - edge_done_at > 10:
-                    cloud_child.stop()
+            if src.proc.returncode not in (None, 0):
+                # the source failed first-hand (or gave up on a device): nothing left to serve
+                for c in others:
+                    c.stop()
+            if any(c.proc.returncode not in (None, 0) for c in others):
+                # the source notices a lost device at its next message; this is a backstop
+                failed_at = failed_at or time.monotonic()
+                if time.monotonic() - failed_at > GRACE_AFTER_FAILURE_S:
+                    for c in children:
+                        c.stop()
+            if src.proc.returncode == 0:
+                # the source said goodbye; a device still running after that is stuck
+                done_at = done_at or time.monotonic()
+                if time.monotonic() - done_at > GRACE_AFTER_SOURCE_S:
+                    for c in others:
+                        c.stop()
     except BaseException:
         for c in children:
             if c.proc.poll() is None:
@@ -151,12 +254,13 @@ def _supervise(children: Sequence[_Child]) -> None:
         c.thread.join(timeout=5)
 
 
-def _raise_first_failure(children: Sequence[_Child]) -> None:
+def _raise_first_failure(children: Sequence[_Child], source: str) -> None:
     bad = [c for c in children if c.proc.returncode != 0]
     if not bad:
         return
-    # Prefer the side that failed first-hand over the one that only lost its peer.
-    first_hand = [c for c in bad if c.errors and not c.stopped and not c.errors[-1].startswith("lost the ")]
+    # Prefer the device that failed first-hand over those that only lost a peer or gave up.
+    second_hand = ("lost device", "the source gave up", "lost the source")
+    first_hand = [c for c in bad if c.errors and not c.stopped and not c.errors[-1].startswith(second_hand)]
     pick = (first_hand or [c for c in bad if c.errors] or bad)[0]
     what = pick.errors[-1] if pick.errors else f"exited with code {pick.proc.returncode}"
-    raise DimeError(f"{pick.name}: {what}" if pick.name == "cloud" or not pick.errors else what)
+    raise DimeError(f"{pick.name}: {what}" if pick.name != source or not pick.errors else what)

@@ -1,4 +1,4 @@
-"""Latency and throughput of an inference callable, with MLPerf LoadGen when available.
+"""Latency and throughput of a system under test, with MLPerf LoadGen when available.
 
 Scenarios (MLPerf's names):
     single-stream  one query at a time, the next issued when the last completes;
@@ -7,13 +7,16 @@ Scenarios (MLPerf's names):
                    includes queueing behind earlier queries.
     offline        every sample issued at once; reports throughput.
 
-The system under test runs one query at a time (a worker thread takes queries from a
-queue), so server latency includes queueing and offline throughput is 1 / latency of
-the whole split pipeline, without overlapping queries on edge and cloud.
+The system under test is `issue(sample_index, done)`: it starts a query and calls
+`done(error)` when the query completes (error None) or fails. It may hold several queries
+at once (a pipeline with several in flight) and queues what it cannot start yet, so
+server latency includes queueing and offline throughput is what the pipeline sustains.
+`measure(infer, ...)` wraps a blocking `infer(sample_index)` as a system that runs one
+query at a time.
 
 Warm-up queries are the caller's business: measure() times only what it issues.
-When `mlperf_loadgen` (PyPI: mlcommons-loadgen) cannot be imported, a plain timing
-loop issues the same scenarios and computes the same statistics.
+When `mlperf_loadgen` (PyPI: mlcommons-loadgen) cannot be imported, a plain loop issues
+the same scenarios and computes the same statistics.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class MeasureSettings:
     min_duration_s: float = 0.0
     target_qps: float | None = None  # server arrival rate; default 0.5 / expected latency
     expected_latency_s: float | None = None  # a hint for loadgen's schedules
+    expected_qps: float | None = None  # offline: a hint for how many samples to issue
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -61,6 +65,9 @@ class MeasureSettings:
             raise UsageError(f"min duration must be >= 0 s, got {self.min_duration_s}")
         if self.target_qps is not None and not (self.target_qps > 0 and math.isfinite(self.target_qps)):
             raise UsageError(f"target QPS must be > 0, got {self.target_qps}")
+
+    def offline_expected_qps(self) -> float:
+        return self.expected_qps or 1.0 / max(self.expected_latency_s or 0.01, 1e-4)
 
     def server_qps(self) -> float:
         if self.target_qps is not None:
@@ -134,6 +141,10 @@ def resolve_driver(driver: str) -> str:
     return driver
 
 
+Done = Callable[[BaseException | None], None]
+Issue = Callable[[int, Done], None]
+
+
 def measure(
     infer: Callable[[int], Any],
     n_samples: int,
@@ -141,16 +152,87 @@ def measure(
     driver: str = "auto",
     log_dir: Path | None = None,
 ) -> LatencyStats:
-    """Time `infer(sample_index)` under `settings.scenario`.
+    """Time a blocking `infer(sample_index)`, one query at a time, under `settings.scenario`."""
+    serial = SerialSystem(infer)
+    try:
+        return measure_system(serial.issue, n_samples, settings, driver, log_dir)
+    finally:
+        serial.stop()
 
-    `infer` runs one query to completion; its exceptions are re-raised after the run.
-    log_dir keeps LoadGen's logs (default: a temporary folder, deleted).
+
+def measure_system(
+    issue: Issue,
+    n_samples: int,
+    settings: MeasureSettings,
+    driver: str = "auto",
+    log_dir: Path | None = None,
+) -> LatencyStats:
+    """Time the system `issue(sample_index, done)` under `settings.scenario`.
+
+    A query that fails (done(error)) ends the measurement with that error, after LoadGen
+    has been let finish. log_dir keeps LoadGen's logs (default: a temporary folder, deleted).
     """
     if n_samples < 1:
         raise UsageError("no samples to measure with")
     if resolve_driver(driver) == "loadgen":
-        return _measure_loadgen(infer, n_samples, settings, log_dir)
-    return _measure_plain(infer, n_samples, settings)
+        return _measure_loadgen(issue, n_samples, settings, log_dir)
+    return _measure_plain(issue, n_samples, settings)
+
+
+class SerialSystem:
+    """A blocking infer(index) as a system under test: one thread runs queries in arrival order."""
+
+    def __init__(self, infer: Callable[[int], Any]) -> None:
+        self._infer = infer
+        self._queue: queue.Queue[tuple[int, Done] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="dime-sut", daemon=True)
+        self._thread.start()
+
+    def issue(self, index: int, done: Done) -> None:
+        self._queue.put((index, done))
+
+    def _run(self) -> None:
+        failed: BaseException | None = None
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            index, done = item
+            if failed is None:
+                try:
+                    self._infer(index)
+                except BaseException as e:  # reported to the measurement; later queries fail at once
+                    failed = e
+            done(failed)
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+
+class _Waiter:
+    """Completion times of issued queries, and the first error."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self.done_at: dict[int, float] = {}
+        self.error: BaseException | None = None
+
+    def callback(self, key: int) -> Done:
+        def done(error: BaseException | None) -> None:
+            with self._cv:
+                self.done_at[key] = time.perf_counter()
+                if error is not None and self.error is None:
+                    self.error = error
+                self._cv.notify_all()
+        return done
+
+    def wait(self, count: int) -> None:
+        with self._cv:
+            while len(self.done_at) < count and self.error is None:
+                self._cv.wait(0.5)
+            if self.error is not None:
+                raise self.error
 
 
 # ---- statistics -------------------------------------------------------------------
@@ -187,18 +269,20 @@ def stats_from_latencies(
 
 
 # ---- plain loop -------------------------------------------------------------------
-def _measure_plain(infer: Callable[[int], Any], n: int, s: MeasureSettings) -> LatencyStats:
+def _measure_plain(issue: Issue, n: int, s: MeasureSettings) -> LatencyStats:
     clock = time.perf_counter
-    lat: list[float] = []
+    w = _Waiter()
     if s.scenario == SINGLE_STREAM:
+        starts = []
         start = clock()
         i = 0
         while i < s.min_query_count or clock() - start < s.min_duration_s:
-            t0 = clock()
-            infer(i % n)
-            lat.append(clock() - t0)
+            starts.append(clock())
+            issue(i % n, w.callback(i))
+            w.wait(i + 1)
             i += 1
         total = clock() - start
+        lat = [w.done_at[k] - t0 for k, t0 in enumerate(starts)]
         return stats_from_latencies(lat, s.scenario, "plain", len(lat) / total)
     if s.scenario == SERVER:
         qps = s.server_qps()
@@ -210,59 +294,51 @@ def _measure_plain(infer: Callable[[int], Any], n: int, s: MeasureSettings) -> L
             wait = start + due - clock()
             if wait > 0:
                 time.sleep(wait)
-            infer(i % n)
-            lat.append(clock() - (start + due))  # queueing behind earlier queries included
-        total = clock() - start
+            if w.error is not None:
+                raise w.error
+            issue(i % n, w.callback(i))
+        w.wait(count)
+        total = max(w.done_at.values()) - start
+        # queueing behind earlier queries included: from the arrival to the completion
+        lat = [w.done_at[i] - (start + due) for i, due in enumerate(arrivals)]
         return stats_from_latencies(lat, s.scenario, "plain", count / total, target_qps=qps)
-    count = max(s.min_query_count, math.ceil(s.min_duration_s / max(s.expected_latency_s or 1.0, 1e-4)))
+    count = max(s.min_query_count, math.ceil(s.min_duration_s * s.offline_expected_qps()))
     start = clock()
     for i in range(count):
-        infer(i % n)
-        lat.append(clock() - start)  # every sample was issued at the start
-    total = clock() - start
-    return stats_from_latencies(lat, s.scenario, "plain", count / total)
+        issue(i % n, w.callback(i))  # every sample is issued at the start
+    w.wait(count)
+    total = max(w.done_at.values()) - start
+    return stats_from_latencies([w.done_at[i] - start for i in range(count)], s.scenario, "plain", count / total)
 
 
 # ---- LoadGen ----------------------------------------------------------------------
-class _Worker:
-    """The system under test: one thread running queries in arrival order."""
+class _LoadGenSUT:
+    """LoadGen's system under test: its queries go to `issue`, completions back to LoadGen."""
 
-    def __init__(self, infer: Callable[[int], Any], lg: Any) -> None:
-        self._infer = infer
+    def __init__(self, issue: Issue, lg: Any) -> None:
+        self._issue = issue
         self._lg = lg
-        self._queue: queue.Queue[list[tuple[int, int]] | None] = queue.Queue()
         self.error: BaseException | None = None
         self.completed = 0
-        self._thread = threading.Thread(target=self._run, name="dime-sut", daemon=True)
-        self._thread.start()
+        self._lock = threading.Lock()
 
-    def issue(self, samples: list[Any]) -> None:
+    def issue_queries(self, samples: list[Any]) -> None:
         # LoadGen's objects belong to its thread: keep plain (id, index) pairs.
-        self._queue.put([(q.id, q.index) for q in samples])
+        for qid, index in [(q.id, q.index) for q in samples]:
+            self._issue(index, self._done(qid))
 
-    def _run(self) -> None:
-        lg = self._lg
-        while True:
-            batch = self._queue.get()
-            if batch is None:
-                return
-            for qid, index in batch:
-                if self.error is None:
-                    try:
-                        self._infer(index)
-                    except BaseException as e:  # reported after the test; LoadGen must still finish
-                        self.error = e
-                lg.QuerySamplesComplete([lg.QuerySampleResponse(qid, 0, 0)])
+    def _done(self, qid: int) -> Done:
+        def done(error: BaseException | None) -> None:
+            with self._lock:
+                if error is not None and self.error is None:
+                    self.error = error
                 self.completed += 1
+            # a failed query is still completed, so that LoadGen finishes
+            self._lg.QuerySamplesComplete([self._lg.QuerySampleResponse(qid, 0, 0)])
+        return done
 
-    def stop(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
 
-
-def _measure_loadgen(
-    infer: Callable[[int], Any], n: int, s: MeasureSettings, log_dir: Path | None
-) -> LatencyStats:
+def _measure_loadgen(issue: Issue, n: int, s: MeasureSettings, log_dir: Path | None) -> LatencyStats:
     import mlperf_loadgen as lg
 
     version = loadgen_version() or "unknown"
@@ -285,10 +361,10 @@ def _measure_loadgen(
         ts.schedule_rng_seed = s.seed
     else:
         ts.scenario = lg.TestScenario.Offline
-        ts.offline_expected_qps = 1.0 / max(expected, 1e-4)
+        ts.offline_expected_qps = s.offline_expected_qps()
 
-    worker = _Worker(infer, lg)
-    sut = lg.ConstructSUT(worker.issue, lambda: None)
+    sut_impl = _LoadGenSUT(issue, lg)
+    sut = lg.ConstructSUT(sut_impl.issue_queries, lambda: None)
     qsl = lg.ConstructQSL(n, n, lambda idx: None, lambda idx: None)  # samples are already in memory
     tmp = None
     if log_dir is None:
@@ -306,16 +382,15 @@ def _measure_loadgen(
         # An audit config that does not exist: LoadGen would otherwise read ./audit.config.
         lg.StartTestWithLogSettings(sut, qsl, ts, ls, str(out / "no-audit.config"))
         elapsed = time.perf_counter() - start
-        worker.stop()
         results = read_loadgen_results(out / "mlperf_log_detail.txt")
     finally:
         lg.DestroyQSL(qsl)
         lg.DestroySUT(sut)
         if tmp is not None:
             tmp.cleanup()
-    if worker.error is not None:
-        raise worker.error
-    return _stats_from_loadgen(results, s.scenario, f"loadgen {version}", worker.completed, elapsed, target_qps)
+    if sut_impl.error is not None:
+        raise sut_impl.error
+    return _stats_from_loadgen(results, s.scenario, f"loadgen {version}", sut_impl.completed, elapsed, target_qps)
 
 
 def read_loadgen_results(path: Path) -> dict[str, Any]:

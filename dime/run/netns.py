@@ -4,8 +4,9 @@ A :class:`Topology` (a context manager) builds, for a list of devices and links:
 
 * one network namespace per device, named ``<prefix>-<index>-<device>`` where the prefix
   (``dime-<pid>-<random>``) is unique per run;
-* one host address per device (``10.77.0.<i+1>/32`` on the namespace's ``lo``): the address
-  every other device reaches it at, over the link graph;
+* one host address per device (``10.77.0.<i+1>/32`` on the namespace's ``lo``, which keeps
+  no other IPv4 address, so that gloo, bound to ``GLOO_SOCKET_IFNAME=lo``, binds to it): the
+  address every other device reaches it at, over the link graph;
 * one veth pair per link, ``l<k>`` at both ends, with the two addresses of ``10.77.<k+1>.0/30``;
 * the rate of each direction as a ``tbf`` qdisc on the sending end's egress (``ends[0]``
   sends at ``up_mbps``, ``ends[1]`` at ``down_mbps``);
@@ -72,6 +73,7 @@ from typing import Any, Iterable, Sequence
 from dime.core.links import Link
 from dime.errors import ShaperError, UsageError
 from dime.fileio import atomic_write_text
+from dime.run.options import SHAPER_NETNS, SHAPER_NETNS_USER_DELAY
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +88,7 @@ BURST_S = 0.002
 MIN_BURST_FRAMES = 4
 QUEUE_S = 0.1
 MIN_QUEUE_BYTES = 256 * 1024
-SHAPER_NETNS = "netns"
-SHAPER_USER_DELAY = "netns+user-delay"
+GLOO_IFNAME = "lo"  # the interface that holds a namespace's host address
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.-]")
 _TERM_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -344,7 +345,7 @@ class Topology:
     @property
     def shaper(self) -> str:
         """The value of the runtime's `shaper` column."""
-        return SHAPER_USER_DELAY if self.delay_mode == "user" else SHAPER_NETNS
+        return SHAPER_NETNS_USER_DELAY if self.delay_mode == "user" else SHAPER_NETNS
 
     def tbf(self, src: str, dst: str) -> TbfParams:
         """tbf settings of the direction src -> dst of their link."""
@@ -423,6 +424,8 @@ class Topology:
             ns = self._ns[d]
             _cmd(["ip", "netns", "add", ns])
             _cmd(["ip", "-n", ns, "link", "set", "lo", "up"])
+            # gloo binds to the first address of GLOO_SOCKET_IFNAME: with 127.0.0.1 gone, the host address
+            _cmd(["ip", "-n", ns, "addr", "del", "127.0.0.1/8", "dev", "lo"])
             _cmd(["ip", "-n", ns, "addr", "add", f"{self._host[d]}/32", "dev", "lo"])
         self.delay_mode = self._choose_delay()
         for k, link in enumerate(self.links):

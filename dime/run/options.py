@@ -1,7 +1,7 @@
-"""The typed options of a split run (no torch, no argparse).
+"""The typed options of a run (no torch, no argparse).
 
 The command lines (dime.run.cli, dime.run.validate) build these frozen dataclasses;
-the library takes them. The local launcher hands each role process its RoleOptions as
+the library takes them. The local launcher hands each device process its DeviceOptions as
 a JSON file (to_json/from_json), so nothing is turned back into command-line flags.
 """
 
@@ -19,7 +19,11 @@ from dime.core.links import Link, parse_links
 from dime.errors import UsageError
 from dime.run.measure import SINGLE_STREAM
 
-EDGE_ROLE, CLOUD_ROLE = "edge", "cloud"
+EDGE_ROLE, CLOUD_ROLE = "edge", "cloud"  # the two devices' names when there is no system file
+SHAPER_USER = "user"  # user-space pacing at the sender, delay at the receiver (dime.run.linkemu)
+SHAPER_NETNS = "netns"  # rates (and delays, with netem) by the kernel (dime.run.netns)
+SHAPER_NETNS_USER_DELAY = "netns+user-delay"  # kernel rates, delays added in user space
+SHAPERS = (SHAPER_USER, SHAPER_NETNS, SHAPER_NETNS_USER_DELAY)
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class PlanOptions:
     """Where the edge's placements come from: a run plan, or solutions and splits over links."""
 
     solutions: tuple[Path, ...] = ()
+    system: Path | None = None  # N devices: the system file (devices, network, profiles)
     split: str | None = None
     plan: Path | None = None
     edge_device: str | None = None
@@ -61,6 +66,7 @@ class RunOptions:
     target_qps: float | None = None
     warmup: int = 3
     reference_runs: int = 10  # whole-model timings before every placement and at the end
+    in_flight: int = 1  # queries in the chain at once
     driver: str = "auto"
     loadgen_logs: Path | None = None
     images: Path | None = None
@@ -82,7 +88,7 @@ class ProcessOptions:
 
 @dataclass(frozen=True)
 class ConnectOptions:
-    """The rendezvous: the edge listens at host:port, the cloud connects."""
+    """The rendezvous: the source listens at host:port, every other device connects."""
 
     host: str
     port: int
@@ -95,42 +101,45 @@ class ConnectOptions:
 
 
 @dataclass(frozen=True)
-class RoleOptions:
-    """Everything one role process needs."""
+class DeviceOptions:
+    """Everything one device process needs."""
 
-    role: str
+    device: str  # its name: edge or cloud for two devices, else a device of the system file
     model: ModelSpec
     connect: ConnectOptions
     process: ProcessOptions = field(default_factory=ProcessOptions)
-    run: RunOptions = field(default_factory=RunOptions)  # the cloud uses only run.plan.solutions
+    run: RunOptions = field(default_factory=RunOptions)  # the source's; another device checks run.plan.solutions
+    source: bool = False  # it holds the input, gets the output back and drives the run
+    shaper: str = SHAPER_USER  # the source's choice; every device follows the plan's
 
     def __post_init__(self) -> None:
-        if self.role not in (EDGE_ROLE, CLOUD_ROLE):
-            raise UsageError(f"role {self.role!r} is not edge or cloud")
+        if self.shaper not in SHAPERS:
+            raise UsageError(f"shaper {self.shaper!r} is not one of {', '.join(SHAPERS)}")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), default=str, indent=1)
 
     @classmethod
-    def from_json(cls, text: str, where: str = "role options") -> "RoleOptions":
+    def from_json(cls, text: str, where: str = "device options") -> "DeviceOptions":
         try:
             return _decode(cls, json.loads(text))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            raise UsageError(f"{where}: not dime.run role options ({type(e).__name__}: {e})") from None
+            raise UsageError(f"{where}: not dime.run device options ({type(e).__name__}: {e})") from None
 
 
 @dataclass(frozen=True)
 class LocalOptions:
-    """Both roles on this machine (dime.run local)."""
+    """Every device on this machine (dime.run local)."""
 
     model: ModelSpec
     run: RunOptions
-    edge: ProcessOptions = field(default_factory=ProcessOptions)
-    cloud: ProcessOptions = field(default_factory=ProcessOptions)
+    devices: tuple[tuple[str, ProcessOptions], ...] = ((EDGE_ROLE, ProcessOptions()), (CLOUD_ROLE, ProcessOptions()))
+    source: str = EDGE_ROLE
     port: int | None = None
     timeout_s: float = 30.0
     op_timeout_s: float = 600.0
-    verbose: int = 0  # the role processes' log level, as -v counts (-1: quiet)
+    shaper: str = "auto"  # auto | user | netns
+    verbose: int = 0  # the device processes' log level, as -v counts (-1: quiet)
 
 
 def _decode(tp: Any, value: Any) -> Any:

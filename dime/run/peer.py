@@ -1,11 +1,16 @@
-"""The connection between the two roles, every wait bounded.
+"""The connection among the devices of a run, every wait bounded.
 
-The edge listens at HOST:PORT. The cloud connects there and the two exchange one line
-each (a handshake on a plain socket, bounded by --timeout-s, so that a listener that is
-not a dime.run edge, or never answers, fails in time with one line); the edge's answer
-names the port of the rendezvous store it already hosts. Both then join a gloo process
-group of two for the transfers. Each message wait is bounded: by --timeout-s until the
-two sides agree on the plan, by --op-timeout-s afterwards (Peer.wait_s).
+The source listens at HOST:PORT. Every other device connects there and says which device
+it is (`dime.run device NAME 2`, one line on a plain socket, so that a listener that is not
+a dime.run source, or never answers, fails in time with one line). Once every device the
+plan needs has joined, the source answers each with its rank, the world size and the port
+of the rendezvous store it then hosts (`dime.run source 2 RANK WORLD STORE_PORT`); a device
+the plan does not need is told so (`... none`) and leaves; if one never joins, the others
+are told which (`... abort NAMES`). All ranks then join one gloo process group (rank 0 is
+the source) for the control messages and the transfers.
+
+Each message wait is bounded: by --timeout-s until everybody agreed on the plan, by
+--op-timeout-s afterwards (Group.wait_s). Errors name the device, not the rank.
 """
 
 from __future__ import annotations
@@ -14,26 +19,27 @@ import logging
 import re
 import socket
 import time
-from contextlib import closing
+from contextlib import ExitStack, closing
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Sequence
 
 import torch
 
-from dime.core.costs import EDGE, ROLE_NAMES
 from dime.errors import DimeError
-from dime.run.linkemu import LinkShaper
 from dime.run.options import ConnectOptions
-from dime.run.wire import CTRL_LEN, CTRL_TAG, DATA_TAG, TAIL_BYTES, CutLayout
+from dime.run.wire import CTRL_LEN, CTRL_TAG, DATA_TAG
 
 log = logging.getLogger("dime.run")
 
-HELLO_VERSION = 1
-MAX_HELLO_BYTES = 200
+HELLO_VERSION = 2
+MAX_HELLO_BYTES = 400
+_DEVICE_HELLO = re.compile(rb"dime\.run device (\S+) (\d+)\n")
+_SOURCE_ANSWER = re.compile(rb"dime\.run source (\d+) (.*)\n")
 
 
 class PeerError(DimeError):
-    """The other role is missing, silent, died or broke the protocol."""
+    """Another device is missing, silent, died or broke the protocol."""
 
 
 def _short(e: BaseException) -> str:
@@ -43,85 +49,79 @@ def _short(e: BaseException) -> str:
     return text.split(". ")[0]
 
 
-class Peer:
-    """The point-to-point connection to the other role (gloo process group of two)."""
+@dataclass(frozen=True)
+class Membership:
+    """What the handshake settled: this device's rank and every rank's device name."""
 
-    def __init__(self, role: int, address: str, wait_s: float) -> None:
-        self.role = role
-        self.other = 1 - role
+    rank: int
+    names: tuple[str, ...]  # by rank; names[0] is the source
+
+
+class Group:
+    """Point-to-point messages to the other devices of the run (one gloo process group)."""
+
+    def __init__(self, members: Membership, address: str, wait_s: float) -> None:
+        self.rank = members.rank
+        self.names = members.names
         self.address = address
         self.wait_s = wait_s  # the longest wait for any one message
-        self._ctrl = torch.zeros(CTRL_LEN, dtype=torch.int64)
 
-    def _fail(self, e: BaseException) -> PeerError:
+    @property
+    def world(self) -> int:
+        return len(self.names)
+
+    def rank_of(self, name: str) -> int:
+        return self.names.index(name)
+
+    def who(self, rank: int) -> str:
+        if rank == 0 and self.rank != 0:
+            return "the source" if self.names[0] == "the source" else f"the source ({self.names[0]!r})"
+        return f"device {self.names[rank]!r}"
+
+    def failure(self, e: BaseException, rank: int) -> PeerError:
         text = str(e).lower()
         if "timed out" in text or "timeout" in text:
-            return PeerError(f"the {ROLE_NAMES[self.other]} peer ({self.address}) sent nothing for "
-                             f"{self.wait_s:g} s")
-        return PeerError(f"lost the {ROLE_NAMES[self.other]} peer ({self.address}): {_short(e)}")
+            return PeerError(f"{self.who(rank)} sent nothing for {self.wait_s:g} s")
+        return PeerError(f"lost {self.who(rank)}: {_short(e)}")
 
-    def _send(self, t: torch.Tensor, tag: int) -> None:
+    def send(self, rank: int, t: torch.Tensor, tag: int) -> None:
         try:
-            torch.distributed.isend(t, self.other, tag=tag).wait(timedelta(seconds=self.wait_s))
+            torch.distributed.isend(t, rank, tag=tag).wait(timedelta(seconds=self.wait_s))
         except RuntimeError as e:
-            raise self._fail(e) from None
+            raise self.failure(e, rank) from None
 
-    def _recv(self, t: torch.Tensor, tag: int) -> None:
+    def recv(self, rank: int, t: torch.Tensor, tag: int) -> None:
         try:
-            torch.distributed.irecv(t, self.other, tag=tag).wait(timedelta(seconds=self.wait_s))
+            torch.distributed.irecv(t, rank, tag=tag).wait(timedelta(seconds=self.wait_s))
         except RuntimeError as e:
-            raise self._fail(e) from None
+            raise self.failure(e, rank) from None
 
-    def send_ctrl(self, cmd: int, *args: int) -> None:
+    def send_ctrl(self, rank: int, cmd: int, *args: int) -> None:
         msg = torch.zeros(CTRL_LEN, dtype=torch.int64)
         msg[0] = cmd
-        msg[1 : 1 + len(args)] = torch.tensor(args, dtype=torch.int64)
-        self._send(msg, CTRL_TAG)
+        if args:
+            msg[1 : 1 + len(args)] = torch.tensor(args, dtype=torch.int64)
+        self.send(rank, msg, CTRL_TAG)
 
-    def recv_ctrl(self, expect: int | None = None) -> list[int]:
-        self._recv(self._ctrl, CTRL_TAG)
-        msg = [int(v) for v in self._ctrl]
+    def recv_ctrl(self, rank: int, expect: int | None = None) -> list[int]:
+        buf = torch.zeros(CTRL_LEN, dtype=torch.int64)
+        self.recv(rank, buf, CTRL_TAG)
+        msg = [int(v) for v in buf]
         if expect is not None and msg[0] != expect:
-            raise PeerError(f"protocol error: expected control message {expect}, got {msg[0]}")
+            raise PeerError(f"protocol error: expected control message {expect} from {self.names[rank]!r}, "
+                            f"got {msg[0]}")
         return msg
 
-    def send_bytes(self, data: bytes) -> None:
-        self._send(torch.frombuffer(bytearray(data), dtype=torch.uint8), DATA_TAG)
+    def send_bytes(self, rank: int, data: bytes) -> None:
+        self.send(rank, torch.frombuffer(bytearray(data), dtype=torch.uint8), DATA_TAG)
 
-    def recv_bytes(self, n: int) -> bytes:
+    def recv_bytes(self, rank: int, n: int) -> bytes:
         buf = torch.zeros(n, dtype=torch.uint8)
-        self._recv(buf, DATA_TAG)
+        self.recv(rank, buf, DATA_TAG)
         return bytes(buf.numpy())
 
-    def send_cut(
-        self,
-        layout: CutLayout,
-        buf: torch.Tensor,
-        kind: int,
-        query: int,
-        tensors: Sequence[torch.Tensor] | None,
-        shaper: LinkShaper | None,
-        direction: str,
-    ) -> None:
-        layout.pack(buf, kind, query, tensors)
-        body, tail = buf[:-TAIL_BYTES], buf[-TAIL_BYTES:]
-        if shaper is None:
-            self._send(body, DATA_TAG)
-            self._send(tail, DATA_TAG)
-        else:
-            shaper.send(layout.payload_bytes, direction, lambda: self._send(body, DATA_TAG),
-                        lambda: self._send(tail, DATA_TAG))
 
-    def recv_cut(self, layout: CutLayout, buf: torch.Tensor) -> tuple[int, int, list[torch.Tensor]]:
-        self._recv(buf[:-TAIL_BYTES], DATA_TAG)
-        self._recv(buf[-TAIL_BYTES:], DATA_TAG)
-        return layout.unpack(buf)
-
-
-def _hello(role: int, extra: str = "") -> bytes:
-    return f"dime.run {ROLE_NAMES[role]} {HELLO_VERSION}{' ' + extra if extra else ''}\n".encode()
-
-
+# ---- the handshake ---------------------------------------------------------------------
 def _read_line(conn: socket.socket, deadline: float) -> bytes:
     data = b""
     while not data.endswith(b"\n") and len(data) < MAX_HELLO_BYTES:
@@ -139,82 +139,142 @@ def _listen(port: int) -> socket.socket:
     return socket.create_server(("", port))
 
 
-def edge_handshake(opts: ConnectOptions, store_port: int, deadline: float) -> None:
-    """Wait for the cloud at the rendezvous port and tell it where the store is."""
-    other = "cloud"
+def _answer(conn: socket.socket, text: str) -> None:
+    try:
+        conn.sendall(f"dime.run source {HELLO_VERSION} {text}\n".encode())
+    except OSError:
+        pass  # it left already; nothing to tell
+
+
+def source_handshake(opts: ConnectOptions, source: str, devices: Sequence[str], needed: Sequence[str]) -> Membership:
+    """Wait at the rendezvous port until every device in `needed` has joined; give each its rank
+    and the store's port, then host the store. `devices`: every device name the run knows."""
+    import torch.distributed as dist
+
+    deadline = time.monotonic() + opts.timeout_s
+    ranks = [source] + [d for d in needed if d != source]
+    joined: dict[str, socket.socket] = {}
     try:
         server = _listen(opts.port)
     except OSError as e:
         raise PeerError(f"cannot listen at {opts.address}: {e.strerror or e}") from None
-    with closing(server):
-        server.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            conn, who = server.accept()
-        except TimeoutError:
-            raise PeerError(f"no {other} peer joined at {opts.address} within {opts.timeout_s:g} s (is the "
-                            f"{other} side running, with the same --peer?)") from None
-        with closing(conn):
+    with ExitStack() as stack:
+        stack.enter_context(closing(server))
+        while len(joined) < len(ranks) - 1:
+            server.settimeout(max(0.01, deadline - time.monotonic()))
             try:
-                line = _read_line(conn, deadline)
+                conn, who = server.accept()
+            except TimeoutError:
+                missing = [d for d in ranks[1:] if d not in joined]
+                for c in joined.values():
+                    _answer(c, "abort " + ",".join(missing))
+                names = ", ".join(repr(d) for d in missing)
+                raise PeerError(f"device{'s' if len(missing) > 1 else ''} {names} did not join at {opts.address} "
+                                f"within {opts.timeout_s:g} s (is dime.run running there, with the same "
+                                f"--peer?)") from None
+            stack.enter_context(closing(conn))
+            try:
+                line = _read_line(conn, min(deadline, time.monotonic() + 5))
             except (TimeoutError, OSError):
                 line = b""
-            if line != _hello(1 - EDGE):
-                raise PeerError(f"{who[0]} connected to {opts.address} but is not a dime.run {other} "
+            m = _DEVICE_HELLO.fullmatch(line)
+            if not m:
+                raise PeerError(f"{who[0]} connected to {opts.address} but is not a dime.run device "
                                 f"(it sent {line[:40]!r} within {opts.timeout_s:g} s)")
-            conn.sendall(_hello(EDGE, str(store_port)))
+            name, version = m.group(1).decode(errors="replace"), int(m.group(2))
+            if version != HELLO_VERSION:
+                _answer(conn, f"version {HELLO_VERSION}")
+                raise PeerError(f"device {name!r} speaks protocol {version}, this source {HELLO_VERSION}")
+            if name not in devices or name == source:
+                _answer(conn, "unknown " + ",".join(devices))
+                log.warning("a device called %r joined; the run has no such device (devices: %s)", name,
+                            ", ".join(devices))
+                continue
+            if name in joined:
+                _answer(conn, "twice")
+                log.warning("device %r joined twice; the second is turned away", name)
+                continue
+            if name not in ranks:
+                _answer(conn, "none")
+                log.info("device %r joined but has no part in this plan; it leaves", name)
+                continue
+            joined[name] = conn
+        store = dist.TCPStore(opts.host, 0, len(ranks), True, timedelta(seconds=opts.timeout_s),
+                              wait_for_workers=False)
+        for name, conn in joined.items():
+            _answer(conn, f"{ranks.index(name)} {len(ranks)} {store.port}")
+    _init_group(store, 0, len(ranks), opts)
+    log.info("%s: %d device(s) joined at %s: %s", source, len(ranks) - 1, opts.address, ", ".join(ranks[1:]))
+    return Membership(0, tuple(ranks))
 
 
-def cloud_handshake(opts: ConnectOptions, deadline: float) -> int:
-    """Reach the edge at the rendezvous port; the port of its store."""
-    other = "edge"
-    while True:
-        try:
-            conn = socket.create_connection((opts.host, opts.port), timeout=max(0.01, min(1.0, deadline - time.monotonic())))
-            break
-        except OSError:
-            if time.monotonic() >= deadline:
-                raise PeerError(f"no {other} peer joined at {opts.address} within {opts.timeout_s:g} s (is the "
-                                f"{other} side running, with the same --peer?)") from None
-            time.sleep(0.2)
-    with closing(conn):
-        try:
-            conn.sendall(_hello(1 - EDGE))
-            line = _read_line(conn, deadline)
-        except (TimeoutError, OSError) as e:
-            if isinstance(e, TimeoutError) or time.monotonic() >= deadline:
-                raise PeerError(f"the {other} peer at {opts.address} did not answer within {opts.timeout_s:g} s "
-                                f"(is a dime.run {other} listening there?)") from None
-            raise PeerError(f"the {other} peer at {opts.address} closed the connection: {e.strerror or e}") from None
-    m = re.fullmatch(rb"dime\.run edge (\d+) (\d+)\n", line)
-    if not m:
-        raise PeerError(f"{opts.address} is not a dime.run {other} (it answered {line[:40]!r})")
-    if int(m.group(1)) != HELLO_VERSION:
-        raise PeerError(f"the {other} at {opts.address} speaks protocol {int(m.group(1))}, this side {HELLO_VERSION}")
-    return int(m.group(2))
-
-
-def connect(role: int, opts: ConnectOptions) -> Peer:
-    """The handshake, then the two-process gloo group; the edge hosts the store."""
+def device_handshake(opts: ConnectOptions, name: str) -> Membership | None:
+    """Reach the source at the rendezvous port and join; None when the plan does not need this device."""
     import torch.distributed as dist
 
     deadline = time.monotonic() + opts.timeout_s
-    other = ROLE_NAMES[1 - role]
+    while True:
+        try:
+            conn = socket.create_connection((opts.host, opts.port),
+                                            timeout=max(0.01, min(1.0, deadline - time.monotonic())))
+            break
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise PeerError(f"no source joined at {opts.address} within {opts.timeout_s:g} s (is the "
+                                f"source's dime.run running, with the same --peer?)") from None
+            time.sleep(0.2)
+    with closing(conn):
+        try:
+            conn.sendall(f"dime.run device {name} {HELLO_VERSION}\n".encode())
+            # the source answers once every device has joined, or gives up: within its --timeout-s
+            # from when it began to listen, which was before this connection
+            line = _read_line(conn, time.monotonic() + opts.timeout_s + 2)
+        except (TimeoutError, OSError) as e:
+            if isinstance(e, TimeoutError):
+                raise PeerError(f"the source at {opts.address} did not answer within {opts.timeout_s:g} s "
+                                f"(is a dime.run source listening there?)") from None
+            raise PeerError(f"the source at {opts.address} closed the connection: {e.strerror or e}") from None
+    m = _SOURCE_ANSWER.fullmatch(line)
+    if not m:
+        if not line:
+            raise PeerError(f"the source at {opts.address} closed the connection before answering")
+        raise PeerError(f"{opts.address} is not a dime.run source (it answered {line[:40]!r})")
+    if int(m.group(1)) != HELLO_VERSION:
+        raise PeerError(f"the source at {opts.address} speaks protocol {int(m.group(1))}, this device {HELLO_VERSION}")
+    word, _, rest = m.group(2).decode(errors="replace").partition(" ")
+    if word == "none":
+        return None
+    if word == "abort":
+        names = ", ".join(repr(d) for d in rest.split(","))
+        raise PeerError(f"the source gave up: {names} did not join at {opts.address} within its timeout")
+    if word == "unknown":
+        raise PeerError(f"the source at {opts.address} has no device {name!r} (its devices: {rest.replace(',', ', ')})")
+    if word == "twice":
+        raise PeerError(f"device {name!r} already joined the source at {opts.address}")
     try:
-        if role == EDGE:
-            store = dist.TCPStore(opts.host, 0, 2, True, timedelta(seconds=opts.timeout_s), wait_for_workers=False)
-            edge_handshake(opts, store.port, deadline)
-        else:
-            store_port = cloud_handshake(opts, deadline)
-            left = max(1.0, deadline - time.monotonic())
-            store = dist.TCPStore(opts.host, store_port, 2, False, timedelta(seconds=left))
-        dist.init_process_group("gloo", store=store, rank=role, world_size=2,
+        rank, world, store_port = (int(x) for x in [word, *rest.split()])
+    except ValueError:
+        raise PeerError(f"{opts.address} is not a dime.run source (it answered {line[:40]!r})") from None
+    left = max(1.0, deadline + 10 - time.monotonic())
+    try:
+        store = dist.TCPStore(opts.host, store_port, world, False, timedelta(seconds=left))
+    except (RuntimeError, OSError) as e:
+        raise PeerError(f"cannot reach the source's store at {opts.host}:{store_port}: {_short(e)}") from None
+    _init_group(store, rank, world, opts)
+    return Membership(rank, ())
+
+
+def _init_group(store: object, rank: int, world: int, opts: ConnectOptions) -> None:
+    import torch.distributed as dist
+
+    try:
+        dist.init_process_group("gloo", store=store, rank=rank, world_size=world,
                                 timeout=timedelta(seconds=max(opts.timeout_s, opts.op_timeout_s)))
     except (RuntimeError, OSError) as e:
         if "timed out" in str(e).lower() or "timeout" in str(e).lower() or isinstance(e, (TimeoutError, ConnectionError)):
-            raise PeerError(f"the {other} peer at {opts.address} did not join within {opts.timeout_s:g} s") from None
+            raise PeerError(f"not every device set up the connection at {opts.address} within "
+                            f"{opts.timeout_s:g} s") from None
         raise PeerError(f"cannot set up the connection at {opts.address}: {_short(e)}") from None
-    log.info("%s connected to the %s at %s", ROLE_NAMES[role], other, opts.address)
-    return Peer(role, opts.address, opts.timeout_s)
 
 
 def disconnect() -> None:

@@ -1,4 +1,4 @@
-"""Setting up a role process: pinning, the sample inputs, the description it reports."""
+"""Setting up a device process: pinning, the sample inputs, the description it reports."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from typing import Any, Sequence
 import torch
 
 from dime.capture.models import SplitModel
-from dime.core.costs import ROLE_NAMES
 from dime.errors import UsageError
-from dime.run.options import ProcessOptions
+from dime.run.options import SHAPER_NETNS, SHAPER_NETNS_USER_DELAY, SHAPER_USER, ProcessOptions
 from dime.run.plan import Plan
 
 log = logging.getLogger("dime.run")
@@ -36,17 +35,24 @@ def pin(cores: Sequence[int] | None, threads: int | None) -> None:
             pass  # already fixed: torch ran parallel work before
 
 
-def check_settings(role: int, plan: Plan, threads: int) -> None:
-    """Warn where the placements' settings name another thread count than this role runs."""
-    for setting in sorted({a.setting for c in plan.configs for a in c.placement if a.role == role}):
-        _check_setting(role, setting, threads)
+def check_settings(plan: Plan, device: int, threads: int) -> None:
+    """Warn where the placements' settings name another thread count than this device runs."""
+    for setting in sorted({a.setting for c in plan.configs for a in c.placement if a.role == device}):
+        m = re.fullmatch(r"threads=(\d+)", setting)
+        if m and int(m.group(1)) != threads:
+            log.warning("%s runs with %d torch thread(s) but its bundles' setting says %s: the profile's "
+                        "prediction is for another setting", plan.device_names[device], threads, setting)
 
 
-def _check_setting(role: int, setting: str, threads: int) -> None:
-    m = re.fullmatch(r"threads=(\d+)", setting)
-    if m and int(m.group(1)) != threads:
-        log.warning("%s runs with %d torch thread(s) but its bundles' setting says %s: the profile's "
-                    "prediction is for another setting", ROLE_NAMES[role], threads, setting)
+def shaping(shaper: str) -> tuple[bool, bool]:
+    """(pace sends in user space, add the links' delays in user space) for a plan's shaper."""
+    if shaper == SHAPER_USER:
+        return True, True
+    if shaper == SHAPER_NETNS_USER_DELAY:
+        return False, True
+    if shaper == SHAPER_NETNS:
+        return False, False
+    raise UsageError(f"unknown shaper {shaper!r}")
 
 
 def load_samples(model: SplitModel, images: Path | None, count: int, seed: int = 0) -> list[tuple[torch.Tensor, ...]]:
@@ -58,7 +64,7 @@ def load_samples(model: SplitModel, images: Path | None, count: int, seed: int =
 
 
 def role_info(process: ProcessOptions, device: torch.device) -> dict[str, Any]:
-    """What a role reports about itself (the cloud sends it to the edge for the CSV)."""
+    """What a device reports about itself (sent to the source for the CSV)."""
     info: dict[str, Any] = {"torch_device": str(device), "threads": process.threads, "host": platform.node()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

@@ -1,4 +1,10 @@
-"""The results CSV of a split run: its columns, appending rows, one row as text (no torch)."""
+"""The results CSV of a run: its columns, appending rows, one row as text (no torch).
+
+One row per (model, placement, network, scenario). Values that exist once per device (the
+predicted compute part, the measured busy time, threads, hosts, the whole-model reference
+timings) are one column each, written as `name=value;name=value` in the plan's device order
+(`map_cell`, read back by `parse_map`): one format for two devices and for N.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +12,24 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from dime.errors import UsageError
 from dime.fileio import atomic_write_text
 
 RESULT_COLUMNS: tuple[str, ...] = (
-    "model", "config", "placement", "edge_device", "cloud_device", "link", "uplink_mbps", "downlink_mbps",
-    "rtt_ms", "emulation", "achieved_up_mbps", "achieved_down_mbps", "scenario", "driver", "count",
-    "mean_s", "p50_s", "p90_s", "p95_s", "p99_s", "min_s", "max_s", "throughput_qps", "target_qps",
-    "valid", "measured_s", "pred_bundle_s", "pred_layersum_s", "solver_latency_s", "err_bundle",
-    "err_layersum", "pred_bundle_edge_s", "pred_bundle_cloud_s", "pred_layersum_edge_s", "pred_layersum_cloud_s",
-    "edge_compute_s", "upload_s", "cloud_wait_s", "up_bytes", "down_bytes", "transfers",
-    "up_overruns", "edge_threads", "cloud_threads", "edge_torch_device", "cloud_torch_device",
-    # each role's whole model, timed as the profiler times it, right before this placement and after the last
-    "edge_whole_before_s", "cloud_whole_before_s", "edge_whole_end_s", "cloud_whole_end_s",
-    "samples", "warmup", "host", "cloud_host", "timestamp", "note",
+    "model", "config", "placement", "devices", "source", "profile_devices", "link", "network",
+    "uplink_mbps", "downlink_mbps", "rtt_ms", "shaper", "achieved_mbps",
+    "scenario", "driver", "in_flight", "count", "mean_s", "p50_s", "p90_s", "p95_s", "p99_s", "min_s", "max_s",
+    "throughput_fps", "target_qps", "valid", "measured_s",
+    "pred_bundle_s", "pred_layersum_s", "solver_latency_s", "err_bundle", "err_layersum",
+    "pred_throughput_fps", "pred_period_s", "pred_bottleneck", "solver_throughput_fps", "err_throughput",
+    "pred_comm_s", "pred_bundle_compute_s", "pred_layersum_compute_s", "busy_s",
+    "transfers", "hops", "comm_bytes", "overruns",
+    "threads", "torch_devices", "hosts",
+    # each device's whole model, timed as the profiler times it, right before this placement and after the last
+    "whole_before_s", "whole_end_s",
+    "samples", "warmup", "timestamp", "note",
 )
 
 
@@ -38,6 +46,21 @@ def cell(v: Any) -> str:
     if isinstance(v, float):
         return "" if math.isnan(v) else f"{v:.6g}"
     return str(v)
+
+
+def map_cell(values: Mapping[str, Any]) -> str:
+    """`name=value;...` of the entries that have a value."""
+    return ";".join(f"{k}={cell(v)}" for k, v in values.items() if v is not None and cell(v) != "")
+
+
+def parse_map(text: Any) -> dict[str, str]:
+    """The inverse of map_cell (values as text)."""
+    out: dict[str, str] = {}
+    for item in str(text or "").split(";"):
+        k, sep, v = item.partition("=")
+        if sep and k:
+            out[k] = v
+    return out
 
 
 def write_rows(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str] = RESULT_COLUMNS) -> None:
@@ -71,12 +94,17 @@ def _fmt_err(v: float | None) -> str:
     return "-" if v is None else f"{v * 100:+.1f}%"
 
 
+def _fmt_fps(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3g}"
+
+
 def format_row(row: dict[str, Any]) -> str:
     """One measured row as a line of text."""
     return (
-        f"{row['model']} {row['config']} over {row['link']} [{row['scenario']}, {row['driver']}]: "
-        f"n={row['count']} mean {_fmt_s(row['mean_s'])} p50 {_fmt_s(row['p50_s'])} p90 {_fmt_s(row['p90_s'])} "
-        f"p99 {_fmt_s(row['p99_s'])} {row['throughput_qps']:.3g} q/s; predicted bundle "
-        f"{_fmt_s(row['pred_bundle_s'])} ({_fmt_err(row['err_bundle'])}), layer-sum "
-        f"{_fmt_s(row['pred_layersum_s'])} ({_fmt_err(row['err_layersum'])})"
+        f"{row['model']} {row['config']} over {row['link']} [{row['scenario']}, {row['in_flight']} in flight, "
+        f"{row['driver']}]: n={row['count']} mean {_fmt_s(row['mean_s'])} p50 {_fmt_s(row['p50_s'])} "
+        f"p90 {_fmt_s(row['p90_s'])} p99 {_fmt_s(row['p99_s'])}; {_fmt_fps(row['throughput_fps'])} frames/s "
+        f"(predicted {_fmt_fps(row['pred_throughput_fps'])}); predicted bundle {_fmt_s(row['pred_bundle_s'])} "
+        f"({_fmt_err(row['err_bundle'])}), layer-sum {_fmt_s(row['pred_layersum_s'])} "
+        f"({_fmt_err(row['err_layersum'])})"
     )

@@ -1,8 +1,10 @@
-"""One role process: pin it, load the model, then drive (edge) or serve (cloud).
+"""One device process: pin it, load the model, then drive (the source) or serve (any other).
 
-The modules of a run: wire (the transfer format), peer (the bounded connection), probe
-(link probes), compute (bundles on a torch device), process (role set-up), edge and
-cloud (the two roles), plan and results (no torch), options (typed options).
+The modules of a run: wire (the transfer format), peer (the bounded connection among the
+devices), program (what each device does for a query), pipeline (a device's threads for
+one placement), chain (the source's queries in and out), probe (link probes), compute
+(bundles on a torch device), process (device set-up), source and serve (the two kinds of
+device), plan, placements and results (no torch), options (typed options).
 """
 
 from __future__ import annotations
@@ -11,16 +13,16 @@ import logging
 from typing import Any, Callable
 
 from dime.capture.models import load_model, resolve_torch_device
-from dime.run.cloud import run_cloud
-from dime.run.edge import run_edge
-from dime.run.options import EDGE_ROLE, RoleOptions
+from dime.run.options import DeviceOptions
 from dime.run.process import pin
+from dime.run.serve import serve
+from dime.run.source import run_source
 
 log = logging.getLogger("dime.run")
 
 
-def run_role(opts: RoleOptions, on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Run one role; the edge returns its result rows, the cloud none."""
+def run_device(opts: DeviceOptions, on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Run one device; the source returns its result rows, every other device none."""
     pin(opts.process.cores, opts.process.threads)
     device = resolve_torch_device(opts.process.torch_device)
     spec = opts.model
@@ -30,8 +32,8 @@ def run_role(opts: RoleOptions, on_row: Callable[[dict[str, Any]], None] | None 
     if device.type != "cpu":
         # bundles share the captured model's parameters: moving it once moves them all
         model.to(device)
-        log.info("%s runs its bundles on %s", opts.role, device)
-    if opts.role == EDGE_ROLE:
-        return run_edge(opts, model, device, on_row)
-    run_cloud(opts, model, device)
+        log.info("%s runs its bundles on %s", opts.device, device)
+    if opts.source:
+        return run_source(opts, model, device, on_row)
+    serve(opts, model, device)
     return []

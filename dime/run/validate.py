@@ -49,6 +49,7 @@ from dime.cliargs import (
 )
 from dime.core.costs import Assignment, CostTable, Role
 from dime.core.links import Link, parse_links
+from dime.core.network import Network
 from dime.core.placement import format_placement
 from dime.errors import UsageError
 from dime.fileio import atomic_write_text
@@ -58,7 +59,7 @@ from dime.profiling.reader import (
     make_role,
     max_bundle_for,
 )
-from dime.run.local import run_local
+from dime.run.local import SHAPER_CHOICES, run_local
 from dime.run.measure import DRIVERS, SCENARIOS, SINGLE_STREAM, parse_scenarios
 from dime.run.options import (
     LocalOptions,
@@ -67,20 +68,15 @@ from dime.run.options import (
     ProcessOptions,
     RunOptions,
 )
-from dime.run.plan import (
-    Plan,
-    merged_config,
-    parse_splits,
-    split_label,
-    split_placement,
-)
-from dime.run.results import RESULT_COLUMNS, rel_err, rows_csv
+from dime.run.placements import parse_splits, split_label, split_placement
+from dime.run.plan import DeviceInfo, Plan, merged_config
+from dime.run.results import RESULT_COLUMNS, map_cell, parse_map, rel_err, rows_csv
 
 log = logging.getLogger("dime.validate")
 
 SEMANTICS = ("bundle", "layersum")
 VALIDATE_COLUMNS: tuple[str, ...] = RESULT_COLUMNS + (
-    "edge_whole_profiled_s", "cloud_whole_profiled_s", "edge_drift", "cloud_drift",
+    "whole_profiled_s", "drift",
     "pred_bundle_drift_s", "pred_layersum_drift_s", "err_bundle_drift", "err_layersum_drift",
     "err_bundle_compute", "err_layersum_compute", "err_bundle_compute_drift", "err_layersum_compute_drift",
 )
@@ -110,6 +106,7 @@ class ValidateOptions:
     edge: ProcessOptions = field(default_factory=ProcessOptions)
     cloud: ProcessOptions = field(default_factory=ProcessOptions)
     timeout_s: float = 30.0
+    shaper: str = "auto"
     verbose: int = 0
 
 
@@ -139,9 +136,9 @@ def model_plan(table: CostTable, roles: tuple[Role, Role], links: Sequence[Link]
         for s in splits:
             cands.append((split_label(table.layer_names, s), split_placement(n, s, edge_set, cloud_set, k), None))
         for label, placement, lat in cands:
-            configs.append(merged_config(label, placement, link, table, roles, k, lat))
+            configs.append(merged_config(label, placement, Network.two_roles(link), table, roles, k, lat))
     return Plan(table.model, tuple(table.layer_names), tuple(table.cut_bytes), tuple(configs),
-                roles[0].device, roles[1].device)
+                (DeviceInfo("edge", roles[0].device), DeviceInfo("cloud", roles[1].device)), 0)
 
 
 def whole_model_s(table: CostTable, device: str, setting: str) -> float | None:
@@ -159,47 +156,41 @@ def _num(v: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def comm_s(row: dict[str, Any]) -> float | None:
-    """The link model's communication time of a row's transfers."""
-    up, down = _num(row.get("uplink_mbps")), _num(row.get("downlink_mbps"))
-    if not up or not down:
-        return None
-    return (float(row.get("up_bytes") or 0) * 8 / (up * 1e6) + float(row.get("down_bytes") or 0) * 8 / (down * 1e6)
-            + float(row.get("transfers") or 0) * (_num(row.get("rtt_ms")) or 0.0) / 2000.0)
-
-
 def compute_err(row: dict[str, Any], pred: float | None) -> float | None:
-    """Relative error of the compute part alone: the communication taken off both sides."""
-    meas, comm = _num(row.get("measured_s")), comm_s(row)
+    """Relative error of the compute part alone: the link model's communication time
+    (`pred_comm_s`) taken off both sides."""
+    meas, comm = _num(row.get("measured_s")), _num(row.get("pred_comm_s"))
     if pred is None or meas is None or comm is None or meas - comm <= 0:
         return None
     return (pred - meas) / (meas - comm)
 
 
 def drift_factor(now_s: Any, profiled_s: Any) -> float | None:
-    """How much slower (> 1) or faster a role runs its whole model now than when profiled."""
+    """How much slower (> 1) or faster a device runs its whole model now than when profiled."""
     now, then = _num(now_s), _num(profiled_s)
     return now / then if now is not None and then else None
 
 
 def drift_corrected(row: dict[str, Any], sem: str) -> float | None:
-    """The `sem` prediction with each role's compute part scaled by its drift factor (a role
-    without a factor unscaled)."""
+    """The `sem` prediction with each device's compute part scaled by its drift factor (a
+    device without a factor unscaled)."""
     pred = _num(row.get(f"pred_{sem}_s"))
     if pred is None:
         return None
-    for role in ("edge", "cloud"):
-        part, f = _num(row.get(f"pred_{sem}_{role}_s")), _num(row.get(f"{role}_drift"))
-        if part is not None and f is not None:
-            pred += part * (f - 1.0)
+    drift = parse_map(row.get("drift"))
+    for device, part in parse_map(row.get(f"pred_{sem}_compute_s")).items():
+        f, p = _num(drift.get(device)), _num(part)
+        if p is not None and f is not None:
+            pred += p * (f - 1.0)
     return pred
 
 
-def add_drift_columns(row: dict[str, Any], edge_profiled_s: float | None, cloud_profiled_s: float | None) -> None:
-    """The validation columns of one measured row, in place."""
-    row["edge_whole_profiled_s"], row["cloud_whole_profiled_s"] = edge_profiled_s, cloud_profiled_s
-    row["edge_drift"] = drift_factor(row.get("edge_whole_before_s"), edge_profiled_s)
-    row["cloud_drift"] = drift_factor(row.get("cloud_whole_before_s"), cloud_profiled_s)
+def add_drift_columns(row: dict[str, Any], profiled_s: dict[str, float | None]) -> None:
+    """The validation columns of one measured row, in place; `profiled_s`: each device's whole
+    model as profiled (at the setting it runs in this placement)."""
+    before = parse_map(row.get("whole_before_s"))
+    row["whole_profiled_s"] = map_cell(profiled_s)
+    row["drift"] = map_cell({d: drift_factor(before.get(d), p) for d, p in profiled_s.items()})
     meas = _num(row.get("measured_s"))
     for sem in SEMANTICS:
         raw, corrected = _num(row.get(f"pred_{sem}_s")), drift_corrected(row, sem)
@@ -246,12 +237,16 @@ def _bundle_closer(rows: Sequence[dict[str, Any]]) -> str:
     return f"{sum(abs(b) < abs(s) for b, s in pairs)}/{len(pairs)}"
 
 
-def _whole(rows: Sequence[dict[str, Any]], role: str) -> str:
-    """A role's whole model: profiled / timed before the placements (range) / at the end."""
-    before = [v for v in (_num(r.get(f"{role}_whole_before_s")) for r in rows) if v is not None]
-    span = "-" if not before else _ms(min(before)) if min(before) == max(before) \
-        else f"{_ms(min(before))}-{_ms(max(before))}"
-    return f"{_ms(_num(rows[0].get(f'{role}_whole_profiled_s')))} / {span} / {_ms(_num(rows[-1].get(f'{role}_whole_end_s')))}"
+def _whole(rows: Sequence[dict[str, Any]]) -> str:
+    """Each device's whole model: profiled / timed before the placements (range) / at the end."""
+    parts = []
+    for device, profiled in parse_map(rows[0].get("whole_profiled_s")).items():
+        before = [v for v in (_num(parse_map(r.get("whole_before_s")).get(device)) for r in rows) if v is not None]
+        span = "-" if not before else _ms(min(before)) if min(before) == max(before) \
+            else f"{_ms(min(before))}-{_ms(max(before))}"
+        end = _num(parse_map(rows[-1].get("whole_end_s")).get(device))
+        parts.append(f"{device} {_ms(_num(profiled))} / {span} / {_ms(end)}")
+    return "; ".join(parts) or "-"
 
 
 def _short_placement(text: str) -> str:
@@ -288,8 +283,8 @@ def summary_markdown(rows: Sequence[dict[str, Any]]) -> str:
     lines = [
         "| model | link | scenario | placements | bundle | layer-sum | compute only: bundle "
         "| compute only: layer-sum | bundle closer | solver's placement | solver pred (ms) | measured (ms) "
-        "| solver err | best measured (ms) | edge whole model (ms) | cloud whole model (ms) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| solver err | best measured (ms) | whole model (ms) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in rows:
@@ -307,19 +302,19 @@ def summary_markdown(rows: Sequence[dict[str, Any]]) -> str:
             f"| {_ms(_num(solver['pred_bundle_s'])) if solver else '-'} "
             f"| {_ms(_num(solver['measured_s'])) if solver else '-'} "
             f"| {_pct(_median(sol, 'err_bundle', float), True)} / {_pct(_median(sol, 'err_bundle_drift', float), True)} "
-            f"| {_ms(best)} ({best_label}) | {_whole(rs, 'edge')} | {_whole(rs, 'cloud')} |"
+            f"| {_ms(best)} ({best_label}) | {_whole(rs)} |"
         )
     solvers = [r for r in rows if r["config"] == "solver"]
     lines.append(
         f"| **all** | | | {len(rows)} | **{_pair(rows, 'err_bundle')}** | **{_pair(rows, 'err_layersum')}** "
         f"| **{_pair(rows, 'err_bundle_compute')}** | **{_pair(rows, 'err_layersum_compute')}** "
         f"| **{_bundle_closer(rows)}** | | | | **{_pct(_median(solvers, 'err_bundle', float), True)} / "
-        f"{_pct(_median(solvers, 'err_bundle_drift', float), True)}** | | | |"
+        f"{_pct(_median(solvers, 'err_bundle_drift', float), True)}** | | |"
     )
     lines += [
         "",
         "Errors: median |predicted - measured| / measured, raw / drift-corrected; solver err: its signed error. "
-        "Whole model: profiled / timed before each placement / after the last.",
+        "Whole model: per device, profiled / timed before each placement / after the last.",
         f"Drift explains {_explained(_median(rows, 'err_bundle'), _median(rows, 'err_bundle_drift'))} of the "
         f"median |bundle error| ({_pct(_median(rows, 'err_bundle'))} -> {_pct(_median(rows, 'err_bundle_drift'))}), "
         f"{_explained(_median(rows, 'err_bundle_compute'), _median(rows, 'err_bundle_compute_drift'))} of the "
@@ -334,8 +329,8 @@ def write_table(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 
 # ---- the run ----------------------------------------------------------------------------
-def plans_for(opts: ValidateOptions) -> list[tuple[Plan, float | None, float | None]]:
-    """Every model's placements and predictions, with each role's profiled whole model:
+def plans_for(opts: ValidateOptions) -> list[tuple[Plan, dict[str, float | None]]]:
+    """Every model's placements and predictions, with each device's profiled whole model:
     all first, so that bad profiles fail before any run."""
     out = []
     for m in opts.models:
@@ -347,8 +342,8 @@ def plans_for(opts: ValidateOptions) -> list[tuple[Plan, float | None, float | N
             raise UsageError("nothing to run: --no-solver and --splits none")
         plan = model_plan(table, roles, opts.links, splits, opts.with_solver, opts.max_bundle, opts.solver,
                           opts.bundle_sum)
-        out.append((plan, whole_model_s(table, opts.edge_device, opts.edge_setting),
-                    whole_model_s(table, opts.cloud_device, opts.cloud_setting)))
+        out.append((plan, {"edge": whole_model_s(table, opts.edge_device, opts.edge_setting),
+                           "cloud": whole_model_s(table, opts.cloud_device, opts.cloud_setting)}))
     return out
 
 
@@ -361,17 +356,18 @@ def validate(opts: ValidateOptions, on_model: Callable[[str, list[dict[str, Any]
     plans = plans_for(opts)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="dime-validate-") as tmp:
-        for i, (plan, edge_whole, cloud_whole) in enumerate(plans):
+        for i, (plan, whole) in enumerate(plans):
             plan_path, out = Path(tmp) / f"plan-{i}.json", Path(tmp) / f"rows-{i}.csv"
             atomic_write_text(plan_path, plan.to_json())
             log.info("%s: running %d placement(s)", plan.model, len(plan.configs))
             run = dataclasses.replace(opts.run, plan=PlanOptions(plan=plan_path), out=out, verify=True)
             run_local(LocalOptions(ModelSpec(plan.model, cuts=opts.cuts, input_shape=opts.input_shape,
-                                             inputs=opts.inputs, layers=opts.layers, capture=opts.capture), run, opts.edge, opts.cloud,
-                                   timeout_s=opts.timeout_s, verbose=opts.verbose))
+                                             inputs=opts.inputs, layers=opts.layers, capture=opts.capture), run,
+                                   (("edge", opts.edge), ("cloud", opts.cloud)), "edge", timeout_s=opts.timeout_s,
+                                   shaper=opts.shaper, verbose=opts.verbose))
             got: list[dict[str, Any]] = [dict(r) for r in read_rows(out)]
             for r in got:
-                add_drift_columns(r, edge_whole, cloud_whole)
+                add_drift_columns(r, whole)
             rows.extend(got)
             write_table(opts.out, rows)
             if on_model is not None:
@@ -423,6 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cloud-torch-device", default="cpu", metavar="DEV",
                    help="the cloud's torch device: cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--timeout-s", type=positive_float, default=30.0)
+    p.add_argument("--shaper", choices=SHAPER_CHOICES, default="auto",
+                   help="links shaped by the kernel (netns, as root) or emulated in user space (user); "
+                        "auto: netns where possible (default)")
     p.add_argument("--out", type=Path, required=True, metavar="CSV", help="result table (overwritten)")
     p.add_argument("--summary", type=Path, metavar="MD", help="also write the markdown summary here")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -455,7 +454,7 @@ def validate_options(args: argparse.Namespace) -> ValidateOptions:
         inputs=args.inputs, layers=args.layers, capture=args.capture, bundle_sum=args.bundle_sum,
         edge=ProcessOptions(args.edge_threads, args.edge_cores, args.edge_torch_device),
         cloud=ProcessOptions(args.cloud_threads, args.cloud_cores, args.cloud_torch_device),
-        timeout_s=args.timeout_s, verbose=max(0, args.verbose) if not args.quiet else -1,
+        timeout_s=args.timeout_s, shaper=args.shaper, verbose=max(0, args.verbose) if not args.quiet else -1,
     )
 
 

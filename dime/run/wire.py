@@ -1,4 +1,4 @@
-"""The wire format of a split run: control messages and the flat buffer of a cut.
+"""The wire format of a run: control messages and the flat buffer of a cut.
 
 Each transfer is one flat byte buffer (a 16-byte header, then every live tensor of the
 cut at a 64-byte aligned offset), whose shapes both sides know from the model's traced
@@ -17,21 +17,25 @@ import torch
 
 from dime.errors import ModelError
 
-# control messages (int64[6], tag CTRL_TAG): [command, args...]
+# control messages (int64[6], tag CTRL_TAG), between the source and each device: [command, args...]
 CTRL_TAG = 1
-DATA_TAG = 2
+DATA_TAG = 2  # the bytes that follow a control message (JSON)
+PROBE_TAG = 3  # a link probe's transfers and its ping-pong, between the link's two ends
+STREAM_TAG = 100  # stream s of a config's program travels on tag STREAM_TAG + s
 CTRL_LEN = 6
 CMD_PLAN = 1  # a: plan JSON length; the JSON follows on DATA_TAG
-CMD_PROBE = 2  # a: link index, b: up bytes, c: down bytes, d: repetitions
-CMD_CONFIG = 3  # a: config index; data transfers of that placement follow
+CMD_PROBE = 2  # a: probe index (Plan.probe_links), b: up bytes, c: down bytes, d: repetitions
+CMD_CONFIG = 3  # a: config index, b: queries in flight; the program's streams run until an END passes
 CMD_QUIT = 4
 CMD_PING = 5
 CMD_PONG = 6
-CMD_INFO = 7  # a: JSON length; the cloud's own description (device, threads, host) follows
-CMD_REFERENCE = 8  # edge: a = runs; the cloud times its whole model, answers CMD_REFERENCE, a = nanoseconds
+CMD_INFO = 7  # a: JSON length; the device's description (torch device, threads, host) follows
+CMD_REFERENCE = 8  # source: a = runs; the device times its whole model, answers CMD_REFERENCE, a = nanoseconds
+CMD_STATS = 9  # a: JSON length; a device's account of the config that just ended
+CMD_PROBE_RESULT = 12  # a: up ns, b: down ns, c: ping ns (the link's first end to the source)
 # data header (int64[2] at the start of every transfer): [kind, query id]
 DATA_RUN = 10
-DATA_END = 11  # the edge ends a config; sent in place of the first upload of a query
+DATA_END = 11  # the source ends a config; it travels the whole chain like a query
 
 HEADER_BYTES = 16
 ALIGN_BYTES = 64

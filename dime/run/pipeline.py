@@ -1,0 +1,315 @@
+"""One device's part of one placement, as threads that pass queries along (the data plane).
+
+For its part of a Program (dime.run.program) a device runs:
+
+- a receiver per incoming stream: posts the next receive at once (gloo moves a message only
+  once the receiver has posted it, so an eager receiver keeps the link busy), stamps the
+  arrival and the time from which the data may be used (arrival + the link's rtt/2 when
+  delays are added in user space), and queues it for its task;
+- a worker per task: takes the next query, waits until it may be used, runs the task's
+  bundles (none for a relay), packs the result into a buffer of the outgoing stream;
+- a sender per outgoing stream: sends buffers in order, paced to the link's wire time when
+  the link is emulated in user space (dime.run.linkemu).
+
+Every stream is FIFO and carries the query id, so queries keep their order without any
+other coordination; up to `in_flight` queries are in the chain at once (each stream has
+that many buffers and one more). The source injects queries (`submit`) and an END after
+the last; END travels the chain like a query and stops every thread it passes. The first
+error in any thread stops the device: `join` raises it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+from dime.core.links import UP
+from dime.core.network import Network
+from dime.errors import DimeError
+from dime.run.compute import CPU, bundle_modules, run_modules, sync, to_device
+from dime.run.linkemu import LinkShaper
+from dime.run.peer import Group, PeerError
+from dime.run.program import Program, Stream, Task
+from dime.run.wire import DATA_END, DATA_RUN, STREAM_TAG, TAIL_BYTES, CutLayout
+
+log = logging.getLogger("dime.run")
+
+POLL_S = 0.05  # how often a waiting thread looks whether the device is stopping
+
+
+class _Stopped(Exception):
+    """Another thread failed: this one stops quietly."""
+
+
+@dataclass
+class Frame:
+    """One query's data between two threads of a device."""
+
+    kind: int
+    qid: int
+    buf: torch.Tensor | None = None  # a pooled transfer buffer, or None for the source's input
+    values: Sequence[torch.Tensor] | None = None  # the source's input tensors
+    ready: float = 0.0  # perf_counter time from which the data may be used
+    pool: "BufferPool | None" = None
+
+    def release(self) -> None:
+        if self.pool is not None and self.buf is not None:
+            self.pool.give(self.buf)
+            self.pool = None
+
+
+class BufferPool:
+    """The transfer buffers of one stream at one end."""
+
+    def __init__(self, layout: CutLayout, n: int) -> None:
+        self.layout = layout
+        self._free: queue.Queue[torch.Tensor] = queue.Queue()
+        for _ in range(n):
+            self._free.put(layout.new_buffer())
+
+    def give(self, buf: torch.Tensor) -> None:
+        self._free.put(buf)
+
+
+@dataclass
+class DeviceStats:
+    """What one device saw of one config (sent to the source at its end)."""
+
+    queries: int = 0  # queries its tasks completed (a device with two tasks counts each query once)
+    busy_s: float = 0.0  # time in its bundles, summed over queries
+    overruns: int = 0  # emulated transfers whose real send took longer than the link's wire time
+    transfers: int = 0
+    worst_overrun_s: float = 0.0
+    per_task_s: list[float] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"queries": self.queries, "busy_s": self.busy_s, "overruns": self.overruns,
+                "transfers": self.transfers, "worst_overrun_s": self.worst_overrun_s}
+
+
+class Pipeline:
+    """The threads of one device for one config; `start`, (the source: `submit` ... `finish`), `join`."""
+
+    def __init__(self, program: Program, device: int, model: Any, modules: dict[tuple[int, int], Any],
+                 group: Group | None, rank_of: Sequence[int], network: Network, in_flight: int,
+                 pace: bool, delay: bool, torch_device: torch.device = CPU, wait_s: float = 600.0,
+                 on_output: Callable[[int, list[torch.Tensor]], None] | None = None,
+                 name: str = "") -> None:
+        self.program = program
+        self.device = device
+        self.group = group
+        self.rank_of = rank_of
+        self.network = network
+        self.torch_device = torch_device
+        self.wait_s = wait_s
+        self.on_output = on_output
+        self.name = name or str(device)
+        self.tasks = program.tasks_of(device)
+        self.stats = DeviceStats(per_task_s=[0.0] * len(self.tasks))
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        n_buf = in_flight + 1
+        layouts = {s.sid: CutLayout.of(model.cut_specs(s.cut)) for s in program.streams
+                   if device in (s.src, s.dst)}
+        self._modules = {i: bundle_modules(model, t.bundles, modules) for i, t in enumerate(self.tasks)}
+        # a task reads its input from this queue; the source's first task is fed by submit()
+        self._task_in: dict[int, queue.Queue[Frame]] = {i: queue.Queue() for i in range(len(self.tasks))}
+        self._recv_pools = {s.sid: BufferPool(layouts[s.sid], n_buf) for s in program.streams_into(device)}
+        self._send_pools = {s.sid: BufferPool(layouts[s.sid], n_buf) for s in program.streams_out_of(device)}
+        self._send_q: dict[int, queue.Queue[Frame]] = {s.sid: queue.Queue() for s in program.streams_out_of(device)}
+        self._layouts = layouts
+        self._shapers: dict[tuple[int, str], LinkShaper] = {}
+        if pace:
+            for s in program.streams_out_of(device):
+                key = (s.link, s.direction)
+                if key not in self._shapers:
+                    self._shapers[key] = LinkShaper.of(network.links[s.link].link, s.direction)
+        self._delay_s = {s.sid: (network.links[s.link].link.rtt_ms / 2000.0 if delay else 0.0)
+                         for s in program.streams_into(device)}
+        self._consumer = {t.inp: i for i, t in enumerate(self.tasks) if t.inp is not None}
+        self._source_task = next((i for i, t in enumerate(self.tasks) if t.inp is None), None)
+
+    # ---- lifecycle ------------------------------------------------------------------
+    def start(self) -> None:
+        for s in self.program.streams_into(self.device):
+            self._spawn(f"recv-{s.sid}", self._receiver, s)
+        for i, t in enumerate(self.tasks):
+            self._spawn(f"task-{i}", self._worker, i, t)
+        for s in self.program.streams_out_of(self.device):
+            self._spawn(f"send-{s.sid}", self._sender, s)
+
+    def _spawn(self, label: str, fn: Callable[..., None], *args: Any) -> None:
+        t = threading.Thread(target=self._guard, args=(fn, *args), name=f"dime-{self.name}-{label}", daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def _guard(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except _Stopped:
+            pass
+        except BaseException as e:  # the first error stops the device; join() raises it
+            if self._error is None:
+                self._error = e
+            self._stop.set()
+
+    def submit(self, qid: int, values: Sequence[torch.Tensor]) -> None:
+        """The source: put a query's input into the chain."""
+        assert self._source_task is not None, "only the source submits"
+        self._check()
+        self._task_in[self._source_task].put(Frame(DATA_RUN, qid, values=values))
+
+    def finish(self) -> None:
+        """The source: no more queries; END follows the last one through the chain."""
+        assert self._source_task is not None, "only the source finishes"
+        self._task_in[self._source_task].put(Frame(DATA_END, -1))
+
+    def failed(self) -> BaseException | None:
+        return self._error
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout_s: float | None = None) -> DeviceStats:
+        """Wait until END has passed every thread (or one failed: raise its error)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        for t in self._threads:
+            while t.is_alive():
+                t.join(POLL_S)
+                self._check()
+                if deadline is not None and time.monotonic() > deadline:
+                    raise PeerError(f"{self.name}: the config did not end within {timeout_s:g} s")
+        self._check()
+        for sh in self._shapers.values():
+            st = sh.stats
+            self.stats.overruns += st.overruns
+            self.stats.transfers += st.transfers
+            self.stats.worst_overrun_s = max(self.stats.worst_overrun_s, st.worst_overrun_s)
+        return self.stats
+
+    # ---- threads --------------------------------------------------------------------
+    def _get(self, q: queue.Queue) -> Any:
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                return q.get(timeout=POLL_S)
+            except queue.Empty:
+                if self._stop.is_set():
+                    raise _Stopped() from None
+                if time.monotonic() > deadline:
+                    raise PeerError(f"{self.name}: nothing to do for {self.wait_s:g} s") from None
+
+    def _receiver(self, s: Stream) -> None:
+        assert self.group is not None
+        pool, rank, tag = self._recv_pools[s.sid], self.rank_of[s.src], STREAM_TAG + s.sid
+        consumer = self._task_in[self._consumer[s.sid]]
+        layout = self._layouts[s.sid]
+        while True:
+            buf = self._get(pool._free)
+            self.group.recv(rank, buf[:-TAIL_BYTES], tag)
+            self.group.recv(rank, buf[-TAIL_BYTES:], tag)
+            kind, qid, _ = layout.unpack(buf)
+            consumer.put(Frame(kind, qid, buf, ready=time.perf_counter() + self._delay_s[s.sid], pool=pool))
+            if kind == DATA_END:
+                return
+            if kind != DATA_RUN:
+                raise PeerError(f"protocol error: data message {kind} from {self.group.names[rank]!r}")
+
+    def _worker(self, index: int, task: Task) -> None:
+        inq = self._task_in[index]
+        mods = self._modules[index]
+        clock = time.perf_counter
+        last = -1
+        while True:
+            frame: Frame = self._get(inq)
+            if frame.kind == DATA_END:
+                frame.release()
+                self._hand_on(task, Frame(DATA_END, frame.qid), None)
+                return
+            if frame.qid <= last:
+                raise PeerError(f"protocol error: query {frame.qid} after {last} on {self.name}")
+            last = frame.qid
+            wait = frame.ready - clock()
+            if wait > 0:
+                time.sleep(wait)
+            if index == 0:
+                self.stats.queries += 1
+            if task.relay:  # store and forward: the same bytes go on
+                self._hand_on(task, frame, None)
+                continue
+            if frame.values is not None:
+                vals: Sequence[torch.Tensor] = frame.values
+            else:
+                assert frame.buf is not None and task.inp is not None
+                vals = self._layouts[task.inp].views(frame.buf)
+            t0 = clock()
+            with torch.inference_mode():
+                if mods:
+                    vals = run_modules(mods, to_device(vals, self.torch_device))
+                    sync(self.torch_device)
+                dt = clock() - t0
+                self.stats.busy_s += dt
+                self.stats.per_task_s[index] += dt
+                self._hand_on(task, Frame(DATA_RUN, frame.qid), vals, frame)
+
+    def _hand_on(self, task: Task, out: Frame, vals: Sequence[torch.Tensor] | None, used: Frame | None = None) -> None:
+        """Pass a task's result on: into a buffer of its outgoing stream, or out of the chain."""
+        if task.out is None:
+            if out.kind == DATA_RUN and self.on_output is not None:
+                assert vals is not None
+                # received tensors are views of a buffer the next query overwrites: copies, on the CPU
+                self.on_output(out.qid, [t.to(CPU, copy=True) for t in vals])
+            if used is not None:
+                used.release()
+            if out.kind == DATA_END and self.on_output is not None:
+                self.on_output(-1, [])
+            return
+        if vals is None and out.buf is not None:  # a relayed frame: its buffer goes on as is
+            self._send_q[task.out].put(out)
+            return
+        pool = self._send_pools[task.out]
+        buf = self._get(pool._free)
+        pool.layout.pack(buf, out.kind, out.qid, vals if out.kind == DATA_RUN else None)
+        if used is not None:
+            used.release()  # packed: the input's views are no longer read
+        self._send_q[task.out].put(Frame(out.kind, out.qid, buf, pool=pool))
+
+    def _sender(self, s: Stream) -> None:
+        assert self.group is not None
+        q, rank, tag = self._send_q[s.sid], self.rank_of[s.dst], STREAM_TAG + s.sid
+        layout = self._layouts[s.sid]
+        shaper = self._shapers.get((s.link, s.direction))
+        group = self.group
+        while True:
+            frame: Frame = self._get(q)
+            assert frame.buf is not None
+            body, tail = frame.buf[:-TAIL_BYTES], frame.buf[-TAIL_BYTES:]
+            if shaper is None or frame.kind == DATA_END:
+                group.send(rank, body, tag)
+                group.send(rank, tail, tag)
+            else:
+                shaper.send(layout.payload_bytes, lambda: group.send(rank, body, tag), lambda: group.send(rank, tail, tag))
+            frame.release()
+            if frame.kind == DATA_END:
+                return
+
+
+def direction_name(network: Network, names: Sequence[str], link: int, direction: str) -> str:
+    nl = network.links[link]
+    a, b = (nl.a, nl.b) if direction == UP else (nl.b, nl.a)
+    return f"{names[a]}->{names[b]}"
+
+
+class QueryError(DimeError):
+    """A query's output could not be checked or collected."""
