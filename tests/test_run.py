@@ -556,10 +556,10 @@ def test_validation_summary_medians_and_bundle_closer_count():
     cells = [c.strip() for c in line.strip("|").split("|")]
     # |errors| bundle: 0.91%, 1.67%, 3.33% -> median 1.7%; corrected (edge part x 1.2: 1.108, 1.264, 1.54 s):
     # 0.73%, 5.33%, 2.67% -> 2.7%; layer-sum: 1.82%, 8.33%, 6.67% -> 6.7% (no parts: not corrected)
-    assert cells[3:6] == ["3", "1.7% / 2.7%", "6.7% / 6.7%"]
+    assert cells[3:7] == ["1", "3", "1.7% / 2.7%", "6.7% / 6.7%"]  # in flight: 1 (rows without the column)
     # compute only (1 s of communication): bundle 10%, 10%, 10% -> corrected 8%, 32%, 8% -> 8.0%
-    assert cells[6:9] == ["10.0% / 8.0%", "20.0% / 20.0%", "3/3"]
-    assert cells[9] == "a edge, b cloud"
-    assert cells[10:13] == ["1090.0", "1100.0", "-0.9% / +0.7%"]
-    assert cells[13] == "1100.0 (solver)" and cells[14] == "edge 10.0 / 12.0 / 13.1"
+    assert cells[7:10] == ["10.0% / 8.0%", "20.0% / 20.0%", "3/3"]
+    assert cells[10] == "a edge, b cloud"
+    assert cells[11:14] == ["1090.0", "1100.0", "-0.9% / +0.7%"]
+    assert cells[14] == "1100.0 (solver)" and cells[15] == "edge 10.0 / 12.0 / 13.1"
     assert "**3/3**" in table and "Drift explains -60% of the median |bundle error| (1.7% -> 2.7%)" in table

@@ -3,8 +3,6 @@ links, devices that die or never join (issue 12)."""
 
 from __future__ import annotations
 
-import csv
-import json
 import queue
 import subprocess
 import threading
@@ -14,6 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 from clihelp import PY, assert_one_line_error, cli_env
+from nd_helpers import csv_rows as _rows
+from nd_helpers import solution as _solution
+from nd_helpers import system_file
 
 from dime.capture.models import load_model
 from dime.core.costs import Assignment
@@ -154,50 +155,9 @@ def test_user_pacing_holds_a_link_direction_for_its_wire_time():
 
 
 # ---- processes ------------------------------------------------------------------------
-def _fake_profile(path: Path, devices=("cpu",)) -> None:
-    """Made-up costs: 1 ms per layer in a bundle, 0.9 ms per layer for longer bundles."""
-    m = load_model(SKIPNET, cuts=SKIP_CUTS, input_shape=(1, 3, 16, 16))
-    names, cb = m.layer_names, m.cut_bytes
-    lines = ["model,device,setting,bundle,start,end,in_bytes,out_bytes,iteration,run,latency_s,energy_j"]
-    for dev in devices:
-        for s in range(len(names)):
-            for e in range(s, len(names)):
-                for it in range(3):
-                    lat = 0.001 * (e - s + 1) * (0.9 if e > s else 1.0)
-                    lines.append(f"{SKIPNET},{dev},threads=1,{'+'.join(names[s:e + 1])},{names[s]},{names[e]},"
-                                 f"{cb[s]},{cb[e + 1]},{it},0,{lat},")
-    path.write_text("\n".join(lines) + "\n")
-
-
 def _system(tmp_path: Path, n: int) -> Path:
     """Devices a, b, c (, d) in a line, each the same made-up CPU."""
-    prof = tmp_path / "skipnet.csv"
-    _fake_profile(prof)
-    names = "abcd"[:n]
-    text = f'model = "{SKIPNET}"\nsource = "a"\n'
-    for d in names:
-        text += f'\n[[device]]\nname = "{d}"\nprofiles = ["skipnet.csv"]\nprofile_device = "cpu"\n'
-    for x, y in zip(names, names[1:]):
-        text += f'\n[[link]]\nends = ["{x}", "{y}"]\nup_mbps = 200\ndown_mbps = 200\nrtt_ms = 1\n'
-    path = tmp_path / "sys.toml"
-    path.write_text(text)
-    return path
-
-
-def _solution(tmp_path: Path, entries: list[tuple[int, int, str]], name: str = "sol.json") -> Path:
-    m = load_model(SKIPNET, cuts=SKIP_CUTS, input_shape=(1, 3, 16, 16))
-    names = m.layer_names
-    path = tmp_path / name
-    path.write_text(json.dumps({"status": "optimal", "model": SKIPNET, "layer_names": names,
-                                "cut_bytes": m.cut_bytes, "placement": [
-                                    {"start": names[s], "end": names[e], "device": "cpu", "setting": "threads=1",
-                                     "role": d, "latency_s": 0.001} for s, e, d in entries]}))
-    return path
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    return system_file(tmp_path, n)
 
 
 def _local(args: list[str], timeout: float = 180) -> subprocess.CompletedProcess:

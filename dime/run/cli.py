@@ -138,6 +138,17 @@ def add_edge_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--out", type=Path, metavar="CSV", help="append result rows to this CSV")
 
 
+def add_process_arguments(p: argparse.ArgumentParser) -> None:
+    """How each device's process runs on this machine, by device name (dime.run local, dime.validate):
+    the repeatable --threads/--cores/--torch-device NAME=VALUE, beside --edge-*/--cloud-* of two devices."""
+    p.add_argument("--threads", action="append", default=[], metavar="NAME=N",
+                   help="a device's torch threads (repeatable; default 1)")
+    p.add_argument("--cores", action="append", default=[], metavar="NAME=LIST",
+                   help="a device's CPU cores (repeatable; default one core each, round robin)")
+    p.add_argument("--torch-device", action="append", default=[], metavar="NAME=DEV",
+                   help="a device's torch device (repeatable; default cpu)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="python -m dime.run",
@@ -175,12 +186,7 @@ def build_local_parser() -> argparse.ArgumentParser:
     p.add_argument("--edge-torch-device", default="cpu", metavar="DEV", help="the edge's torch device (default cpu)")
     p.add_argument("--cloud-torch-device", default="cpu", metavar="DEV",
                    help="the cloud's torch device: cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--threads", action="append", default=[], metavar="NAME=N",
-                   help="a device's torch threads (repeatable; default 1)")
-    p.add_argument("--cores", action="append", default=[], metavar="NAME=LIST",
-                   help="a device's CPU cores (repeatable; default one core each, round robin)")
-    p.add_argument("--torch-device", action="append", default=[], metavar="NAME=DEV",
-                   help="a device's torch device (repeatable; default cpu)")
+    add_process_arguments(p)
     p.add_argument("--shaper", choices=SHAPER_CHOICES, default="auto",
                    help="links shaped by the kernel (netns: a network namespace per device, tc on veth pairs; "
                         "root on Linux) or emulated in user space (user); auto: netns where possible (default)")
@@ -268,15 +274,21 @@ def _per_device(items: Sequence[str], flag: str, names: Sequence[str], parse: An
     return out
 
 
-def local_options(args: argparse.Namespace) -> LocalOptions:
-    names, source = _system_devices(args)
+def process_options(args: argparse.Namespace, names: Sequence[str]) -> tuple[tuple[str, ProcessOptions], ...]:
+    """Each device's ProcessOptions from the flags of add_process_arguments and the two-device
+    --edge-*/--cloud-* ones (a NAME=VALUE flag wins); UsageError on a device not in `names`."""
     threads = {EDGE_ROLE: args.edge_threads, CLOUD_ROLE: args.cloud_threads}
     cores = {EDGE_ROLE: args.edge_cores, CLOUD_ROLE: args.cloud_cores}
     devs = {EDGE_ROLE: args.edge_torch_device, CLOUD_ROLE: args.cloud_torch_device}
     threads.update(_per_device(args.threads, "--threads", names, positive_int))
     cores.update(_per_device(args.cores, "--cores", names, core_list))
     devs.update(_per_device(args.torch_device, "--torch-device", names, str))
-    devices = tuple((n, ProcessOptions(threads.get(n, 1), cores.get(n), devs.get(n, "cpu"))) for n in names)
+    return tuple((n, ProcessOptions(threads.get(n, 1), cores.get(n), devs.get(n, "cpu"))) for n in names)
+
+
+def local_options(args: argparse.Namespace) -> LocalOptions:
+    names, source = _system_devices(args)
+    devices = process_options(args, names)
     return LocalOptions(
         model=model_spec(args), run=run_options(args), devices=devices, source=source, port=args.port,
         timeout_s=args.timeout_s, op_timeout_s=args.op_timeout_s, shaper=args.shaper,

@@ -13,13 +13,16 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from dime.core.costs import CLOUD, EDGE, ROLE_NAMES, Assignment, CostTable, Role, check_chain
+from dime.core.costs import CLOUD, EDGE, ROLE_NAMES, Assignment, CostTable, Role, check_chain, memory_use
 from dime.core.network import Network
 from dime.errors import UsageError
 from dime.run.options import PlanOptions, RunOptions
 from dime.run.plan import DeviceInfo, Plan, RunConfig, from_file_costs, merged_config, routes_of
+
+if TYPE_CHECKING:
+    from dime.plan.problem import PlacementProblem
 
 log = logging.getLogger("dime.run")
 
@@ -75,6 +78,38 @@ def parse_splits(text: str, n_layers: int, layer_names: Sequence[str]) -> list[i
     if not out:
         raise UsageError("--split: empty list")
     return list(dict.fromkeys(out))
+
+
+# ---- N devices: the alternatives to the solver's placements -------------------------
+def alternative_placements(problem: PlacementProblem, splits: Sequence[int]) -> list[tuple[str, tuple[Assignment, ...]]]:
+    """(label, placement) of what `dime.validate --system` runs beside the solver's placements:
+    `source-only`; `<device>-only` for every other device that computes (the input sent there,
+    the output back); for every inner split k of `splits` (0 <= k < n-1) and every such device,
+    `split@<layer k>-><device>` (layers 0..k on the source, the rest there). Each device at its
+    first setting, in bundles of at most the problem's K; relays never compute. A placement that
+    breaks the system's memory limits, private layers or pins is left out, with a log line."""
+    table, roles, src, k = problem.table, problem.roles, problem.source, problem.k
+    n, first = table.n_layers, [r.settings[0] if r.compute else "" for r in roles]
+    others = [d for d, r in enumerate(roles) if r.compute and d != src]
+    out = [("source-only", split_placement(n, n - 1, first[src], first[src], k, src, src))]
+    out += [(f"{roles[d].name}-only", split_placement(n, -1, first[src], first[d], k, src, d)) for d in others]
+    out += [(f"split@{table.layer_names[s]}->{roles[d].name}", split_placement(n, s, first[src], first[d], k, src, d))
+            for s in splits if 0 <= s < n - 1 for d in others]
+    return [(label, p) for label, p in out if _runs_on(problem, label, p)]
+
+
+def _runs_on(problem: PlacementProblem, label: str, placement: Sequence[Assignment]) -> bool:
+    """Whether the system allows the placement: private layers, pins and memory."""
+    bad = next((a for a in placement if not problem.allowed(a.start, a.end, a.role)), None)
+    if bad is not None:
+        log.info("%s: skipped, layer %s may not run on %s (private layers or pins)", label,
+                 problem.table.layer_names[bad.start], problem.roles[bad.role].name)
+        return False
+    for r, role in enumerate(problem.roles):
+        if role.memory_bytes is not None and memory_use(problem.table, placement, r) > role.memory_bytes:
+            log.info("%s: skipped, does not fit the memory of %s (%d bytes)", label, role.name, role.memory_bytes)
+            return False
+    return True
 
 
 # ---- solution files ------------------------------------------------------------------

@@ -1,24 +1,37 @@
 """Check the cost model against real split runs: `python -m dime.validate`.
 
-For each model and link: the solver's placement plus every single split point (layers
-0..k on the edge, the rest in the cloud, k = -1..n-1) are run for real (two local
-processes, emulated link) and measured. Each row gets two predictions from the profiles:
+Two devices (`--profile --edge --cloud ...`): for each model and link, the solver's placement
+plus every single split point (layers 0..k on the edge, the rest in the cloud, k = -1..n-1).
+N devices (`--system sys.toml`): for each model, the solver's placement for each of
+`--objectives` (labels `solver:latency`, ...; one run, labels joined, where two agree),
+`source-only`, `<device>-only` for every other device that computes, and the single splits
+`split@<layer>-><device>` (layers 0..k on the source, the rest on that device) for every k of
+`--splits`; relays (compute = false) only forward. Either way every placement is a RunConfig
+of dime.run.plan (merge rule, routes and predictions from one place), run for real by
+dime.run.local (one process per device, emulated or kernel-shaped links), once per
+`--in-flight` value, and measured. Each row gets two predictions from the profiles:
 
     bundle     the placement's bundle costs + communication (what the solver optimises)
     layer-sum  every bundle's cost replaced by the sum of its single-layer costs, + the
                same communication
 
 and their relative errors against the measured latency, raw and drift-corrected. Before
-every placement each role times its whole model as one bundle; the drift-corrected
-prediction scales each role's compute part by (whole model timed now / whole model as
-profiled), so that a machine that got slower since it was profiled does not count as a
-cost-model error. A role whose whole model is not profiled is not corrected. Each error
-is also given for the compute part alone (the link model's communication time, which the
-emulation reproduces almost exactly, taken off both sides).
+every placement each device times its whole model as one bundle; the drift-corrected
+prediction scales each device's compute part by (whole model timed now / whole model as
+profiled at the setting it runs in that placement), so that a machine that got slower
+since it was profiled does not count as a cost-model error. A device whose whole model is
+not profiled is not corrected. Each error is also given for the compute part alone (the
+link model's communication time, which the emulation reproduces almost exactly, taken off
+both sides). The summary gives the median errors per model, network, scenario and in-flight
+count and, for N devices, one line per placement: latency predicted and measured, and
+throughput predicted and measured for every in-flight count, with the speed-up of in_flight=N
+over in_flight=1, measured beside predicted.
 
     python -m dime.validate --profile profiles/*-xeon-2core.csv --links 4g,wifi \\
         --models alexnet,resnet18,mobilenet_v2 --edge xeon-2core --edge-settings threads=1 \\
         --cloud xeon-2core --cloud-settings threads=1 --out results/validate.csv
+    python -m dime.validate --system examples/camera-jetson-server-cloud.toml --in-flight 1,4 \\
+        --out results/validate-nd.csv --summary results/validate-nd.md
 """
 
 from __future__ import annotations
@@ -31,6 +44,7 @@ import math
 import statistics
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -51,24 +65,34 @@ from dime.core.costs import Assignment, CostTable, Role
 from dime.core.links import Link, parse_links
 from dime.core.network import Network
 from dime.core.placement import format_placement
-from dime.errors import UsageError
+from dime.errors import InfeasibleError, UsageError
 from dime.fileio import atomic_write_text
 from dime.plan import PlacementProblem, build_model
+from dime.plan.problem import ENERGY, LATENCY, OBJECTIVES, THROUGHPUT
+from dime.plan.system import build_problem, load_system
 from dime.profiling.reader import (
     load_profiles,
     make_role,
     max_bundle_for,
 )
+from dime.run.cli import add_process_arguments, process_options
 from dime.run.local import SHAPER_CHOICES, run_local
-from dime.run.measure import DRIVERS, SCENARIOS, SINGLE_STREAM, parse_scenarios
+from dime.run.measure import DRIVERS, OFFLINE, SCENARIOS, SINGLE_STREAM, parse_scenarios
 from dime.run.options import (
+    CLOUD_ROLE,
+    EDGE_ROLE,
     LocalOptions,
     ModelSpec,
     PlanOptions,
     ProcessOptions,
     RunOptions,
 )
-from dime.run.placements import parse_splits, split_label, split_placement
+from dime.run.placements import (
+    alternative_placements,
+    parse_splits,
+    split_label,
+    split_placement,
+)
 from dime.run.plan import DeviceInfo, Plan, merged_config
 from dime.run.results import RESULT_COLUMNS, map_cell, parse_map, rel_err, rows_csv
 
@@ -80,37 +104,64 @@ VALIDATE_COLUMNS: tuple[str, ...] = RESULT_COLUMNS + (
     "pred_bundle_drift_s", "pred_layersum_drift_s", "err_bundle_drift", "err_layersum_drift",
     "err_bundle_compute", "err_layersum_compute", "err_bundle_compute_drift", "err_layersum_compute_drift",
 )
+DEFAULT_OBJECTIVES = (LATENCY, THROUGHPUT)
+SYSTEM_SCENARIOS = f"{SINGLE_STREAM},{OFFLINE}"  # the default --scenario with --system
+RATIO_GOAL = 1.5  # the summary counts placements predicted to gain this much from queries in flight
+Row = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class ValidateOptions:
-    profiles: tuple[str, ...]
-    models: tuple[str, ...]
-    edge_device: str
-    cloud_device: str
-    edge_setting: str
-    cloud_setting: str
     out: Path
+    # two devices: profiles, edge and cloud (one setting each), links
+    profiles: tuple[str, ...] = ()
+    edge_device: str = ""
+    cloud_device: str = ""
+    edge_setting: str = ""
+    cloud_setting: str = ""
     links: tuple[Link, ...] = field(default_factory=lambda: tuple(parse_links("4g,wifi")))
+    # N devices: the system file (devices, links, profiles) and the solver's objectives
+    system: Path | None = None
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+    models: tuple[str, ...] = ()  # with a system: empty = its model (or the profiles' only one)
     splits: str = "all"  # 'all', 'none' or a comma list
     with_solver: bool = True
     solver: str = "auto"
     max_bundle: int | None = None
     run: RunOptions = field(default_factory=RunOptions)  # measurement settings; its plan is filled per model
+    in_flight: tuple[int, ...] = (1,)  # one run of each plan per value
     input_shape: tuple[int, ...] | None = None
     cuts: tuple[str, ...] | None = None  # the model flags, as profiled
     inputs: str | None = None
     layers: int | None = None
     capture: str = "auto"
     bundle_sum: bool = False  # solve with DIME's any-partition semantics instead of the merge rule
-    edge: ProcessOptions = field(default_factory=ProcessOptions)
-    cloud: ProcessOptions = field(default_factory=ProcessOptions)
+    processes: tuple[tuple[str, ProcessOptions], ...] = ((EDGE_ROLE, ProcessOptions()), (CLOUD_ROLE, ProcessOptions()))
     timeout_s: float = 30.0
     shaper: str = "auto"
     verbose: int = 0
 
 
-# ---- plans --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelPlan:
+    """One model's plan, and the reference of every config's drift factors: each device's whole
+    model as profiled, by (config label, network label)."""
+
+    plan: Plan
+    whole_profiled: dict[tuple[str, str], dict[str, float | None]]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A placement to run, before its predictions."""
+
+    label: str
+    placement: tuple[Assignment, ...]
+    solver_latency_s: float | None = None
+    solver_throughput_fps: float | None = None
+
+
+# ---- plans: two devices -------------------------------------------------------------
 def solve_placement(table: CostTable, roles: tuple[Role, Role], link: Link, max_bundle: int,
                     backend: str = "auto", bundle_sum: bool = False) -> tuple[tuple[Assignment, ...], float, str]:
     """The latency-optimal placement: (placement, predicted latency, solver used)."""
@@ -127,24 +178,145 @@ def model_plan(table: CostTable, roles: tuple[Role, Role], links: Sequence[Link]
     edge_set, cloud_set = roles[0].settings[0], roles[1].settings[0]
     configs = []
     for link in links:
-        cands: list[tuple[str, tuple[Assignment, ...], float | None]] = []
+        cands: list[Candidate] = []
         if with_solver:
             placement, lat, used = solve_placement(table, roles, link, k, backend, bundle_sum)
             log.info("%s over %s: %s chose %s (%.4g s)", table.model, link.name, used,
                      format_placement(table.layer_names, placement), lat)
-            cands.append(("solver", placement, lat))
-        for s in splits:
-            cands.append((split_label(table.layer_names, s), split_placement(n, s, edge_set, cloud_set, k), None))
-        for label, placement, lat in cands:
-            configs.append(merged_config(label, placement, Network.two_roles(link), table, roles, k, lat))
+            cands.append(Candidate("solver", placement, lat))
+        cands += [Candidate(split_label(table.layer_names, s), split_placement(n, s, edge_set, cloud_set, k))
+                  for s in splits]
+        configs += [merged_config(c.label, c.placement, Network.two_roles(link), table, roles, k, c.solver_latency_s)
+                    for c in cands]
     return Plan(table.model, tuple(table.layer_names), tuple(table.cut_bytes), tuple(configs),
                 (DeviceInfo("edge", roles[0].device), DeviceInfo("cloud", roles[1].device)), 0)
+
+
+def _splits(opts: ValidateOptions, table: CostTable) -> list[int]:
+    return [] if opts.splits.strip() == "none" else parse_splits(opts.splits, table.n_layers, table.layer_names)
+
+
+def _two_device_plans(opts: ValidateOptions) -> list[ModelPlan]:
+    out = []
+    for m in opts.models:
+        table = load_profiles(list(opts.profiles), model=m)
+        roles = (make_role(table, opts.edge_device, [opts.edge_setting]),
+                 make_role(table, opts.cloud_device, [opts.cloud_setting]))
+        splits = _splits(opts, table)
+        if not opts.with_solver and not splits:
+            raise UsageError("nothing to run: --no-solver and --splits none")
+        plan = model_plan(table, roles, opts.links, splits, opts.with_solver, opts.max_bundle, opts.solver,
+                          opts.bundle_sum)
+        out.append(ModelPlan(plan, profiled_whole(table, roles, plan)))
+    return out
+
+
+# ---- plans: N devices ----------------------------------------------------------------
+def has_energy(problem: PlacementProblem) -> bool:
+    """Whether every bundle (up to K layers) of every computing device's settings has a profiled energy."""
+    wanted = {(r.device, t) for r in problem.roles if r.compute for t in r.settings}
+    return all(c.energy_j is not None for (dev, t, s, e), c in problem.table.costs.items()
+               if (dev, t) in wanted and e - s < problem.k)
+
+
+def solver_candidates(problem: PlacementProblem, objectives: Sequence[str], backend: str = "auto") -> list[Candidate]:
+    """The solver's placement for each objective, under the problem's budgets: `solver:<objective>`,
+    one candidate (labels joined by '+') where two objectives agree. An objective without the energy
+    it needs, or whose solve is infeasible, is skipped with a log line."""
+    model = build_model(problem)
+    found: dict[tuple[Assignment, ...], Candidate] = {}
+    for obj in objectives:
+        if obj == ENERGY and not has_energy(problem):
+            log.info("%s: solver:%s skipped: not every computing device's profile has energy", problem.table.model, obj)
+            continue
+        try:
+            sol = model.with_budgets(objective=obj).solve(backend)
+        except InfeasibleError as e:
+            log.info("%s: solver:%s skipped: %s", problem.table.model, obj, e)
+            continue
+        ev, key = sol.evaluation, tuple(sol.placement)
+        log.info("%s: %s for %s chose %s (%.4g s, period %.4g s)", problem.table.model, sol.solver, obj,
+                 format_placement(problem.table.layer_names, key, [r.name for r in problem.roles]),
+                 ev.latency_s, ev.period_s)
+        if key in found:
+            found[key] = dataclasses.replace(found[key], label=f"{found[key].label}+{obj}")
+        else:
+            fps = 1.0 / ev.period_s if ev.period_s > 0 and math.isfinite(ev.period_s) else None
+            found[key] = Candidate(f"solver:{obj}", key, ev.latency_s, fps)
+    return list(found.values())
+
+
+def system_plan(problem: PlacementProblem, devices: Sequence[DeviceInfo], splits: Sequence[int],
+                objectives: Sequence[str] = DEFAULT_OBJECTIVES, with_solver: bool = True, backend: str = "auto",
+                network_label: str = "") -> Plan:
+    """One model's placements over a system: the solver's for each objective, then
+    dime.run.placements.alternative_placements; every one a merged_config of the problem."""
+    table = problem.table
+    cands = solver_candidates(problem, objectives, backend) if with_solver else []
+    cands += [Candidate(label, placement) for label, placement in alternative_placements(problem, splits)]
+    configs = tuple(merged_config(c.label, c.placement, problem.network, table, problem.roles, problem.max_bundle,
+                                  c.solver_latency_s, c.solver_throughput_fps, network_label=network_label)
+                    for c in cands)
+    return Plan(table.model, tuple(table.layer_names), tuple(table.cut_bytes), configs, tuple(devices),
+                problem.network.source)
+
+
+def _system_plans(opts: ValidateOptions) -> list[ModelPlan]:
+    assert opts.system is not None
+    system = load_system(opts.system)
+    if opts.max_bundle is not None:
+        system = dataclasses.replace(system, max_bundle=opts.max_bundle)
+    if opts.bundle_sum:
+        system = dataclasses.replace(system, constraints=dataclasses.replace(system.constraints, bundle_sum=True))
+    devices = tuple(DeviceInfo(d.name, d.profile_device) for d in system.devices)
+    out = []
+    for m in opts.models or (system.model,):
+        problem = build_problem(dataclasses.replace(system, model=m))  # each model: the profiles' rows of it
+        _warn_several_settings(problem)
+        plan = system_plan(problem, devices, _splits(opts, problem.table), opts.objectives, opts.with_solver,
+                           opts.solver, Path(opts.system).stem)
+        if not plan.configs:
+            raise UsageError(f"{problem.table.model}: nothing to run on {opts.system}")
+        out.append(ModelPlan(plan, profiled_whole(problem.table, problem.roles, plan)))
+    return out
+
+
+def _warn_several_settings(problem: PlacementProblem) -> None:
+    """A device process runs one thread count: placements at its other settings are predicted for
+    another machine than the one measured (the two-device mode takes one setting per role)."""
+    for r in problem.roles:
+        if r.compute and len(r.settings) > 1:
+            log.warning("%s has settings %s but its process runs one of them (--threads %s=N): list that one in "
+                        "the system file's settings for a faithful check", r.name, ", ".join(r.settings), r.name)
 
 
 def whole_model_s(table: CostTable, device: str, setting: str) -> float | None:
     """The profiled cost of the whole model as one bundle, where it was profiled."""
     c = table.costs.get((device, setting, 0, table.n_layers - 1))
     return c.latency_s if c is not None else None
+
+
+def _setting_in(placement: Sequence[Assignment], d: int, role: Role) -> str:
+    """The setting device d runs most layers at in the placement (its first setting when it runs none)."""
+    layers: Counter[str] = Counter()
+    for a in placement:
+        if a.role == d:
+            layers[a.setting] += a.end - a.start + 1
+    return layers.most_common(1)[0][0] if layers else role.settings[0]
+
+
+def profiled_whole(table: CostTable, roles: Sequence[Role], plan: Plan) -> dict[tuple[str, str], dict[str, float | None]]:
+    """For every config, each device that computes in the plan (the ones whose whole model is
+    timed before each placement): its whole model as profiled, at the setting it runs in that config."""
+    used = sorted({a.role for c in plan.configs for a in c.placement})
+    return {(c.label, c.network_label): {plan.device_names[d]: whole_model_s(
+        table, roles[d].device, _setting_in(c.placement, d, roles[d])) for d in used} for c in plan.configs}
+
+
+def plans_for(opts: ValidateOptions) -> list[ModelPlan]:
+    """Every model's placements and predictions, with each config's profiled whole models:
+    all first, so that bad profiles fail before any run."""
+    return _system_plans(opts) if opts.system is not None else _two_device_plans(opts)
 
 
 # ---- errors, raw and drift-corrected ------------------------------------------------
@@ -277,36 +449,43 @@ def _explained(raw: float | None, corrected: float | None) -> str:
     return f"{(raw - corrected) / raw * 100:.0f}%"
 
 
-def summary_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    """Median |prediction error| per model and link, raw / drift-corrected, and how the
-    solver's choice fared; then how much of the error the machines' drift explains."""
+def _is_solver(row: dict[str, Any]) -> bool:
+    return str(row["config"]).split(":")[0] == "solver"
+
+
+def summary_markdown(rows: Sequence[dict[str, Any]], per_placement: bool = False) -> str:
+    """Median |prediction error| per model, network, scenario and in-flight count, raw /
+    drift-corrected, and how the solver's choice fared (its first placement); then how much of
+    the error the machines' drift explains. `per_placement`: also one line per placement with
+    its latencies and throughputs (placement_markdown)."""
     lines = [
-        "| model | link | scenario | placements | bundle | layer-sum | compute only: bundle "
+        "| model | link | scenario | in flight | placements | bundle | layer-sum | compute only: bundle "
         "| compute only: layer-sum | bundle closer | solver's placement | solver pred (ms) | measured (ms) "
         "| solver err | best measured (ms) | whole model (ms) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|",
     ]
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
     for r in rows:
-        groups.setdefault((r["model"], r["link"], r["scenario"]), []).append(r)
-    for (model, link, scenario), rs in groups.items():
-        solver = next((r for r in rs if r["config"] == "solver"), None)
+        groups.setdefault((r["model"], r["link"], r["scenario"], str(r.get("in_flight") or 1)), []).append(r)
+    for (model, link, scenario, in_flight), rs in groups.items():
+        solver = next((r for r in rs if _is_solver(r)), None)
         measured = [(_num(r["measured_s"]), r) for r in rs]
         best = min((m for m, _ in measured if m is not None), default=None)
-        best_label = next((r["config"] for m, r in measured if m == best), "")
+        best_label = next((f" ({r['config']})" for m, r in measured if m is not None and m == best), "")
         sol = [solver] if solver else []
         lines.append(
-            f"| {model} | {link} | {scenario} | {len(rs)} | {_pair(rs, 'err_bundle')} | {_pair(rs, 'err_layersum')} "
+            f"| {model} | {link} | {scenario} | {in_flight} | {len(rs)} | {_pair(rs, 'err_bundle')} "
+            f"| {_pair(rs, 'err_layersum')} "
             f"| {_pair(rs, 'err_bundle_compute')} | {_pair(rs, 'err_layersum_compute')} | {_bundle_closer(rs)} "
             f"| {_short_placement(solver['placement']) if solver else '-'} "
             f"| {_ms(_num(solver['pred_bundle_s'])) if solver else '-'} "
             f"| {_ms(_num(solver['measured_s'])) if solver else '-'} "
             f"| {_pct(_median(sol, 'err_bundle', float), True)} / {_pct(_median(sol, 'err_bundle_drift', float), True)} "
-            f"| {_ms(best)} ({best_label}) | {_whole(rs)} |"
+            f"| {_ms(best)}{best_label} | {_whole(rs)} |"
         )
-    solvers = [r for r in rows if r["config"] == "solver"]
+    solvers = [r for r in rows if _is_solver(r)]
     lines.append(
-        f"| **all** | | | {len(rows)} | **{_pair(rows, 'err_bundle')}** | **{_pair(rows, 'err_layersum')}** "
+        f"| **all** | | | | {len(rows)} | **{_pair(rows, 'err_bundle')}** | **{_pair(rows, 'err_layersum')}** "
         f"| **{_pair(rows, 'err_bundle_compute')}** | **{_pair(rows, 'err_layersum_compute')}** "
         f"| **{_bundle_closer(rows)}** | | | | **{_pct(_median(solvers, 'err_bundle', float), True)} / "
         f"{_pct(_median(solvers, 'err_bundle_drift', float), True)}** | | |"
@@ -321,7 +500,105 @@ def summary_markdown(rows: Sequence[dict[str, Any]]) -> str:
         f"compute-only one ({_pct(_median(rows, 'err_bundle_compute'))} -> "
         f"{_pct(_median(rows, 'err_bundle_compute_drift'))}).",
     ]
+    if per_placement:
+        lines += ["", placement_markdown(rows)]
     return "\n".join(lines)
+
+
+# ---- summary: one line per placement --------------------------------------------------
+@dataclass
+class PlacementResult:
+    """One placement's rows: its single-stream latency and its throughput per in-flight count."""
+
+    model: str
+    link: str
+    config: str
+    placement: str
+    latency: dict[str, Any] | None = None  # the single-stream row
+    fps: dict[int, tuple[float | None, float | None]] = field(default_factory=dict)  # in flight -> (pred, meas)
+
+    def fps_err(self, n: int) -> float | None:
+        pred, meas = self.fps.get(n, (None, None))
+        return rel_err(pred, meas)
+
+    def ratio(self, n: int, which: int) -> float | None:
+        """throughput(in_flight=n) / throughput(in_flight=1): which 0 predicted, 1 measured."""
+        hi, lo = self.fps.get(n, (None, None))[which], self.fps.get(1, (None, None))[which]
+        return hi / lo if hi is not None and lo else None
+
+
+def placement_results(rows: Sequence[dict[str, Any]]) -> list[PlacementResult]:
+    """The rows by placement (model, network, config), in order: the throughput of in_flight=N
+    from the offline row at N (in_flight=1 without one: the single-stream row's)."""
+    out: dict[tuple[str, str, str], PlacementResult] = {}
+    for r in rows:
+        res = out.setdefault((r["model"], r["link"], r["config"]),
+                             PlacementResult(r["model"], r["link"], r["config"], r["placement"]))
+        pair = (_num(r.get("pred_throughput_fps")), _num(r.get("throughput_fps")))
+        if r["scenario"] == SINGLE_STREAM:
+            res.latency = r
+            res.fps.setdefault(1, pair)
+        elif r["scenario"] == OFFLINE:
+            res.fps[int(_num(r.get("in_flight")) or 1)] = pair
+    return list(out.values())
+
+
+def _fps_cell(res: PlacementResult, n: int) -> str:
+    pred, meas = res.fps.get(n, (None, None))
+    if pred is None and meas is None:
+        return "-"
+    return f"{_f1(pred)} / {_f1(meas)} ({_pct(res.fps_err(n), True)})"
+
+
+def _f1(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def _f2(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def _latency_cells(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return "| - | - | - | - | - | - "
+    stats = " / ".join(_ms(_num(r.get(c))) for c in ("mean_s", "p50_s", "p90_s", "p95_s"))
+    return (f"| {_ms(_num(r.get('pred_bundle_s')))} | {stats} | {_pct(_num(r.get('err_bundle')), True)} / "
+            f"{_pct(_num(r.get('err_bundle_drift')), True)} ")
+
+
+def placement_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """One line per placement: predicted latency, measured mean / p50 / p90 / p95 (single-stream)
+    and the error, raw / drift-corrected; predicted / measured throughput (error) for each
+    in-flight count; the speed-up of the most in flight over one, measured / predicted. Then the
+    median |latency error| and |throughput error| over all placements, and how many placements
+    predicted to speed up by RATIO_GOAL or more did."""
+    results = placement_results(rows)
+    counts = sorted({n for res in results for n in res.fps})
+    top = counts[-1] if len(counts) > 1 and counts[0] == 1 else None
+    head = ["model", "network", "config", "placement", "pred (ms)", "mean / p50 / p90 / p95 (ms)", "err raw / drift"]
+    head += [f"frames/s x{n}: pred / meas (err)" for n in counts]
+    head += [f"speed-up x{top}/x1: meas / pred"] if top else []
+    lines = ["| " + " | ".join(head) + " |", "|---|---|---|---|" + "---:|" * (len(head) - 4)]
+    for res in results:
+        cells = [_fps_cell(res, n) for n in counts] + ([f"{_f2(res.ratio(top, 1))} / {_f2(res.ratio(top, 0))}"]
+                                                        if top else [])
+        lines.append(f"| {res.model} | {res.link} | {res.config} | {_short_placement(res.placement)} "
+                     f"{_latency_cells(res.latency)}| " + " | ".join(cells) + " |")
+    return "\n".join(lines + ["", _placement_line(results, top)])
+
+
+def _placement_line(results: Sequence[PlacementResult], top: int | None) -> str:
+    lat = [abs(e) for e in (_num(r.latency.get("err_bundle")) for r in results if r.latency) if e is not None]
+    fps = [abs(e) for r in results for e in (r.fps_err(n) for n in r.fps) if e is not None]
+    text = (f"Over {len(results)} placement(s): median |latency error| "
+            f"{_pct(statistics.median(lat) if lat else None)}, median |throughput error| "
+            f"{_pct(statistics.median(fps) if fps else None)}")
+    if top is None:
+        return text + "."
+    hoped = [r for r in results if (r.ratio(top, 0) or 0) >= RATIO_GOAL]
+    got = [r for r in hoped if (r.ratio(top, 1) or 0) >= RATIO_GOAL]
+    return (text + f"; {len(hoped)} placement(s) predicted to run >= {RATIO_GOAL:g}x faster with {top} in flight "
+            f"than with 1, {len(got)} of them did.")
 
 
 def write_table(path: Path, rows: Sequence[dict[str, Any]]) -> None:
@@ -329,49 +606,57 @@ def write_table(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 
 # ---- the run ----------------------------------------------------------------------------
-def plans_for(opts: ValidateOptions) -> list[tuple[Plan, dict[str, float | None]]]:
-    """Every model's placements and predictions, with each device's profiled whole model:
-    all first, so that bad profiles fail before any run."""
+def in_flight_runs(scenarios: Sequence[str], in_flight: Sequence[int]) -> list[tuple[int, tuple[str, ...]]]:
+    """(in flight, scenarios) of each run of a plan: one per in-flight count, smallest first;
+    single-stream (one query at a time, whatever the count) in the first only."""
     out = []
-    for m in opts.models:
-        table = load_profiles(list(opts.profiles), model=m)
-        roles = (make_role(table, opts.edge_device, [opts.edge_setting]),
-                 make_role(table, opts.cloud_device, [opts.cloud_setting]))
-        splits = [] if opts.splits.strip() == "none" else parse_splits(opts.splits, table.n_layers, table.layer_names)
-        if not opts.with_solver and not splits:
-            raise UsageError("nothing to run: --no-solver and --splits none")
-        plan = model_plan(table, roles, opts.links, splits, opts.with_solver, opts.max_bundle, opts.solver,
-                          opts.bundle_sum)
-        out.append((plan, {"edge": whole_model_s(table, opts.edge_device, opts.edge_setting),
-                           "cloud": whole_model_s(table, opts.cloud_device, opts.cloud_setting)}))
+    for i, n in enumerate(sorted(set(in_flight))):
+        runs = tuple(sc for sc in scenarios if i == 0 or sc != SINGLE_STREAM)
+        if runs:
+            out.append((n, runs))
+        else:
+            log.info("in flight %d: nothing to run (single-stream runs one query at a time)", n)
     return out
 
 
-def validate(opts: ValidateOptions, on_model: Callable[[str, list[dict[str, Any]]], None] | None = None
-             ) -> list[dict[str, Any]]:
+def run_model_plan(opts: ValidateOptions, mp: ModelPlan, tmp: Path) -> list[Row]:
+    """Run one model's plan once per in-flight count, all devices on this machine; the rows
+    with their validation columns."""
+    plan = mp.plan
+    tmp.mkdir()
+    plan_path = tmp / "plan.json"
+    atomic_write_text(plan_path, plan.to_json())
+    spec = ModelSpec(plan.model, cuts=opts.cuts, input_shape=opts.input_shape, inputs=opts.inputs,
+                     layers=opts.layers, capture=opts.capture)
+    got: list[Row] = []
+    for i, (n, scenarios) in enumerate(in_flight_runs(opts.run.scenarios, opts.in_flight)):
+        log.info("%s: running %d placement(s), %d in flight", plan.model, len(plan.configs), n)
+        out = tmp / f"rows-{i}.csv"
+        run = dataclasses.replace(opts.run, plan=PlanOptions(plan=plan_path), out=out, verify=True, in_flight=n,
+                                  scenarios=scenarios)
+        run_local(LocalOptions(spec, run, opts.processes, plan.device_names[plan.source], timeout_s=opts.timeout_s,
+                               shaper=opts.shaper, verbose=opts.verbose))
+        for r in read_rows(out):
+            row: Row = dict(r)
+            add_drift_columns(row, mp.whole_profiled[(row["config"], row["link"])])
+            got.append(row)
+    return got
+
+
+def validate(opts: ValidateOptions, on_model: Callable[[str, list[Row]], None] | None = None) -> list[Row]:
     """Run every model's plan and return the rows with their validation columns; the table
     at opts.out is rewritten after every model, so that a later failure keeps what was measured."""
     if opts.out.is_dir():
         raise UsageError(f"--out {opts.out} is a folder")
     plans = plans_for(opts)
-    rows: list[dict[str, Any]] = []
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="dime-validate-") as tmp:
-        for i, (plan, whole) in enumerate(plans):
-            plan_path, out = Path(tmp) / f"plan-{i}.json", Path(tmp) / f"rows-{i}.csv"
-            atomic_write_text(plan_path, plan.to_json())
-            log.info("%s: running %d placement(s)", plan.model, len(plan.configs))
-            run = dataclasses.replace(opts.run, plan=PlanOptions(plan=plan_path), out=out, verify=True)
-            run_local(LocalOptions(ModelSpec(plan.model, cuts=opts.cuts, input_shape=opts.input_shape,
-                                             inputs=opts.inputs, layers=opts.layers, capture=opts.capture), run,
-                                   (("edge", opts.edge), ("cloud", opts.cloud)), "edge", timeout_s=opts.timeout_s,
-                                   shaper=opts.shaper, verbose=opts.verbose))
-            got: list[dict[str, Any]] = [dict(r) for r in read_rows(out)]
-            for r in got:
-                add_drift_columns(r, whole)
+        for i, mp in enumerate(plans):
+            got = run_model_plan(opts, mp, Path(tmp) / f"model-{i}")
             rows.extend(got)
             write_table(opts.out, rows)
             if on_model is not None:
-                on_model(plan.model, got)
+                on_model(mp.plan.model, got)
     return rows
 
 
@@ -379,28 +664,43 @@ def validate(opts: ValidateOptions, on_model: Callable[[str, list[dict[str, Any]
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="python -m dime.validate",
-        description="Run the solver's placement and every single split for real (two local processes, "
-                    "emulated links) and compare measured latency with the bundle and layer-sum predictions, "
-                    "raw and corrected for each machine's drift since it was profiled.",
+        description="Run the solver's placements and the single splits for real (one local process per device, "
+                    "emulated or kernel-shaped links) and compare measured latency and throughput with the bundle "
+                    "and layer-sum predictions, raw and corrected for each machine's drift since it was profiled. "
+                    "Two devices: --profile, --edge, --cloud and their settings; N devices: --system.",
     )
-    p.add_argument("--profile", action="extend", nargs="+", required=True, metavar="CSV", help="profile CSV files")
-    p.add_argument("--models", required=True, help="comma list of models (as profiled)")
-    p.add_argument("--links", default="4g,wifi", help="comma list of presets or UP/DOWN[/RTT] (default 4g,wifi)")
-    p.add_argument("--edge", required=True, metavar="DEV", help="profiled edge device")
-    p.add_argument("--cloud", required=True, metavar="DEV", help="profiled cloud device")
-    p.add_argument("--edge-settings", required=True, metavar="S", help="the edge's setting (one)")
-    p.add_argument("--cloud-settings", required=True, metavar="S", help="the cloud's setting (one)")
-    p.add_argument("--splits", default="all", help="'all', 'none' or a comma list of split points (default all)")
-    p.add_argument("--no-solver", action="store_true", help="skip the solver's placement")
+    p.add_argument("--system", type=Path, metavar="TOML",
+                   help="N devices: a system file (devices, links, profiles); replaces --profile, --edge, --cloud, "
+                        "--edge-settings, --cloud-settings and --links")
+    p.add_argument("--profile", action="extend", nargs="+", default=[], metavar="CSV", help="profile CSV files")
+    p.add_argument("--models", help="comma list of models (as profiled; with --system default its model)")
+    p.add_argument("--links", help="comma list of presets or UP/DOWN[/RTT] (default 4g,wifi)")
+    p.add_argument("--edge", metavar="DEV", help="profiled edge device")
+    p.add_argument("--cloud", metavar="DEV", help="profiled cloud device")
+    p.add_argument("--edge-settings", metavar="S", help="the edge's setting (one)")
+    p.add_argument("--cloud-settings", metavar="S", help="the cloud's setting (one)")
+    p.add_argument("--objectives", metavar="LIST",
+                   help=f"--system: the solver's placement for each of these ({', '.join(OBJECTIVES)}; default "
+                        f"{','.join(DEFAULT_OBJECTIVES)}; energy only where every computing device has energy)")
+    p.add_argument("--splits", default="all",
+                   help="'all', 'none' or a comma list of split points (layer names or indices; default all)")
+    p.add_argument("--no-solver", action="store_true", help="skip the solver's placements")
     p.add_argument("--solver", default="auto", help="solver backend (default auto)")
     p.add_argument("--max-bundle", type=positive_int, help="longest bundle (default: largest profiled)")
-    p.add_argument("--scenario", default=SINGLE_STREAM, help=f"comma list of {', '.join(SCENARIOS)}")
+    p.add_argument("--scenario", metavar="LIST",
+                   help=f"comma list of {', '.join(SCENARIOS)} (default {SINGLE_STREAM}; with --system "
+                        f"{SYSTEM_SCENARIOS})")
+    p.add_argument("--in-flight", type=in_flight_list, default=(1,), metavar="LIST",
+                   help="comma list of how many queries are in the chain at once (server, offline): one run of "
+                        "every placement per value, e.g. 1,4 (default 1)")
     p.add_argument("--min-query-count", type=positive_int, default=16, help="queries per placement (default 16)")
     p.add_argument("--min-duration-s", type=non_negative_float, default=0.0)
     p.add_argument("--warmup", type=non_negative_int, default=2, help="untimed queries per placement (default 2)")
     p.add_argument("--reference-runs", type=non_negative_int, default=10, metavar="N",
-                   help="time each role's whole model N times before every placement, for the drift "
+                   help="time each device's whole model N times before every placement, for the drift "
                         "correction (0: none; default 10)")
+    p.add_argument("--probe-s", type=non_negative_float, default=0.2,
+                   help="emulated seconds per link probe transfer (0: no probe; default 0.2)")
     p.add_argument("--driver", choices=DRIVERS, default="auto")
     p.add_argument("--images", type=Path, help="folder of images (default: generated images)")
     p.add_argument("--count", type=positive_int, default=8, help="number of sample inputs (default 8)")
@@ -418,6 +718,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--edge-torch-device", default="cpu", metavar="DEV", help="the edge's torch device (default cpu)")
     p.add_argument("--cloud-torch-device", default="cpu", metavar="DEV",
                    help="the cloud's torch device: cpu, cuda or cuda:N (default cpu)")
+    add_process_arguments(p)
     p.add_argument("--timeout-s", type=positive_float, default=30.0)
     p.add_argument("--shaper", choices=SHAPER_CHOICES, default="auto",
                    help="links shaped by the kernel (netns, as root) or emulated in user space (user); "
@@ -429,6 +730,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def in_flight_list(text: str) -> tuple[int, ...]:
+    """`1,4`: in-flight counts, each >= 1."""
+    items = [positive_int(s.strip()) for s in text.split(",") if s.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"give a comma list of counts >= 1, got {text!r}")
+    return tuple(dict.fromkeys(items))
+
+
 def _one(text: str, flag: str) -> str:
     items = [s.strip() for s in text.split(",") if s.strip()]
     if len(items) != 1:
@@ -436,34 +745,67 @@ def _one(text: str, flag: str) -> str:
     return items[0]
 
 
-def validate_options(args: argparse.Namespace) -> ValidateOptions:
-    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
-    if not models:
-        raise UsageError("--models: empty list")
-    return ValidateOptions(
-        profiles=tuple(args.profile), models=models, edge_device=args.edge, cloud_device=args.cloud,
+def _names(text: str | None, flag: str) -> tuple[str, ...]:
+    items = tuple(dict.fromkeys(s.strip() for s in (text or "").split(",") if s.strip()))
+    if text is not None and not items:
+        raise UsageError(f"{flag}: empty list")
+    return items
+
+
+_TWO_DEVICE_FLAGS = (("profile", "--profile"), ("models", "--models"), ("edge", "--edge"), ("cloud", "--cloud"),
+                     ("edge_settings", "--edge-settings"), ("cloud_settings", "--cloud-settings"))
+
+
+def _with_mode(opts: ValidateOptions, args: argparse.Namespace) -> ValidateOptions:
+    """The options of the mode: a system file, or the two-device flags (all of them)."""
+    if args.system is not None:
+        given = [flag for attr, flag in _TWO_DEVICE_FLAGS + (("links", "--links"),)
+                 if attr != "models" and getattr(args, attr)]
+        if given:
+            raise UsageError(f"--system and {given[0]} do not go together: the system file gives the devices, "
+                             "their profiles and the links")
+        system = load_system(args.system)
+        objectives = _names(args.objectives, "--objectives") or DEFAULT_OBJECTIVES
+        bad = [o for o in objectives if o not in OBJECTIVES]
+        if bad:
+            raise UsageError(f"--objectives: {bad[0]!r} is not one of {', '.join(OBJECTIVES)}")
+        return dataclasses.replace(opts, system=args.system, objectives=objectives,
+                                   processes=process_options(args, [d.name for d in system.devices]))
+    missing = [flag for attr, flag in _TWO_DEVICE_FLAGS if not getattr(args, attr)]
+    if missing:
+        raise UsageError(f"the following arguments are required: {', '.join(missing)} (or --system FILE)")
+    if args.objectives is not None:
+        raise UsageError("--objectives needs --system (two devices: the solver's latency placement)")
+    return dataclasses.replace(
+        opts, profiles=tuple(args.profile), edge_device=args.edge, cloud_device=args.cloud,
         edge_setting=_one(args.edge_settings, "--edge-settings"),
-        cloud_setting=_one(args.cloud_settings, "--cloud-settings"), out=args.out,
-        links=tuple(parse_links(args.links)), splits=args.splits, with_solver=not args.no_solver,
-        solver=args.solver, max_bundle=args.max_bundle,
-        run=RunOptions(scenarios=parse_scenarios(args.scenario), min_query_count=args.min_query_count,
+        cloud_setting=_one(args.cloud_settings, "--cloud-settings"), links=tuple(parse_links(args.links or "4g,wifi")),
+        processes=process_options(args, [EDGE_ROLE, CLOUD_ROLE]))
+
+
+def validate_options(args: argparse.Namespace) -> ValidateOptions:
+    scenarios = args.scenario or (SYSTEM_SCENARIOS if args.system is not None else SINGLE_STREAM)
+    opts = ValidateOptions(
+        out=args.out, models=_names(args.models, "--models"), splits=args.splits, with_solver=not args.no_solver,
+        solver=args.solver, max_bundle=args.max_bundle, in_flight=args.in_flight,
+        run=RunOptions(scenarios=parse_scenarios(scenarios), min_query_count=args.min_query_count,
                        min_duration_s=args.min_duration_s, warmup=args.warmup, reference_runs=args.reference_runs,
-                       driver=args.driver, images=args.images, count=args.count),
+                       driver=args.driver, images=args.images, count=args.count, probe_s=args.probe_s),
         input_shape=args.input_shape,
         cuts=tuple(c.strip() for c in args.cuts.split(",") if c.strip()) if args.cuts else None,
         inputs=args.inputs, layers=args.layers, capture=args.capture, bundle_sum=args.bundle_sum,
-        edge=ProcessOptions(args.edge_threads, args.edge_cores, args.edge_torch_device),
-        cloud=ProcessOptions(args.cloud_threads, args.cloud_cores, args.cloud_torch_device),
         timeout_s=args.timeout_s, shaper=args.shaper, verbose=max(0, args.verbose) if not args.quiet else -1,
     )
+    return _with_mode(opts, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     setup_logging(args.verbose - (1 if args.quiet else 0))
     opts = validate_options(args)
-    rows = validate(opts, lambda model, got: log.info("%s done:\n%s", model, summary_markdown(got)))
-    summary = summary_markdown(rows)
+    per_placement = opts.system is not None or len(opts.in_flight) > 1
+    rows = validate(opts, lambda model, got: log.info("%s done:\n%s", model, summary_markdown(got, per_placement)))
+    summary = summary_markdown(rows, per_placement)
     if args.summary:
         atomic_write_text(args.summary, summary + "\n")
     print(summary)
