@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,7 @@ def test_cleanup_when_the_holder_is_signalled(sig, code, args):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+            netns.cleanup_stale()  # a failed test leaves no namespaces either
     assert prefixed(prefix) == [] and not state.exists()
 
 
@@ -155,6 +157,35 @@ def test_the_next_start_removes_what_a_killed_run_left():
     assert len(prefixed(prefix)) == 3 and state.exists()
     with netns.Topology(["x", "y"], [netns.NetLink(("x", "y"), 10, 10)]):
         assert prefixed(prefix) == [] and not state.exists()
+
+
+@needs_netns
+def test_processes_left_inside_are_ended_with_the_namespaces():
+    """A killed run's processes in its namespaces (a device under `ip netns exec`) are ended by
+    the next clean-up: a deleted namespace would otherwise keep them alive, unreachable."""
+    proc, prefix, state = start_holder()
+    names = prefixed(prefix)
+    ns = names[0]
+    # ignores SIGTERM: ended by SIGKILL after the grace
+    inside = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c",
+                               "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                               "print(1, flush=True); time.sleep(60)"], stdout=subprocess.PIPE)
+    try:
+        assert inside.stdout.readline().strip() == b"1"
+        assert netns.namespace_pids(ns) == [inside.pid]
+        proc.kill()
+        proc.wait()
+        t0 = time.monotonic()
+        assert set(names) <= set(netns.cleanup_stale())
+        assert inside.wait(timeout=5) == -signal.SIGKILL
+        assert time.monotonic() - t0 < netns.KILL_GRACE_S + 2
+        assert prefixed(prefix) == [] and not state.exists()
+    finally:
+        for p in (inside, proc):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        netns.cleanup_stale()  # a failed test leaves no namespaces either
 
 
 @needs_netns
@@ -181,4 +212,7 @@ def test_tbf_carries_the_payload_rate_of_full_segments():
     p = netns.tbf_params(100.0)
     # 1448 payload bytes per 1514-byte frame: tc's rate is the payload rate scaled up by that.
     assert p.rate_bit == round(100e6 * 1514 / 1448)
-    assert p.burst_bytes >= 4 * 1514 and p.limit_bytes >= p.burst_bytes
+    assert p.burst_bytes >= 2 * 1514 and p.limit_bytes >= p.burst_bytes
+    # slow links: two frames (a few ms at 4g), the least that keeps the rate on a loaded machine
+    assert netns.tbf_params(5.85).burst_bytes == 2 * 1514
+    assert netns.tbf_params(1000).burst_bytes == round(netns.tbf_params(1000).rate_bit / 8 * netns.BURST_S)

@@ -4,7 +4,12 @@ Each device runs as its own `python -m dime.run` process, pinned to its own core
 its DeviceOptions as a JSON file. With `--shaper user` they meet on 127.0.0.1 and the links
 are emulated in user space; with `--shaper netns` each runs in a network namespace of its
 own, joined to its neighbours by veth pairs whose rates the kernel sets (dime.run.netns),
-one topology per network (a two-device run over several links runs once per link).
+one topology per network (a two-device run over several links runs once per link, each run
+appending its rows to --out and its outputs to --outputs).
+
+Interrupted (SIGINT, SIGTERM), the launcher ends every device (SIGTERM, then SIGKILL after
+GRACE_ON_EXIT_S) and removes its namespaces, ending whatever still runs inside them first;
+killed outright, it leaves both to the next kernel-shaped run (dime.run.netns.cleanup_stale).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ SHAPER_CHOICES = ("auto", SHAPER_USER, SHAPER_NETNS)
 # after the source finished, or a device failed: how long the others get to end by themselves
 GRACE_AFTER_SOURCE_S = 10.0
 GRACE_AFTER_FAILURE_S = 5.0
+GRACE_ON_EXIT_S = 3.0  # the launcher interrupted: how long the devices get to end after SIGTERM
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -129,6 +135,8 @@ def run_local(opts: LocalOptions) -> None:
     shaper = choose_shaper(opts.shaper)
     with tempfile.TemporaryDirectory(prefix="dime-run-") as tmp:
         for i, run in enumerate(_runs_per_network(opts, shaper, Path(tmp))):
+            # rows are appended to --out; the outputs of every run go to the same --outputs file
+            run = dataclasses.replace(run, outputs_append=i > 0)
             _run_once(dataclasses.replace(opts, run=run), shaper, Path(tmp) / f"run-{i}")
 
 
@@ -244,14 +252,25 @@ def _supervise(children: Sequence[_Child], source: str) -> None:
                     for c in others:
                         c.stop()
     except BaseException:
-        for c in children:
-            if c.proc.poll() is None:
-                c.proc.terminate()
-        for c in children:
-            c.proc.wait()
+        _end_all(children)
         raise
     for c in children:
         c.thread.join(timeout=5)
+
+
+def _end_all(children: Sequence[_Child], grace_s: float = GRACE_ON_EXIT_S) -> None:
+    """Terminate every device still running; kill those that outlive `grace_s`."""
+    for c in children:
+        if c.proc.poll() is None:
+            c.proc.terminate()
+    deadline = time.monotonic() + grace_s
+    for c in children:
+        try:
+            c.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not end within %g s of SIGTERM: killed", c.name, grace_s)
+            c.proc.kill()
+            c.proc.wait()
 
 
 def _raise_first_failure(children: Sequence[_Child], source: str) -> None:

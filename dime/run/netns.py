@@ -21,9 +21,13 @@ Rates. The configured rate is the TCP payload rate of a bulk transfer, which is 
 cost model charges (bytes / rate). ``tbf`` counts every byte of the Ethernet frame, so its
 rate is set above the configured one by the header share of a full segment
 (``(mtu + 14) / (mtu - 52)``: Ethernet, IPv4 and TCP with timestamps, Linux's default).
-Bursts are sized from the rate (about 2 ms of it, at least a few frames) so that timer
-lateness on a loaded machine does not lose tokens, and the queue holds 100 ms of the rate
-so that TCP is not pushed into loss recovery by its own qdisc. The probe
+A burst (the bytes that leave at line rate after an idle spell) is half a millisecond of the
+rate, at least two frames: with one frame, every late tbf timer loses tokens (2-20% below
+the rate at 4-100 Mbps on a 2-core VM), and without the time floor 1 Gbps fell 25% short;
+every byte of burst is time the cost model charges (8B/rate) and the kernel does not, so a
+transfer of a few KB on a slow link takes less than its model time (see
+``benchmarks/README.md``: a 4 KB transfer on 4g up in 1.9 ms instead of 5.6). The queue
+holds 100 ms of the rate so that TCP is not pushed into loss recovery by its own qdisc. The probe
 (:func:`probe_rate`) checks the result; ``benchmarks/netns_probe.py`` prints it.
 
 Delay. Where the kernel has ``netem`` (checked once per topology by adding one to ``lo``),
@@ -40,6 +44,10 @@ before (``KeyboardInterrupt`` for SIGINT; under ``dime.cliargs.run_main`` SIGTER
 ``dime.errors.Terminated``, exit 143), or else ends with ``SystemExit(128 + signal)``. A run killed
 outright (SIGKILL, a crash) leaves its state file; the next :class:`Topology` (or
 :func:`cleanup_stale`) removes the namespaces of every state file whose process is gone.
+Whatever still runs inside a namespace (``ip netns pids``: the device processes of a killed
+launcher) is ended before the namespace is removed, on every exit (SIGTERM, then SIGKILL
+after :data:`KILL_GRACE_S`): deleting a namespace only unlinks its name, and a process left
+in it would live on, unreachable, until its own timeout.
 
 Why ``ip``/``tc`` subprocesses and not pyroute2 (which does install here): iproute2 is
 present wherever network namespaces are usable, so this adds no dependency; every step
@@ -84,11 +92,12 @@ MTU = 1500
 # Bytes of a full TCP segment that are not payload and bytes tbf counts beyond the IP packet.
 ETH_HEADER_BYTES = 14
 IP_TCP_HEADER_BYTES = 20 + 20 + 12  # IPv4, TCP, TCP timestamps option
-BURST_S = 0.002
-MIN_BURST_FRAMES = 4
+BURST_S = 0.0005
+MIN_BURST_FRAMES = 2
 QUEUE_S = 0.1
 MIN_QUEUE_BYTES = 256 * 1024
 GLOO_IFNAME = "lo"  # the interface that holds a namespace's host address
+KILL_GRACE_S = 2.0  # processes left inside a namespace: SIGTERM, then SIGKILL after this
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.-]")
 _TERM_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -210,14 +219,50 @@ def _state_alive(state: dict[str, Any]) -> bool:
     return isinstance(pid, int) and _process_start(pid) is not None and _process_start(pid) == state.get("start")
 
 
+def namespace_pids(name: str) -> list[int]:
+    """The processes running inside namespace `name` (``ip netns pids``; none when it is gone)."""
+    out = _cmd(["ip", "netns", "pids", name], check=False).stdout
+    return sorted(int(x) for x in out.split() if x.isdigit())
+
+
+def _running(pid: int, start: str | None) -> bool:
+    """`pid` is the process that started at `start` and has not ended (a zombie has ended)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] not in ("Z", "X") and fields[19] == start
+
+
+def end_processes(pids: Iterable[int], grace_s: float = KILL_GRACE_S) -> list[int]:
+    """SIGTERM `pids`, SIGKILL those still running after `grace_s`; the pids that were running."""
+    procs = {pid: _process_start(pid) for pid in pids if pid != os.getpid()}
+    procs = {pid: start for pid, start in procs.items() if _running(pid, start)}
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid, start in procs.items():
+            if _running(pid, start):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + (grace_s if sig == signal.SIGTERM else 1.0)
+        while any(_running(p, s) for p, s in procs.items()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    return sorted(procs)
+
+
 def _delete_namespaces(names: Iterable[str]) -> list[str]:
+    """End what runs inside the namespaces `names`, then remove them; the names removed."""
     present = set(list_namespaces())
-    removed = []
+    names = [n for n in dict.fromkeys(names) if n in present]
+    pids = {n: namespace_pids(n) for n in names}
+    ended = end_processes(p for ps in pids.values() for p in ps)
+    if ended:
+        log.warning("netns: ended %d processes still running in %s: %s", len(ended),
+                    ", ".join(n for n, ps in pids.items() if ps), " ".join(map(str, ended)))
     for name in names:
-        if name in present:
-            _cmd(["ip", "netns", "del", name], check=False)
-            removed.append(name)
-    return removed
+        _cmd(["ip", "netns", "del", name], check=False)
+    return names
 
 
 def cleanup_stale(state_dir: str | os.PathLike = STATE_DIR) -> list[str]:

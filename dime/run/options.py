@@ -73,6 +73,7 @@ class RunOptions:
     count: int = 8
     verify: bool = False
     outputs: Path | None = None
+    outputs_append: bool = False  # add to the outputs an earlier run of this launch saved (one run per network)
     out: Path | None = None
     probe_s: float = 0.2
 

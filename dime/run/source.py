@@ -119,6 +119,8 @@ def run_source(opts: DeviceOptions, model: SplitModel, device: torch.device = CP
     finally:
         disconnect()
     if run_opts.outputs is not None:
+        if run_opts.outputs_append and run_opts.outputs.exists():
+            saved = {**torch.load(run_opts.outputs, weights_only=True)["outputs"], **saved}
         atomic_write(run_opts.outputs, lambda tmp: torch.save({"inputs": _saved_inputs(samples), "outputs": saved}, tmp))
     if run_opts.out is not None:
         write_rows(run_opts.out, rows)
