@@ -93,19 +93,36 @@ def _spawn(name: str, options: Path, verbose: int, env: dict[str, str], prefix: 
     return _Child(name, proc, errors, t)
 
 
-def default_cores(devices: Sequence[tuple[str, ProcessOptions]]) -> list[tuple[str, ProcessOptions]]:
-    """When no device is pinned: one core each, round robin (edge on core 0 and cloud on core 1
-    for two devices on two cores)."""
+def default_cores(devices: Sequence[tuple[str, ProcessOptions]], computing: set[str] | None = None
+                  ) -> list[tuple[str, ProcessOptions]]:
+    """When no device is pinned: one core each for the devices that compute, round robin (edge on
+    core 0 and cloud on core 1 for two devices on two cores); devices that only relay stay unpinned."""
     if any(p.cores is not None for _, p in devices):
         return list(devices)
+    pinned = [name for name, _ in devices if computing is None or name in computing]
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
     if len(cores) < 2:
         log.warning("one CPU core only: the devices share it, timings will interfere")
         return list(devices)
-    if len(devices) > len(cores):
-        log.warning("%d devices on %d cores: some share a core (give --cores NAME=LIST to choose)",
-                    len(devices), len(cores))
-    return [(name, dataclasses.replace(p, cores=(cores[i % len(cores)],))) for i, (name, p) in enumerate(devices)]
+    if len(pinned) > len(cores):
+        log.warning("%d computing devices on %d cores: some share a core (give --cores NAME=LIST to choose)",
+                    len(pinned), len(cores))
+    return [(name, dataclasses.replace(p, cores=(cores[pinned.index(name) % len(cores)],)) if name in pinned else p)
+            for name, p in devices]
+
+
+def computing_devices(opts: LocalOptions) -> set[str] | None:
+    """The devices that run a bundle in this run, where that is known without the model (a plan
+    file, or a system file's relays); None: all of them may."""
+    plan_opts = opts.run.plan
+    if plan_opts.plan is not None:
+        plan = read_plan(plan_opts.plan)
+        return {plan.device_names[a.role] for c in plan.configs for a in c.placement}
+    if plan_opts.system is not None:
+        from dime.plan.system import load_system
+
+        return {d.name for d in load_system(plan_opts.system).devices if d.compute}
+    return None
 
 
 def choose_shaper(requested: str) -> str:
@@ -210,7 +227,7 @@ def _run_once(opts: LocalOptions, shaper: str, tmp: Path) -> None:
 
 def _start(opts: LocalOptions, conn: ConnectOptions, shaper: str, env: dict[str, str],
            exec_prefix: dict[str, list[str]], tmp: Path) -> list[_Child]:
-    devices = default_cores(opts.devices)
+    devices = default_cores(opts.devices, computing_devices(opts))
     log.info("local run: %s; rendezvous %s", ", ".join(
         f"{name} on cores {p.cores or 'any'} ({p.threads} thread(s))" for name, p in devices), conn.address)
     children = []
@@ -276,6 +293,13 @@ def _end_all(children: Sequence[_Child], grace_s: float = GRACE_ON_EXIT_S) -> No
 def _raise_first_failure(children: Sequence[_Child], source: str) -> None:
     bad = [c for c in children if c.proc.returncode != 0]
     if not bad:
+        return
+    if next(c for c in children if c.name == source).proc.returncode == 0:
+        # the source measured everything and said goodbye: a device that ended badly after that (one the
+        # plan did not need, which found the rendezvous closed) changes no result
+        for c in bad:
+            log.warning("%s ended with code %s after the source finished%s", c.name, c.proc.returncode,
+                        f": {c.errors[-1]}" if c.errors else "")
         return
     # Prefer the device that failed first-hand over those that only lost a peer or gave up.
     second_hand = ("lost device", "the source gave up", "lost the source")

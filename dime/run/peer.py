@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import socket
+import threading
 import time
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
@@ -146,11 +147,75 @@ def _answer(conn: socket.socket, text: str) -> None:
         pass  # it left already; nothing to tell
 
 
+def _hello(conn: socket.socket, who: str, opts: ConnectOptions, deadline: float) -> tuple[str, int] | None:
+    """The device's name and protocol version in its first line; None when it is not a dime.run device."""
+    try:
+        line = _read_line(conn, deadline)
+    except (TimeoutError, OSError):
+        line = b""
+    m = _DEVICE_HELLO.fullmatch(line)
+    if not m:
+        log.debug("%s connected to %s but sent %r", who, opts.address, line[:40])
+        return None
+    return m.group(1).decode(errors="replace"), int(m.group(2))
+
+
+def _turned_away(conn: socket.socket, name: str, source: str, devices: Sequence[str], ranks: Sequence[str],
+                 joined: Sequence[str]) -> bool:
+    """Answer a device that takes no part (unknown, twice, not needed); False for one that does."""
+    if name not in devices or name == source:
+        _answer(conn, "unknown " + ",".join(devices))
+        log.warning("a device called %r joined; the run has no such device (devices: %s)", name, ", ".join(devices))
+    elif name in joined:
+        _answer(conn, "twice")
+        log.warning("device %r joined twice; the second is turned away", name)
+    elif name not in ranks:
+        _answer(conn, "none")
+        log.info("device %r joined but has no part in this plan; it leaves", name)
+    else:
+        return False
+    return True
+
+
+class _Doorkeeper:
+    """After the handshake: answer devices that join late (the plan does not need them, or they
+    came twice), so that none waits for an answer that never comes; until the run ends."""
+
+    def __init__(self, server: socket.socket, opts: ConnectOptions, source: str, devices: Sequence[str],
+                 ranks: Sequence[str]) -> None:
+        self.server = server
+        self._args = (opts, source, tuple(devices), tuple(ranks))
+        threading.Thread(target=self._run, name="dime-doorkeeper", daemon=True).start()
+
+    def _run(self) -> None:
+        opts, source, devices, ranks = self._args
+        self.server.settimeout(None)
+        while True:
+            try:
+                conn, who = self.server.accept()
+            except OSError:
+                return  # closed at the end of the run
+            with closing(conn):
+                hello = _hello(conn, who[0], opts, time.monotonic() + 5)
+                if hello is not None:
+                    _turned_away(conn, hello[0], source, devices, ranks, ranks)
+
+    def close(self) -> None:
+        try:
+            self.server.close()
+        except OSError:
+            pass
+
+
+_doorkeeper: _Doorkeeper | None = None
+
+
 def source_handshake(opts: ConnectOptions, source: str, devices: Sequence[str], needed: Sequence[str]) -> Membership:
     """Wait at the rendezvous port until every device in `needed` has joined; give each its rank
     and the store's port, then host the store. `devices`: every device name the run knows."""
     import torch.distributed as dist
 
+    global _doorkeeper
     deadline = time.monotonic() + opts.timeout_s
     ranks = [source] + [d for d in needed if d != source]
     joined: dict[str, socket.socket] = {}
@@ -159,7 +224,8 @@ def source_handshake(opts: ConnectOptions, source: str, devices: Sequence[str], 
     except OSError as e:
         raise PeerError(f"cannot listen at {opts.address}: {e.strerror or e}") from None
     with ExitStack() as stack:
-        stack.enter_context(closing(server))
+        keep_server = stack.enter_context(ExitStack())  # closes the server unless the doorkeeper takes it
+        keep_server.callback(server.close)
         while len(joined) < len(ranks) - 1:
             server.settimeout(max(0.01, deadline - time.monotonic()))
             try:
@@ -173,36 +239,22 @@ def source_handshake(opts: ConnectOptions, source: str, devices: Sequence[str], 
                                 f"within {opts.timeout_s:g} s (is dime.run running there, with the same "
                                 f"--peer?)") from None
             stack.enter_context(closing(conn))
-            try:
-                line = _read_line(conn, min(deadline, time.monotonic() + 5))
-            except (TimeoutError, OSError):
-                line = b""
-            m = _DEVICE_HELLO.fullmatch(line)
-            if not m:
+            hello = _hello(conn, who[0], opts, min(deadline, time.monotonic() + 5))
+            if hello is None:
                 raise PeerError(f"{who[0]} connected to {opts.address} but is not a dime.run device "
-                                f"(it sent {line[:40]!r} within {opts.timeout_s:g} s)")
-            name, version = m.group(1).decode(errors="replace"), int(m.group(2))
+                                f"(it sent no `dime.run device NAME {HELLO_VERSION}` within {opts.timeout_s:g} s)")
+            name, version = hello
             if version != HELLO_VERSION:
                 _answer(conn, f"version {HELLO_VERSION}")
                 raise PeerError(f"device {name!r} speaks protocol {version}, this source {HELLO_VERSION}")
-            if name not in devices or name == source:
-                _answer(conn, "unknown " + ",".join(devices))
-                log.warning("a device called %r joined; the run has no such device (devices: %s)", name,
-                            ", ".join(devices))
-                continue
-            if name in joined:
-                _answer(conn, "twice")
-                log.warning("device %r joined twice; the second is turned away", name)
-                continue
-            if name not in ranks:
-                _answer(conn, "none")
-                log.info("device %r joined but has no part in this plan; it leaves", name)
-                continue
-            joined[name] = conn
+            if not _turned_away(conn, name, source, devices, ranks, list(joined)):
+                joined[name] = conn
         store = dist.TCPStore(opts.host, 0, len(ranks), True, timedelta(seconds=opts.timeout_s),
                               wait_for_workers=False)
         for name, conn in joined.items():
             _answer(conn, f"{ranks.index(name)} {len(ranks)} {store.port}")
+        _doorkeeper = _Doorkeeper(server, opts, source, devices, ranks)
+        keep_server.pop_all()
     _init_group(store, 0, len(ranks), opts)
     log.info("%s: %d device(s) joined at %s: %s", source, len(ranks) - 1, opts.address, ", ".join(ranks[1:]))
     return Membership(0, tuple(ranks))
@@ -280,5 +332,9 @@ def _init_group(store: object, rank: int, world: int, opts: ConnectOptions) -> N
 def disconnect() -> None:
     import torch.distributed as dist
 
+    global _doorkeeper
+    if _doorkeeper is not None:
+        _doorkeeper.close()
+        _doorkeeper = None
     if dist.is_initialized():
         dist.destroy_process_group()
