@@ -7,9 +7,11 @@ For its part of a Program (dime.run.program) a device runs:
   arrival and the time from which the data may be used (arrival + the link's rtt/2 when
   delays are added in user space), and queues it for its task;
 - a worker per task: takes the next query, waits until it may be used, runs the task's
-  bundles (none for a relay), packs the result into a buffer of the outgoing stream;
+  bundles and packs the result into a buffer of the outgoing stream, or, on a relay, hands
+  the received buffer on as it is;
 - a sender per outgoing stream: sends buffers in order, paced to the link's wire time when
-  the link is emulated in user space (dime.run.linkemu).
+  the link is emulated in user space (dime.run.linkemu: two messages per transfer), else as
+  one message (the kernel shapes the link).
 
 Every stream is FIFO and carries the query id, so queries keep their order without any
 other coordination; up to `in_flight` queries are in the chain at once (each stream has
@@ -125,6 +127,7 @@ class Pipeline:
         self._send_pools = {s.sid: BufferPool(layouts[s.sid], n_buf) for s in program.streams_out_of(device)}
         self._send_q: dict[int, queue.Queue[Frame]] = {s.sid: queue.Queue() for s in program.streams_out_of(device)}
         self._layouts = layouts
+        self._pace = pace  # user-space pacing: each transfer is two messages (dime.run.linkemu)
         self._shapers: dict[tuple[int, str], LinkShaper] = {}
         if pace:
             for s in program.streams_out_of(device):
@@ -217,8 +220,11 @@ class Pipeline:
         layout = self._layouts[s.sid]
         while True:
             buf = self._get(pool._free)
-            self.group.recv(rank, buf[:-TAIL_BYTES], tag)
-            self.group.recv(rank, buf[-TAIL_BYTES:], tag)
+            if self._pace:
+                self.group.recv(rank, buf[:-TAIL_BYTES], tag)
+                self.group.recv(rank, buf[-TAIL_BYTES:], tag)
+            else:
+                self.group.recv(rank, buf, tag)
             kind, qid, _ = layout.unpack(buf)
             consumer.put(Frame(kind, qid, buf, ready=time.perf_counter() + self._delay_s[s.sid], pool=pool))
             if kind == DATA_END:
@@ -245,8 +251,9 @@ class Pipeline:
                 time.sleep(wait)
             if index == 0:
                 self.stats.queries += 1
-            if task.relay:  # store and forward: the same bytes go on
-                self._hand_on(task, frame, None)
+            if task.relay:  # store and forward: the same buffer goes on
+                assert task.out is not None
+                self._send_q[task.out].put(frame)
                 continue
             if frame.values is not None:
                 vals: Sequence[torch.Tensor] = frame.values
@@ -275,9 +282,6 @@ class Pipeline:
             if out.kind == DATA_END and self.on_output is not None:
                 self.on_output(-1, [])
             return
-        if vals is None and out.buf is not None:  # a relayed frame: its buffer goes on as is
-            self._send_q[task.out].put(out)
-            return
         pool = self._send_pools[task.out]
         buf = self._get(pool._free)
         pool.layout.pack(buf, out.kind, out.qid, vals if out.kind == DATA_RUN else None)
@@ -295,7 +299,9 @@ class Pipeline:
             frame: Frame = self._get(q)
             assert frame.buf is not None
             body, tail = frame.buf[:-TAIL_BYTES], frame.buf[-TAIL_BYTES:]
-            if shaper is None or frame.kind == DATA_END:
+            if not self._pace:
+                group.send(rank, frame.buf, tag)  # the kernel shapes: one message
+            elif shaper is None or frame.kind == DATA_END:
                 group.send(rank, body, tag)
                 group.send(rank, tail, tag)
             else:
