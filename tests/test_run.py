@@ -510,7 +510,7 @@ def _summary_row(config, meas, pred_b, pred_l, edge_part=None, cloud_part=None, 
 
 
 def test_drift_correction_scales_each_devices_compute_part():
-    from dime.run.validate import add_drift_columns
+    from dime.run.report import add_drift_columns
 
     # 1 s of communication; 0.06 s predicted on the edge, 0.04 s in the cloud
     r = _summary_row("solver", 1.2, 1.10, 1.10, edge_part=0.06, cloud_part=0.04, edge_now=0.015, cloud_now=0.02)
@@ -530,7 +530,7 @@ def test_drift_correction_scales_each_devices_compute_part():
 
 
 def test_validate_csv_has_the_drift_columns(tmp_path):
-    from dime.run.validate import VALIDATE_COLUMNS, add_drift_columns, write_table
+    from dime.run.report import VALIDATE_COLUMNS, add_drift_columns, write_table
 
     r = _summary_row("solver", 1.2, 1.10, 1.10, edge_part=0.06, cloud_part=0.04, edge_now=0.015, cloud_now=0.02)
     add_drift_columns(r, {"edge": 0.010, "cloud": 0.040})
@@ -545,7 +545,7 @@ def test_validate_csv_has_the_drift_columns(tmp_path):
 
 
 def test_validation_summary_medians_and_bundle_closer_count():
-    from dime.run.validate import add_drift_columns, summary_markdown
+    from dime.run.report import add_drift_columns, summary_markdown
 
     rows_ = [_summary_row("solver", 1.10, 1.09, 1.08, 0.09, 0.0), _summary_row("split@a", 1.20, 1.22, 1.10, 0.22, 0.0),
              _summary_row("split@b", 1.50, 1.45, 1.60, 0.45, 0.0)]
