@@ -98,13 +98,18 @@ def probe_first_end(group: Group, other: int, link: Link, up_bytes: int, down_by
         ends.ping()
         ends.recv(down_bytes)
         t_down.append(clock() - t0 - ping / 2)
-    up_s, down_s = sorted(t_up)[reps // 2], sorted(t_down)[reps // 2]
-    res = ProbeResult(names[0], names[1], link.name, up_bytes, down_bytes, up_s, down_s,
-                      achieved_mbps(up_bytes, up_s, link.rtt_ms), achieved_mbps(down_bytes, down_s, link.rtt_ms), ping)
+    res = probe_result(names, link, up_bytes, down_bytes, sorted(t_up)[reps // 2], sorted(t_down)[reps // 2], ping)
     log.info("link %s-%s (%s): up %.3f Mbps achieved of %g (%d B in %.4f s), down %.3f of %g (%d B in %.4f s), "
-             "ping %.0f us", names[0], names[1], link.name, res.achieved_up_mbps, link.uplink_mbps, up_bytes, up_s,
-             res.achieved_down_mbps, link.downlink_mbps, down_bytes, down_s, ping * 1e6)
+             "ping %.0f us", names[0], names[1], link.name, res.achieved_up_mbps, link.uplink_mbps, up_bytes, res.up_s,
+             res.achieved_down_mbps, link.downlink_mbps, down_bytes, res.down_s, ping * 1e6)
     return res
+
+
+def probe_result(names: tuple[str, str], link: Link, up_bytes: int, down_bytes: int, up_s: float, down_s: float,
+                 ping_s: float) -> ProbeResult:
+    """The achieved rates of median transfer times seen by the timing end."""
+    return ProbeResult(names[0], names[1], link.name, up_bytes, down_bytes, up_s, down_s,
+                       achieved_mbps(up_bytes, up_s, link.rtt_ms), achieved_mbps(down_bytes, down_s, link.rtt_ms), ping_s)
 
 
 def probe_second_end(group: Group, other: int, link: Link, up_bytes: int, down_bytes: int, reps: int,

@@ -25,7 +25,7 @@ from dime.run.peer import Group, disconnect, source_handshake
 from dime.run.pipeline import Pipeline
 from dime.run.placements import ModelShape, build_plan
 from dime.run.plan import Plan, RunConfig, pred_throughput_fps
-from dime.run.probe import ProbeResult, probe_first_end, probe_second_end, probe_sizes
+from dime.run.probe import ProbeResult, probe_first_end, probe_result, probe_second_end, probe_sizes
 from dime.run.process import check_settings, load_samples, role_info, shaping
 from dime.run.results import format_row, map_cell, rel_err, write_rows
 from dime.run.wire import (
@@ -160,14 +160,6 @@ def _probe_links(run: _SourceRun) -> list[tuple[tuple[int, int, Any], ProbeResul
             res = probe_result(names, link, up, down, msg[1] / 1e9, msg[2] / 1e9, msg[3] / 1e9)
         out.append(((a, b, dataclasses.astuple(link)), res))
     return out
-
-
-def probe_result(names: tuple[str, str], link: Any, up: int, down: int, up_s: float, down_s: float,
-                 ping_s: float) -> ProbeResult:
-    from dime.run.linkemu import achieved_mbps
-
-    return ProbeResult(names[0], names[1], link.name, up, down, up_s, down_s, achieved_mbps(up, up_s, link.rtt_ms),
-                       achieved_mbps(down, down_s, link.rtt_ms), ping_s)
 
 
 def compute_devices(plan: Plan) -> list[int]:
