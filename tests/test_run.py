@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from clihelp import PY, assert_one_line_error, cli_env
+from nd_helpers import fake_profile
 
 from dime.capture.models import load_model
 from dime.cliargs import join_negative_values
@@ -390,23 +391,9 @@ def test_bad_input_fails_before_any_process_starts(extra, needle):
 
 
 # ---- validate ---------------------------------------------------------------------
-def _fake_profile(path: Path, model: str, input_shape, cuts=SKIP_CUTS) -> None:
-    """A profile with made-up costs (1 ms per layer in a bundle, 0.5 ms per extra bundle)."""
-    m = load_model(model, cuts=cuts, input_shape=input_shape)
-    names, cb = m.layer_names, m.cut_bytes
-    lines = ["model,device,setting,bundle,start,end,in_bytes,out_bytes,iteration,run,latency_s,energy_j"]
-    for s in range(len(names)):
-        for e in range(s, len(names)):
-            for it in range(3):
-                lat = 0.001 * (e - s + 1) * (0.9 if e > s else 1.0)
-                lines.append(f"{model},cpu,threads=1,{'+'.join(names[s:e + 1])},{names[s]},{names[e]},"
-                             f"{cb[s]},{cb[e + 1]},{it},0,{lat},")
-    path.write_text("\n".join(lines) + "\n")
-
-
 def test_validate_runs_solver_and_every_split(tmp_path):
     prof = tmp_path / "skipnet.csv"
-    _fake_profile(prof, SKIPNET, (1, 3, 16, 16))
+    fake_profile(prof)
     out = tmp_path / "validate.csv"
     proc = run_cli(["dime.validate", "--profile", str(prof), "--models", SKIPNET, "--cuts", ",".join(SKIP_CUTS), "--links", "1000/1000",
                     "--edge", "cpu", "--edge-settings", "threads=1", "--cloud", "cpu", "--cloud-settings",
@@ -437,7 +424,7 @@ def test_validate_runs_solver_and_every_split(tmp_path):
 
 def test_validate_rejects_two_settings_per_role(tmp_path):
     prof = tmp_path / "skipnet.csv"
-    _fake_profile(prof, SKIPNET, (1, 3, 16, 16))
+    fake_profile(prof)
     proc = run_cli(["dime.validate", "--profile", str(prof), "--models", SKIPNET, "--cuts", ",".join(SKIP_CUTS), "--edge", "cpu",
                     "--edge-settings", "threads=1,threads=2", "--cloud", "cpu", "--cloud-settings", "threads=1",
                     "--out", str(tmp_path / "v.csv")])
@@ -450,7 +437,7 @@ def test_plan_predicts_solutions_and_splits_from_a_profile(tmp_path):
     from dime.run.source import model_shape
 
     prof = tmp_path / "skipnet.csv"
-    _fake_profile(prof, SKIPNET, (1, 3, 16, 16))
+    fake_profile(prof)
     sol, names, cut_bytes = _skipnet_solution(tmp_path)
     args = build_parser().parse_args(join_negative_values([
         "--role", "edge", "--peer", "127.0.0.1:1", "--model", SKIPNET, "--cuts", ",".join(SKIP_CUTS), "--solution", str(sol), "--split", "-1,3",
@@ -475,7 +462,7 @@ def test_plan_runs_a_mergeable_solution_as_one_bundle_and_predicts_the_union(tmp
     from dime.run.source import model_shape
 
     prof = tmp_path / "skipnet.csv"
-    _fake_profile(prof, SKIPNET, (1, 3, 16, 16))
+    fake_profile(prof)
     m = load_model(SKIPNET, cuts=SKIP_CUTS, input_shape=(1, 3, 16, 16))
     names = m.layer_names
     entries = [(0, 0, "edge"), (1, 1, "edge"), (2, 3, "cloud")]

@@ -204,6 +204,35 @@ def test_devices_in_a_line_reproduce_the_full_model(n, tmp_path):
     assert _outputs_match(outputs) == 2
 
 
+def test_each_device_started_by_hand_joins_and_an_unneeded_one_leaves(tmp_path):
+    """The multi-machine form: `dime.run --system --device NAME --peer HOST:PORT` per device (here
+    all on loopback); d has no part in the placement and is told so; the run's rows come out."""
+    system = _system(tmp_path, 4)
+    sol = _solution(tmp_path, [(0, 1, "a"), (2, 3, "c")])
+    out = tmp_path / "run.csv"
+    common = ["--system", str(system), "--peer", f"127.0.0.1:{_free_port()}", "--cuts", ",".join(SKIP_CUTS),
+              "--input-shape", SMALL, "--timeout-s", "60"]
+    procs = {}
+    for d in "dabc":  # d first: it waits for the source, which turns it away as soon as it listens
+        procs[d] = subprocess.Popen([PY, "-m", "dime.run", "--device", d, *common,
+                                     *(["--solution", str(sol), "--probe-s", "0", "--min-query-count", "3", "--warmup",
+                                        "1", "--count", "1", "--driver", "plain", "--out", str(out), "-q"]
+                                       if d == "a" else [])],
+                                    env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if d == "d":
+            time.sleep(1.0)
+    try:
+        results = {d: p.communicate(timeout=120) for d, p in procs.items()}
+    finally:
+        for p in procs.values():
+            p.kill()
+            p.wait()
+    assert {d: p.returncode for d, p in procs.items()} == {"a": 0, "b": 0, "c": 0, "d": 0}, results
+    assert "the plan does not need this device" in results["d"][1]
+    (row,) = _rows(out)
+    assert row["devices"] == "a,b,c" and row["hops"] == "4" and float(row["mean_s"]) > 0
+
+
 def test_a_device_that_never_joins_is_named_and_everyone_leaves(tmp_path):
     system = _system(tmp_path, 3)
     sol = _solution(tmp_path, [(0, 1, "a"), (2, 3, "c")])

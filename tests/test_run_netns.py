@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import json
 import os
 import signal
 import subprocess
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 from clihelp import PY, assert_one_line_error, cli_env
+from nd_helpers import solution, system_file
 
 from dime.capture.models import load_model
 from dime.run import netns
@@ -126,40 +126,10 @@ def outputs_match(outputs: Path) -> list[str]:
     return sorted(saved["outputs"])
 
 
-def fake_profile(path: Path) -> None:
-    """Made-up costs of the toy model on a device `cpu`: 1 ms per layer (0.9 in longer bundles)."""
-    m = load_model(SKIPNET, cuts=SKIP_CUTS, input_shape=(1, 3, 16, 16))
-    names, cb = m.layer_names, m.cut_bytes
-    lines = ["model,device,setting,bundle,start,end,in_bytes,out_bytes,iteration,run,latency_s,energy_j"]
-    for s in range(len(names)):
-        for e in range(s, len(names)):
-            for it in range(3):
-                lat = 0.001 * (e - s + 1) * (0.9 if e > s else 1.0)
-                lines.append(f"{SKIPNET},cpu,threads=1,{'+'.join(names[s:e + 1])},{names[s]},{names[e]},"
-                             f"{cb[s]},{cb[e + 1]},{it},0,{lat},")
-    path.write_text("\n".join(lines) + "\n")
-
-
 def line_system(tmp_path: Path, n: int) -> tuple[Path, Path]:
     """Devices a, b, c (, d) in a line (200/200 Mbps, rtt 1 ms), source a; a solution with the
     first two layers on a and the rest on the last device: the ones between relay."""
-    fake_profile(tmp_path / "skipnet.csv")
-    names = "abcd"[:n]
-    text = f'model = "{SKIPNET}"\nsource = "a"\n'
-    for d in names:
-        text += f'\n[[device]]\nname = "{d}"\nprofiles = ["skipnet.csv"]\nprofile_device = "cpu"\n'
-    for x, y in zip(names, names[1:]):
-        text += f'\n[[link]]\nends = ["{x}", "{y}"]\nup_mbps = 200\ndown_mbps = 200\nrtt_ms = 1\n'
-    system = tmp_path / "sys.toml"
-    system.write_text(text)
-    m = load_model(SKIPNET, cuts=SKIP_CUTS, input_shape=(1, 3, 16, 16))
-    layers = m.layer_names
-    placement = [{"start": layers[s], "end": layers[e], "device": "cpu", "setting": "threads=1", "role": d,
-                  "latency_s": 0.001} for s, e, d in [(0, 1, "a"), (2, 3, names[-1])]]
-    sol = tmp_path / "sol.json"
-    sol.write_text(json.dumps({"status": "optimal", "model": SKIPNET, "layer_names": layers,
-                               "cut_bytes": m.cut_bytes, "placement": placement}))
-    return system, sol
+    return system_file(tmp_path, n), solution(tmp_path, [(0, 1, "a"), (2, 3, "abcd"[n - 1])])
 
 
 # ---- runs ------------------------------------------------------------------------------
