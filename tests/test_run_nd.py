@@ -216,7 +216,8 @@ def test_each_device_started_by_hand_joins_and_an_unneeded_one_leaves(tmp_path):
     for d in "dabc":  # d first: it waits for the source, which turns it away as soon as it listens
         procs[d] = subprocess.Popen([PY, "-m", "dime.run", "--device", d, *common,
                                      *(["--solution", str(sol), "--probe-s", "0", "--min-query-count", "3", "--warmup",
-                                        "1", "--count", "1", "--driver", "plain", "--out", str(out), "-q"]
+                                        "1", "--count", "1", "--driver", "plain", "--out", str(out), "-q",
+                                        "--min-duration-s", "3"]  # long enough for d to be turned away
                                        if d == "a" else [])],
                                     env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if d == "d":

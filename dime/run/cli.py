@@ -85,13 +85,13 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_connection_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout-s", type=positive_float, default=30.0,
-                   help="how long to wait for the other side to join (default 30)")
+                   help="how long to wait for the devices to join and agree on the plan (default 30)")
     p.add_argument("--op-timeout-s", type=positive_float, default=600.0,
-                   help="longest wait for any single message once connected (default 600)")
+                   help="longest wait for any single message once the plan is agreed (default 600)")
 
 
-def add_edge_arguments(p: argparse.ArgumentParser) -> None:
-    """What the edge (the driving side) needs; shared by the role and local modes."""
+def add_source_arguments(p: argparse.ArgumentParser) -> None:
+    """What the source (the device that drives) needs; shared by the device and local modes."""
     g = p.add_argument_group("placements (at least one)")
     g.add_argument("--solution", action="append", type=Path, default=[], metavar="JSON",
                    help="a `python -m dime.solve --json` file (repeatable)")
@@ -127,7 +127,7 @@ def add_edge_arguments(p: argparse.ArgumentParser) -> None:
                    help="queries in the chain at once in the server and offline scenarios: each device works "
                         "on the next while the others work on earlier ones (default 1)")
     g.add_argument("--reference-runs", type=non_negative_int, default=10, metavar="N",
-                   help="time the whole model on the edge N times before and after the placements, to show "
+                   help="time the whole model on each computing device N times before every placement and after the last, to show "
                         "drift against the profile (0: skip; default 10)")
     g.add_argument("--driver", choices=DRIVERS, default="auto", help="loadgen (MLPerf LoadGen), plain or auto")
     g.add_argument("--loadgen-logs", type=Path, metavar="DIR", help="keep LoadGen's logs under DIR")
@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--torch-device", default="cpu", metavar="DEV",
                    help="where this device runs its bundles: cpu, cuda or cuda:N (default cpu)")
     add_connection_arguments(p)
-    add_edge_arguments(p)
+    add_source_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("-v", "--verbose", action="count", default=0)
     return p
@@ -192,7 +192,7 @@ def build_local_parser() -> argparse.ArgumentParser:
                         "root on Linux) or emulated in user space (user); auto: netns where possible (default)")
     p.add_argument("--port", type=positive_int, help="rendezvous port (default: a free one)")
     add_connection_arguments(p)
-    add_edge_arguments(p)
+    add_source_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("-v", "--verbose", action="count", default=0)
     return p
@@ -235,14 +235,29 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     )
 
 
-def _system_devices(args: argparse.Namespace) -> tuple[list[str], str]:
-    """The device names and the source: the system file's, or edge and cloud."""
-    if args.system is None:
-        return [EDGE_ROLE, CLOUD_ROLE], EDGE_ROLE
-    from dime.plan.system import load_system
+# two-device flags that a system file replaces
+_TWO_DEVICE_FLAGS = (("link", "--link"), ("uplink_mbps", "--uplink-mbps"), ("downlink_mbps", "--downlink-mbps"),
+                     ("rtt_ms", "--rtt-ms"), ("profile", "--profile"), ("split", "--split"),
+                     ("edge_device", "--edge-device"), ("cloud_device", "--cloud-device"),
+                     ("edge_setting", "--edge-setting"), ("cloud_setting", "--cloud-setting"))
 
-    system = load_system(args.system)
-    return [d.name for d in system.devices], system.source
+
+def _system_devices(args: argparse.Namespace) -> tuple[list[str], str]:
+    """The device names and the source: the system file's, a plan file's, or edge and cloud."""
+    if args.system is not None:
+        from dime.plan.system import load_system
+
+        given = [flag for attr, flag in _TWO_DEVICE_FLAGS if getattr(args, attr, None)]
+        if given:
+            raise UsageError(f"{given[0]} is for two devices; {args.system} gives the devices, links and profiles")
+        system = load_system(args.system)
+        return [d.name for d in system.devices], system.source
+    if getattr(args, "plan", None) is not None:
+        from dime.run.placements import read_plan
+
+        plan = read_plan(args.plan)
+        return list(plan.device_names), plan.device_names[plan.source]
+    return [EDGE_ROLE, CLOUD_ROLE], EDGE_ROLE
 
 
 def device_options(args: argparse.Namespace) -> DeviceOptions:

@@ -63,12 +63,24 @@ class _Child:
     proc: subprocess.Popen
     errors: list[str]
     thread: threading.Thread
-    stopped: bool = False  # terminated by the launcher: its own errors are not first-hand
+    stopped_at: float | None = None  # when the launcher terminated it: its own errors are not first-hand
+    killed: bool = False
+
+    @property
+    def stopped(self) -> bool:
+        return self.stopped_at is not None
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.stopped = True
+        """SIGTERM once; SIGKILL when it is still there GRACE_ON_EXIT_S later (a wait in C++)."""
+        if self.proc.poll() is not None:
+            return
+        if self.stopped_at is None:
+            self.stopped_at = time.monotonic()
             self.proc.terminate()
+        elif not self.killed and time.monotonic() - self.stopped_at > GRACE_ON_EXIT_S:
+            log.warning("%s did not end within %g s of SIGTERM: killed", self.name, GRACE_ON_EXIT_S)
+            self.killed = True
+            self.proc.kill()
 
 
 def _relay(stream: Any, errors: list[str], prefix: str) -> None:
@@ -117,7 +129,7 @@ def computing_devices(opts: LocalOptions) -> set[str] | None:
     plan_opts = opts.run.plan
     if plan_opts.plan is not None:
         plan = read_plan(plan_opts.plan)
-        return {plan.device_names[a.role] for c in plan.configs for a in c.placement}
+        return {plan.device_names[d] for d in plan.computing_devices()}
     if plan_opts.system is not None:
         from dime.plan.system import load_system
 
@@ -230,15 +242,20 @@ def _start(opts: LocalOptions, conn: ConnectOptions, shaper: str, env: dict[str,
     devices = default_cores(opts.devices, computing_devices(opts))
     log.info("local run: %s; rendezvous %s", ", ".join(
         f"{name} on cores {p.cores or 'any'} ({p.threads} thread(s))" for name, p in devices), conn.address)
-    children = []
-    # the source first: it reports; the others are quieter and say who they are
-    for name, proc in sorted(devices, key=lambda d: d[0] != opts.source):
-        source = name == opts.source
-        options = DeviceOptions(name, opts.model, conn, proc, opts.run if source else RunOptions(), source, shaper)
-        path = tmp / f"{name}.json"
-        atomic_write_text(path, options.to_json())
-        children.append(_spawn(name, path, opts.verbose if source else opts.verbose - 1, env,
-                               "" if source else f"[{name}] ", exec_prefix.get(name, ())))
+    children: list[_Child] = []
+    try:
+        # the source first: it reports; the others are quieter and say who they are
+        for name, proc in sorted(devices, key=lambda d: d[0] != opts.source):
+            source = name == opts.source
+            options = DeviceOptions(name, opts.model, conn, proc, opts.run if source else RunOptions(), source,
+                                    shaper)
+            path = tmp / f"{name}.json"
+            atomic_write_text(path, options.to_json())
+            children.append(_spawn(name, path, opts.verbose if source else opts.verbose - 1, env,
+                                   "" if source else f"[{name}] ", exec_prefix.get(name, ())))
+    except BaseException:
+        _end_all(children)  # a device that could not be started: none of the others is left running
+        raise
     return children
 
 

@@ -72,7 +72,7 @@ class MeasureSettings:
     def server_qps(self) -> float:
         if self.target_qps is not None:
             return self.target_qps
-        # Half the rate the pipeline can sustain: queues stay short but do form.
+        # Half the rate one query at a time sustains: queues stay short but do form.
         return 0.5 / max(self.expected_latency_s or 0.01, 1e-4)
 
 
@@ -94,13 +94,6 @@ class LatencyStats:
     target_qps: float | None  # server arrival rate
     valid: str  # loadgen's verdict ("VALID"/"INVALID"), "n/a" for the plain loop
     note: str = ""
-
-    def representative_s(self) -> float:
-        """The latency a placement's prediction is compared with: the mean per-query
-        latency, or for offline the time per sample (1 / throughput)."""
-        if self.scenario == OFFLINE:
-            return 1.0 / self.throughput_qps if self.throughput_qps > 0 else math.nan
-        return self.mean_s
 
 
 def parse_scenarios(text: str) -> tuple[str, ...]:

@@ -28,7 +28,7 @@ SHAPERS = (SHAPER_USER, SHAPER_NETNS, SHAPER_NETNS_USER_DELAY)
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Which model to load, cut the same way on both sides."""
+    """Which model to load, cut the same way on every device."""
 
     name: str
     weights: str | None = None
@@ -41,7 +41,8 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class PlanOptions:
-    """Where the edge's placements come from: a run plan, or solutions and splits over links."""
+    """Where the source's placements come from: a run plan, a system file and its solutions, or
+    two-device solutions and splits over links."""
 
     solutions: tuple[Path, ...] = ()
     system: Path | None = None  # N devices: the system file (devices, network, profiles)
@@ -57,7 +58,7 @@ class PlanOptions:
 
 @dataclass(frozen=True)
 class RunOptions:
-    """What the edge (the driving role) measures, and where it writes."""
+    """What the source (the device that drives) measures, and where it writes."""
 
     plan: PlanOptions = field(default_factory=PlanOptions)
     scenarios: tuple[str, ...] = (SINGLE_STREAM,)
@@ -94,7 +95,7 @@ class ConnectOptions:
     host: str
     port: int
     timeout_s: float = 30.0  # connection and handshake
-    op_timeout_s: float = 600.0  # any single message once both sides agreed on the plan
+    op_timeout_s: float = 600.0  # any single message once every device agreed on the plan
 
     @property
     def address(self) -> str:

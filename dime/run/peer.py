@@ -35,6 +35,7 @@ log = logging.getLogger("dime.run")
 
 HELLO_VERSION = 2
 MAX_HELLO_BYTES = 400
+HELLO_WAIT_S = 5.0  # how long a connected client has to say which device it is
 _DEVICE_HELLO = re.compile(rb"dime\.run device (\S+) (\d+)\n")
 _SOURCE_ANSWER = re.compile(rb"dime\.run source (\d+) (.*)\n")
 
@@ -79,17 +80,18 @@ class Group:
             return "the source" if self.names[0] == "the source" else f"the source ({self.names[0]!r})"
         return f"device {self.names[rank]!r}"
 
-    def failure(self, e: BaseException, rank: int) -> PeerError:
+    def failure(self, e: BaseException, rank: int, sending: bool = False) -> PeerError:
         text = str(e).lower()
         if "timed out" in text or "timeout" in text:
-            return PeerError(f"{self.who(rank)} sent nothing for {self.wait_s:g} s")
+            what = "took no message" if sending else "sent nothing"
+            return PeerError(f"{self.who(rank)} {what} for {self.wait_s:g} s")
         return PeerError(f"lost {self.who(rank)}: {_short(e)}")
 
     def send(self, rank: int, t: torch.Tensor, tag: int) -> None:
         try:
             torch.distributed.isend(t, rank, tag=tag).wait(timedelta(seconds=self.wait_s))
         except RuntimeError as e:
-            raise self.failure(e, rank) from None
+            raise self.failure(e, rank, sending=True) from None
 
     def recv(self, rank: int, t: torch.Tensor, tag: int) -> None:
         try:
@@ -239,14 +241,19 @@ def source_handshake(opts: ConnectOptions, source: str, devices: Sequence[str], 
                                 f"within {opts.timeout_s:g} s (is dime.run running there, with the same "
                                 f"--peer?)") from None
             stack.enter_context(closing(conn))
-            hello = _hello(conn, who[0], opts, min(deadline, time.monotonic() + 5))
+            hello = _hello(conn, who[0], opts, min(deadline, time.monotonic() + HELLO_WAIT_S))
+            error = None
             if hello is None:
-                raise PeerError(f"{who[0]} connected to {opts.address} but is not a dime.run device "
-                                f"(it sent no `dime.run device NAME {HELLO_VERSION}` within {opts.timeout_s:g} s)")
-            name, version = hello
-            if version != HELLO_VERSION:
+                error = (f"{who[0]} connected to {opts.address} but is not a dime.run device (it sent no "
+                         f"`dime.run device NAME {HELLO_VERSION}` line)")
+            elif hello[1] != HELLO_VERSION:
                 _answer(conn, f"version {HELLO_VERSION}")
-                raise PeerError(f"device {name!r} speaks protocol {version}, this source {HELLO_VERSION}")
+                error = f"device {hello[0]!r} speaks protocol {hello[1]}, this source {HELLO_VERSION}"
+            if error is not None:
+                for c in joined.values():
+                    _answer(c, "failed " + error)
+                raise PeerError(error)
+            name = hello[0]
             if not _turned_away(conn, name, source, devices, ranks, list(joined)):
                 joined[name] = conn
         store = dist.TCPStore(opts.host, 0, len(ranks), True, timedelta(seconds=opts.timeout_s),
@@ -299,6 +306,8 @@ def device_handshake(opts: ConnectOptions, name: str) -> Membership | None:
     if word == "abort":
         names = ", ".join(repr(d) for d in rest.split(","))
         raise PeerError(f"the source gave up: {names} did not join at {opts.address} within its timeout")
+    if word == "failed":
+        raise PeerError(f"the source at {opts.address} gave up: {rest}")
     if word == "unknown":
         raise PeerError(f"the source at {opts.address} has no device {name!r} (its devices: {rest.replace(',', ', ')})")
     if word == "twice":

@@ -31,9 +31,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from dime.core.links import UP
 from dime.core.network import Network
-from dime.errors import DimeError
 from dime.run.compute import CPU, bundle_modules, run_modules, sync, to_device
 from dime.run.linkemu import LinkShaper
 from dime.run.peer import Group, PeerError
@@ -78,21 +76,26 @@ class BufferPool:
     def give(self, buf: torch.Tensor) -> None:
         self._free.put(buf)
 
+    @property
+    def free(self) -> queue.Queue[torch.Tensor]:
+        """The buffers not in use (a waiting thread takes the next one from here)."""
+        return self._free
+
 
 @dataclass
 class DeviceStats:
     """What one device saw of one config (sent to the source at its end)."""
 
-    queries: int = 0  # queries its tasks completed (a device with two tasks counts each query once)
-    busy_s: float = 0.0  # time in its bundles, summed over queries
+    queries: int = 0  # queries its first task completed (a device with two tasks counts each query once)
+    per_task_s: list[float] = field(default_factory=list)  # time in each task's bundles, summed over queries
     overruns: int = 0  # emulated transfers whose real send took longer than the link's wire time
-    transfers: int = 0
-    worst_overrun_s: float = 0.0
-    per_task_s: list[float] = field(default_factory=list)
+
+    @property
+    def busy_s(self) -> float:
+        return sum(self.per_task_s)
 
     def to_json(self) -> dict[str, Any]:
-        return {"queries": self.queries, "busy_s": self.busy_s, "overruns": self.overruns,
-                "transfers": self.transfers, "worst_overrun_s": self.worst_overrun_s}
+        return {"queries": self.queries, "busy_s": self.busy_s, "overruns": self.overruns}
 
 
 class Pipeline:
@@ -101,7 +104,6 @@ class Pipeline:
     def __init__(self, program: Program, device: int, model: Any, modules: dict[tuple[int, int], Any],
                  group: Group | None, rank_of: Sequence[int], network: Network, in_flight: int,
                  pace: bool, delay: bool, torch_device: torch.device = CPU, wait_s: float = 600.0,
-                 on_output: Callable[[int, list[torch.Tensor]], None] | None = None,
                  name: str = "") -> None:
         self.program = program
         self.device = device
@@ -110,7 +112,8 @@ class Pipeline:
         self.network = network
         self.torch_device = torch_device
         self.wait_s = wait_s
-        self.on_output = on_output
+        # the source's last task hands each query's outputs here (dime.run.chain sets it)
+        self.on_output: Callable[[int, list[torch.Tensor]], None] | None = None
         self.name = name or str(device)
         self.tasks = program.tasks_of(device)
         self.stats = DeviceStats(per_task_s=[0.0] * len(self.tasks))
@@ -194,11 +197,7 @@ class Pipeline:
                 if deadline is not None and time.monotonic() > deadline:
                     raise PeerError(f"{self.name}: the config did not end within {timeout_s:g} s")
         self._check()
-        for sh in self._shapers.values():
-            st = sh.stats
-            self.stats.overruns += st.overruns
-            self.stats.transfers += st.transfers
-            self.stats.worst_overrun_s = max(self.stats.worst_overrun_s, st.worst_overrun_s)
+        self.stats.overruns = sum(sh.stats.overruns for sh in self._shapers.values())
         return self.stats
 
     # ---- threads --------------------------------------------------------------------
@@ -219,18 +218,18 @@ class Pipeline:
         consumer = self._task_in[self._consumer[s.sid]]
         layout = self._layouts[s.sid]
         while True:
-            buf = self._get(pool._free)
+            buf = self._get(pool.free)
             if self._pace:
                 self.group.recv(rank, buf[:-TAIL_BYTES], tag)
                 self.group.recv(rank, buf[-TAIL_BYTES:], tag)
             else:
                 self.group.recv(rank, buf, tag)
             kind, qid, _ = layout.unpack(buf)
+            if kind not in (DATA_RUN, DATA_END):
+                raise PeerError(f"protocol error: data message {kind} from {self.group.who(rank)}")
             consumer.put(Frame(kind, qid, buf, ready=time.perf_counter() + self._delay_s[s.sid], pool=pool))
             if kind == DATA_END:
                 return
-            if kind != DATA_RUN:
-                raise PeerError(f"protocol error: data message {kind} from {self.group.names[rank]!r}")
 
     def _worker(self, index: int, task: Task) -> None:
         inq = self._task_in[index]
@@ -265,9 +264,7 @@ class Pipeline:
                 if mods:
                     vals = run_modules(mods, to_device(vals, self.torch_device))
                     sync(self.torch_device)
-                dt = clock() - t0
-                self.stats.busy_s += dt
-                self.stats.per_task_s[index] += dt
+                self.stats.per_task_s[index] += clock() - t0  # each task's own slot: no lock needed
                 self._hand_on(task, Frame(DATA_RUN, frame.qid), vals, frame)
 
     def _hand_on(self, task: Task, out: Frame, vals: Sequence[torch.Tensor] | None, used: Frame | None = None) -> None:
@@ -283,7 +280,7 @@ class Pipeline:
                 self.on_output(-1, [])
             return
         pool = self._send_pools[task.out]
-        buf = self._get(pool._free)
+        buf = self._get(pool.free)
         pool.layout.pack(buf, out.kind, out.qid, vals if out.kind == DATA_RUN else None)
         if used is not None:
             used.release()  # packed: the input's views are no longer read
@@ -309,13 +306,3 @@ class Pipeline:
             frame.release()
             if frame.kind == DATA_END:
                 return
-
-
-def direction_name(network: Network, names: Sequence[str], link: int, direction: str) -> str:
-    nl = network.links[link]
-    a, b = (nl.a, nl.b) if direction == UP else (nl.b, nl.a)
-    return f"{names[a]}->{names[b]}"
-
-
-class QueryError(DimeError):
-    """A query's output could not be checked or collected."""

@@ -272,13 +272,17 @@ def _system_plan(opts: PlanOptions, model: ModelShape) -> Plan:
 
     assert opts.system is not None
     system = load_system(opts.system)
-    problem = build_problem(system)
+    problem = build_problem(dataclasses.replace(system, model=model.name))  # the profiles may hold several
     table, roles, net = problem.table, problem.roles, problem.network
     _check_table(table, model)
     names = tuple(d.name for d in system.devices)
     configs = []
     for path in opts.solutions:
         c = _solution_candidate(path, _solution_label(opts.solutions, path), model, None, names)
+        relay = next((a for a in c.placement if not roles[a.role].compute), None)
+        if relay is not None:
+            raise UsageError(f"{path}: places {table.bundle_name(relay.start, relay.end)} on "
+                             f"{names[relay.role]}, which only forwards (compute = false in {opts.system})")
         cfg = merged_config(c.label, c.placement, net, table, roles, problem.max_bundle, c.solver_latency_s,
                             c.solver_throughput_fps, network_label=Path(opts.system).stem)
         _warn_if_other(cfg, c)

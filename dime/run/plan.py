@@ -169,6 +169,15 @@ class Plan:
         return (self.devices[self.source].name,) + tuple(
             self.devices[d].name for d in self.participants() if d != self.source)
 
+    def rank_of(self) -> list[int]:
+        """Each device's rank in the process group, by device index (-1: not in the run)."""
+        ranks = self.rank_names()
+        return [ranks.index(d) if d in ranks else -1 for d in self.device_names]
+
+    def computing_devices(self) -> list[int]:
+        """Devices that run a bundle in some config (the ones whose whole model is timed)."""
+        return sorted({a.role for c in self.configs for a in c.placement})
+
     def participants(self) -> list[int]:
         """Devices that run a bundle or relay a transfer in some config, and the source."""
         used = {self.source}

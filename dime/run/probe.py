@@ -1,9 +1,10 @@
 """Link probes: time transfers both ways over a link, to report the rate it achieves.
 
 The link's first end (`a`, whose uplink is a -> b) times; the second end answers. Both ends
-send as the run's streams do: paced in user space when the links are emulated, and the
-receiver holds the data back by rtt/2 when delays are added in user space. The achieved rate
-is bytes / (time seen by the timing end - half an unshaped ping - rtt/2).
+pace their sends in user space when the links are emulated (a probe is always the body and
+its last 64 bytes, as a paced stream sends it), and the receiver holds the data back by rtt/2
+when delays are added in user space. The achieved rate is bytes / (time seen by the timing end
+- half a ping - rtt/2).
 """
 
 from __future__ import annotations

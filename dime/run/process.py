@@ -63,7 +63,7 @@ def load_samples(model: SplitModel, images: Path | None, count: int, seed: int =
     return [vals for _, vals in model_samples(model, images, count, seed)[0]]
 
 
-def role_info(process: ProcessOptions, device: torch.device) -> dict[str, Any]:
+def device_info(process: ProcessOptions, device: torch.device) -> dict[str, Any]:
     """What a device reports about itself (sent to the source for the CSV)."""
     info: dict[str, Any] = {"torch_device": str(device), "threads": process.threads, "host": platform.node()}
     if device.type == "cuda":

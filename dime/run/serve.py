@@ -18,10 +18,11 @@ from dime.run.pipeline import Pipeline
 from dime.run.placements import check_solution_model, parse_solution, read_solution
 from dime.run.plan import Plan
 from dime.run.probe import probe_first_end, probe_second_end
-from dime.run.process import check_settings, load_samples, role_info, shaping
+from dime.run.process import check_settings, load_samples, device_info, shaping
 from dime.run.wire import (
     CMD_CONFIG,
     CMD_INFO,
+    CMD_PING,
     CMD_PLAN,
     CMD_PROBE,
     CMD_PROBE_RESULT,
@@ -63,7 +64,7 @@ def serve(opts: DeviceOptions, model: SplitModel, device: torch.device = CPU) ->
         plan = _receive_plan(group, model, opts)
         me = plan.device_names.index(opts.device)
         check_settings(plan, me, opts.process.threads)
-        text = json.dumps(role_info(opts.process, device)).encode()
+        text = json.dumps(device_info(opts.process, device)).encode()
         group.send_ctrl(0, CMD_INFO, len(text))
         group.send_bytes(0, text)
         group.wait_s = opts.connect.op_timeout_s  # agreed on the plan: the handshake is over
@@ -74,8 +75,7 @@ def serve(opts: DeviceOptions, model: SplitModel, device: torch.device = CPU) ->
 
 def _serve(plan: Plan, me: int, group: Group, model: SplitModel, device: torch.device) -> None:
     names = plan.device_names
-    rank_names = plan.rank_names()
-    rank_of = [rank_names.index(d) if d in rank_names else -1 for d in names]
+    rank_of = plan.rank_of()
     pace, delay = shaping(plan.shaper)
     probe_links = plan.probe_links()
     modules: dict[tuple[int, int], Any] = {}
@@ -85,6 +85,8 @@ def _serve(plan: Plan, me: int, group: Group, model: SplitModel, device: torch.d
         cmd = msg[0]
         if cmd == CMD_QUIT:
             return
+        if cmd == CMD_PING:  # a placement without this device began: nothing to do
+            continue
         if cmd == CMD_PROBE and 0 <= msg[1] < len(probe_links):
             a, b, link = probe_links[msg[1]]
             up, down, reps = msg[2], msg[3], msg[4]

@@ -26,11 +26,12 @@ from dime.run.pipeline import Pipeline
 from dime.run.placements import ModelShape, build_plan
 from dime.run.plan import Plan, RunConfig, pred_throughput_fps
 from dime.run.probe import ProbeResult, probe_first_end, probe_result, probe_second_end, probe_sizes
-from dime.run.process import check_settings, load_samples, role_info, shaping
+from dime.run.process import check_settings, load_samples, device_info, shaping
 from dime.run.results import format_row, map_cell, rel_err, write_rows
 from dime.run.wire import (
     CMD_CONFIG,
     CMD_INFO,
+    CMD_PING,
     CMD_PLAN,
     CMD_PROBE,
     CMD_PROBE_RESULT,
@@ -88,14 +89,15 @@ def run_source(opts: DeviceOptions, model: SplitModel, device: torch.device = CP
     rank_names = plan.rank_names()
     members = source_handshake(opts.connect, me, plan.device_names, rank_names)
     group = Group(members, opts.connect.address, opts.connect.timeout_s)
-    rank_of = [rank_names.index(d) if d in rank_names else -1 for d in plan.device_names]
     pace, delay = shaping(plan.shaper)
     rows: list[Row] = []
     saved: dict[str, list[list[torch.Tensor]]] = {}
+    done = False
     try:
-        infos = _send_plan(group, plan, role_info(opts.process, device))
+        infos = _send_plan(group, plan, device_info(opts.process, device))
         group.wait_s = opts.connect.op_timeout_s  # agreed on the plan: the handshake is over
-        run = _SourceRun(model, device, run_opts, plan, group, rank_of, samples, driver, infos, [], {}, {}, pace, delay)
+        run = _SourceRun(model, device, run_opts, plan, group, plan.rank_of(), samples, driver, infos, [], {}, {}, pace,
+                         delay)
         if run_opts.probe_s > 0:
             run.probes = _probe_links(run)
         for ci, config in enumerate(plan.configs):
@@ -116,7 +118,11 @@ def run_source(opts: DeviceOptions, model: SplitModel, device: torch.device = CP
                      ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in end.items()))
         for r in range(1, group.world):
             group.send_ctrl(r, CMD_QUIT)
+        done = True
     finally:
+        if not done and rows and run_opts.out is not None:
+            write_rows(run_opts.out, rows)  # the placements measured before the failure are kept
+            log.warning("wrote the %d row(s) measured before the failure to %s", len(rows), run_opts.out)
         disconnect()
     if run_opts.outputs is not None:
         if run_opts.outputs_append and run_opts.outputs.exists():
@@ -162,11 +168,6 @@ def _probe_links(run: _SourceRun) -> list[tuple[tuple[int, int, Any], ProbeResul
     return out
 
 
-def compute_devices(plan: Plan) -> list[int]:
-    """Devices that run a bundle in some config: the ones whose whole model is timed."""
-    return sorted({a.role for c in plan.configs for a in c.placement})
-
-
 def _references(run: _SourceRun) -> dict[str, float]:
     """Each computing device's whole model, timed now, one device after the other (empty:
     --reference-runs 0)."""
@@ -174,7 +175,7 @@ def _references(run: _SourceRun) -> dict[str, float]:
     out: dict[str, float] = {}
     if not n:
         return out
-    for d in compute_devices(run.plan):
+    for d in run.plan.computing_devices():
         name = run.plan.device_names[d]
         if d == run.me:
             out[name] = time_whole_model(run.model, run.samples, run.device, n, run.modules)
@@ -194,6 +195,8 @@ def _measure_config(run: _SourceRun, ci: int, config: RunConfig) -> tuple[list[R
     others = [run.rank_of[d] for d in sorted(program.devices()) if d != run.me]
     for r in others:
         group.send_ctrl(r, CMD_CONFIG, ci, opts.in_flight)
+    for r in set(range(1, group.world)) - set(others):
+        group.send_ctrl(r, CMD_PING)  # idle in this placement: its wait for the next message starts again
     pipeline = Pipeline(program, run.me, run.model, run.modules, group, run.rank_of, config.network, opts.in_flight,
                         run.pace, run.delay, run.device, group.wait_s, name=plan.device_names[run.me])
     chain = Chain(pipeline, run.samples, opts.in_flight)

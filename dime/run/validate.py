@@ -299,7 +299,7 @@ def _setting_in(placement: Sequence[Assignment], d: int, role: Role) -> str:
 def profiled_whole(table: CostTable, roles: Sequence[Role], plan: Plan) -> dict[tuple[str, str], dict[str, float | None]]:
     """For every config, each device that computes in the plan (the ones whose whole model is
     timed before each placement): its whole model as profiled, at the setting it runs in that config."""
-    used = sorted({a.role for c in plan.configs for a in c.placement})
+    used = plan.computing_devices()
     return {(c.label, c.network_label): {plan.device_names[d]: whole_model_s(
         table, roles[d].device, _setting_in(c.placement, d, roles[d])) for d in used} for c in plan.configs}
 
