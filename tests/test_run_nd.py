@@ -21,7 +21,6 @@ from dime.core.costs import Assignment
 from dime.core.links import Link
 from dime.core.network import NetLink, Network
 from dime.run.chain import Chain
-from dime.run.peer import Membership
 from dime.run.pipeline import Pipeline
 from dime.run.program import build_program
 from dime.run.results import parse_map
@@ -327,3 +326,57 @@ def test_plan_of_a_system_predicts_routes_and_relays(tmp_path):
     assert cfg.pred_bundle_s == pytest.approx(0.0036 + comm)
     assert cfg.bundle.compute_s == pytest.approx((0.0018, 0.0, 0.0018))
     assert cfg.network_label == "sys"
+
+
+def _shape():
+    from dime.run.placements import ModelShape
+
+    m = load_model(SKIPNET, cuts=SKIP_CUTS, input_shape=(1, 3, 16, 16))
+    return ModelShape(m.name, tuple(m.layer_names), tuple(m.cut_bytes))
+
+
+def test_a_system_whose_profiles_hold_several_models_plans_the_run_model(tmp_path):
+    from dime.run.options import PlanOptions
+    from dime.run.placements import build_plan
+
+    system = _system(tmp_path, 3)
+    prof = tmp_path / "skipnet.csv"
+    lines = prof.read_text().splitlines()
+    prof.write_text("\n".join(lines + [line.replace(SKIPNET, "toy_models:other", 1) for line in lines[1:]]) + "\n")
+    system.write_text(system.read_text().replace(f'model = "{SKIPNET}"\n', ""))  # the file names no model
+    sol = _solution(tmp_path, [(0, 1, "a"), (2, 3, "c")])
+    (cfg,) = build_plan(PlanOptions(solutions=(sol,), system=system), _shape()).configs
+    assert cfg.pred_bundle_s is not None and cfg.bundle.compute_s[0] == pytest.approx(0.0018)
+
+
+def test_a_solution_that_computes_on_a_relay_is_refused(tmp_path):
+    from dime.errors import UsageError
+    from dime.run.options import PlanOptions
+    from dime.run.placements import build_plan
+
+    system = system_file(tmp_path, 3, relays="b")
+    sol = _solution(tmp_path, [(0, 1, "a"), (2, 2, "b"), (3, 3, "c")])
+    with pytest.raises(UsageError, match="only forwards"):
+        build_plan(PlanOptions(solutions=(sol,), system=system), _shape())
+
+
+def test_two_device_flags_with_a_system_file_are_one_line_errors(tmp_path):
+    system = _system(tmp_path, 3)
+    sol = _solution(tmp_path, [(0, 1, "a"), (2, 3, "c")])
+    for extra in (["--link", "4g"], ["--profile", str(tmp_path / "skipnet.csv")], ["--split", "0"]):
+        proc = _local(["--system", str(system), "--solution", str(sol), *extra], timeout=60)
+        assert_one_line_error(proc)
+        assert "is for two devices" in proc.stderr, proc.stderr
+
+
+def test_local_with_a_plan_file_starts_the_plans_devices(tmp_path):
+    from dime.run.cli import build_local_parser, local_options
+    from dime.run.options import PlanOptions
+    from dime.run.placements import build_plan
+
+    system = _system(tmp_path, 3)
+    sol = _solution(tmp_path, [(0, 1, "a"), (2, 3, "c")])
+    plan_path = tmp_path / "plan.json"
+    plan_path.write_text(build_plan(PlanOptions(solutions=(sol,), system=system), _shape()).to_json())
+    opts = local_options(build_local_parser().parse_args(["--model", SKIPNET, "--plan", str(plan_path)]))
+    assert [name for name, _ in opts.devices] == ["a", "b", "c"] and opts.source == "a"
