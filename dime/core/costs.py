@@ -124,6 +124,7 @@ class Evaluation:
     energy_assumed: bool = False
     period_s: float = math.nan  # pipelined: the busiest device's compute or link direction's wire time
     bottleneck: str = ""  # the device or link direction behind period_s
+    device_compute_s: tuple[float, ...] = ()  # each role's compute latency (sum of its bundles)
 
 
 def segments(placement: Sequence[Assignment]) -> list[tuple[int, int, int, list[Assignment]]]:
@@ -227,6 +228,7 @@ def evaluate(
         energy_assumed=assumed,
         period_s=period,
         bottleneck=bottleneck,
+        device_compute_s=tuple(busy),
     )
 
 

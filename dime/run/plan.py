@@ -298,10 +298,7 @@ def profiled_in(table: CostTable, roles: Sequence[Role], max_bundle: int | None 
 def predict_one(table: CostTable, roles: Sequence[Role], network: Network,
                 placement: Sequence[Assignment]) -> Prediction:
     ev = evaluate(table, roles, network, placement)
-    parts = [0.0] * len(roles)
-    for a in placement:
-        parts[a.role] += table.cost(roles[a.role].device, a.setting, a.start, a.end).latency_s
-    return Prediction(ev.latency_s, tuple(parts), ev.comm_latency_s, ev.period_s, ev.bottleneck)
+    return Prediction(ev.latency_s, ev.device_compute_s, ev.comm_latency_s, ev.period_s, ev.bottleneck)
 
 
 def predict(table: CostTable, roles: Sequence[Role], network: Network, placement: Sequence[Assignment]
