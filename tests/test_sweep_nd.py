@@ -222,10 +222,9 @@ def test_two_device_system_gives_the_flags_rows(tmp_path):
         '[[device]]\nname = "cloud"\nprofiles = ["synthetic.csv"]\nprofile_device = "clouddev"\n'
         '[[link]]\nends = ["edge", "cloud"]\npreset = "4g"\n')
     code, flags = sweep_cli_run(tmp_path / "flags.csv", str(prof), "--edge", "edgedev", "--cloud", "clouddev",
-                                "--links", "4g", "--points", "3", "--solver", "highs")
+                                "--links", "4g", "--points", "3")
     assert code == 0
-    code, system = sweep_cli_run(tmp_path / "system.csv", "--system", str(tmp_path / "two.toml"), "--points", "3",
-                                 "--solver", "highs")
+    code, system = sweep_cli_run(tmp_path / "system.csv", "--system", str(tmp_path / "two.toml"), "--points", "3")
     assert code == 0
     assert {r.link for r in flags} == {"4g"} and {r.link for r in system} == {sweep.AS_GIVEN}
     strip = lambda rs: [dataclasses.replace(r, link="", solve_time_s=None) for r in rs]  # noqa: E731
@@ -411,3 +410,22 @@ def test_energy_and_mode_errors(tmp_path, capsys, case, message):
     lines = [line for line in err.strip().splitlines() if line]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
     assert not out.exists()
+
+
+def test_baselines_that_break_the_systems_constraints_are_infeasible(tmp_path):
+    table = random_table(random.Random(5), 4, DEVICES, ["srcdev", "middev"], 1e-2)
+    prof = write_profile_csv(tmp_path / "synthetic.csv", table)
+    system = write_system(tmp_path, prof, extra='[constraints]\npin = { "layer3.conv" = "c" }\n')  # the last layer
+    code, rows = sweep_cli_run(tmp_path / "o.csv", "--system", str(system), "--points", "2")
+    assert code == 0
+    names = [r.name for r in build_problem(load_system(system)).roles]
+    broken = [r for r in rows if r.status == "infeasible"]
+    assert {r.sweep for r in broken} == {BASELINE + "all-a", BASELINE + "all-b", BASELINE + sweep.NEUROSURGEON}
+    assert all(r.latency_s is None for r in broken)
+    assert sum(r.sweep == BASELINE + "all-a" for r in broken) == 2  # one per setting of a
+    assert "no single split to b" in next(r.error for r in broken if r.sweep == BASELINE + sweep.NEUROSURGEON)
+    assert "may not run on a" in next(r.error for r in broken if r.sweep == BASELINE + "all-a")
+    for r in rows:  # every placement written keeps the pin
+        if r.placement:
+            last = parse_placement(table.layer_names, r.placement, names)[-1]
+            assert names[last.role] == "c", r
