@@ -130,7 +130,9 @@ def _problems(opts: SweepOptions) -> Iterator[tuple[PlacementProblem, str]]:
             if value is None:
                 devices = load_profiles(files, model=model, trim=opts.trim).settings
                 raise UsageError(f"{flag} DEV is required; devices in the profiles: {', '.join(devices)}")
-        assert opts.edge is not None and opts.cloud is not None and opts.links
+        if not opts.links:
+            raise UsageError("give one or more links to sweep")
+        assert opts.edge is not None and opts.cloud is not None
         system = two_devices(files, opts.edge, opts.cloud, opts.links[0], opts.edge_settings, opts.cloud_settings,
                              model, opts.max_bundle, Constraints(bundle_sum=opts.bundle_sum))
         yield build_problem(system, trim=opts.trim), "the profiles"

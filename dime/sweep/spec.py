@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 from dime.core.costs import (
     Assignment,
@@ -46,12 +46,12 @@ class CellSpec:
     one_setting_per_device: bool = False
 
     @classmethod
-    def from_problem(cls, problem: PlacementProblem, link_label: str = "", **options: object) -> CellSpec:
+    def from_problem(cls, problem: PlacementProblem, link_label: str = "", **options: Any) -> CellSpec:
         """The cell of a problem (its budgets and objective aside: the sweep sets those)."""
         return cls(
             table=problem.table, roles=problem.roles, link=problem.link, max_bundle=problem.max_bundle,
             link_label=link_label, bundle_sum=problem.bundle_sum, private_layers=problem.private_layers,
-            pin=problem.pin, one_setting_per_device=problem.one_setting_per_device, **options,  # type: ignore[arg-type]
+            pin=problem.pin, one_setting_per_device=problem.one_setting_per_device, **options,
         )
 
     @property
