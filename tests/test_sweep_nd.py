@@ -72,13 +72,13 @@ def cells_of(rows: list[SweepRow]) -> dict[tuple[str, str], list[SweepRow]]:
 
 @pytest.fixture(scope="module")
 def nd(tmp_path_factory):
-    """A 3-device system swept over two rates of its a-b link (two processes, with a figure)."""
+    """A 3-device system swept over two rates of its a-b link (in two processes)."""
     d = tmp_path_factory.mktemp("nd")
     table = random_table(random.Random(7), 5, DEVICES, ["srcdev", "middev"], 1e-2)
     prof = write_profile_csv(d / "synthetic.csv", table)
     system = write_system(d, prof)
     code, rows = sweep_cli_run(d / "out" / "sweep.csv", "--system", str(system), "--links", "a-b=wifi,50/20/5",
-                               "--points", "4", "--jobs", "2", "--plot", str(d / "out" / "sweep.png"))
+                               "--points", "4", "--jobs", "2")
     assert code == 0
     problem = build_problem(load_system(system))
     net = problem.network
@@ -115,7 +115,12 @@ def test_rows_of_a_system_sweep(nd):
         front = {(r.latency_s, r.energy_j) for r in cell if r.pareto}
         assert len(front) >= 3, front
     assert any(r.cloud_layers for r in rows if r.sweep in (ENERGY_SWEEP, LATENCY_SWEEP))
-    assert (d / "out" / "sweep.png").stat().st_size > 10_000
+
+
+def test_plot_of_a_system_sweep(nd, tmp_path):
+    rows, _, _, _ = nd
+    sweep.plot_rows(rows, tmp_path / "nd.png", dpi=60)
+    assert (tmp_path / "nd.png").stat().st_size > 10_000
 
 
 def test_every_row_is_its_placement_reevaluated(nd):
@@ -259,8 +264,7 @@ def test_bundle_sum_sweeps_dimes_semantics(tmp_path):
     runs = {}
     for label, args in (("merge", [str(system)]), ("flag", [str(system), "--bundle-sum"]),
                         ("file", [str(by_file)])):
-        plot = ["--plot", str(tmp_path / "sum.png")] if label == "flag" else []
-        code, rows = sweep_cli_run(tmp_path / f"{label}.csv", "--system", *args, "--points", "2", *plot)
+        code, rows = sweep_cli_run(tmp_path / f"{label}.csv", "--system", *args, "--points", "2")
         assert code == 0
         runs[label] = rows
     assert all(r.bundle_sum is False for r in runs["merge"])
@@ -429,3 +433,15 @@ def test_baselines_that_break_the_systems_constraints_are_infeasible(tmp_path):
         if r.placement:
             last = parse_placement(table.layer_names, r.placement, names)[-1]
             assert names[last.role] == "c", r
+
+
+def test_system_cells_resume_from_their_partial_files(nd, tmp_path):
+    _, _, _, d = nd
+    opts = sweep.SweepOptions(profiles=(), out=tmp_path / "o.csv", system=d / "sys.toml", points=2,
+                              link_rates=(("a-b", (LINK_PRESETS["wifi"], CUSTOM)), ("b-c", (LINK_PRESETS["4g"],))))
+    cells = sweep.build_cells(opts)
+    assert [c.link_name for c in cells] == ["a-b=wifi, b-c=4g", f"a-b={CUSTOM.name}, b-c=4g"]
+    first = sweep.run_grid(cells, partial_dir=tmp_path / "partial", progress=False)
+    again = sweep.run_grid(cells, partial_dir=tmp_path / "partial", resume=True, progress=False)
+    assert all(r.reused for r in again) and not any(r.reused for r in first)
+    assert [row for r in again for row in r.rows] == [row for r in first for row in r.rows]
