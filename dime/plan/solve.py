@@ -199,6 +199,12 @@ def format_report(problem: PlacementProblem, sol: Solution, data: dict, header: 
         f"throughput: {_fmt(data['throughput_fps'], 'frames/s')} pipelined (period {_fmt(data['period_s'], 's')}, "
         f"bottleneck {data['bottleneck']})"
     )
+    if data.get("profile_predicted"):
+        chosen = data["placement"]
+        guessed = [e for e in chosen if e.get("latency_source") == "predicted"]
+        lines.append(f"predicted: {len(guessed)} of the {len(chosen)} chosen bundles are predicted, not measured"
+                     + (f" ({', '.join(e['bundle'] + ' sd ' + _fmt(e['latency_sd_s'], 's') for e in guessed)})"
+                        if guessed else ""))
     for note in data.get("profile_notes", []):
         lines.append(f"note: {note}")
     solver = f"solver: {data['solver']}, {data['status']}, {data['solve_time_s']:.3g} s"
@@ -277,6 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         bundle_sum=problem.bundle_sum,
         devices=device_details(problem, sol.placement),
         transfers=transfer_details(problem, sol.placement),
+        profile_predicted=any(c.predicted for c in table.costs.values()),
+        predicted_bundles=sum(e["latency_source"] == "predicted" for e in data["placement"]),
     )
     data["profile_notes"] = [
         f"{len(run)} {problem.roles[run[0].role].name} bundles in a row "
