@@ -27,7 +27,14 @@ from dime.core.costs import CostTable
 from dime.errors import ProfileError, UsageError
 from dime.fileio import atomic_write_text, check_output_path
 from dime.profiling.predict import DEFAULT_PARAMS
-from dime.profiling.predicted import PredictedProfile, measured_only, missing_count, predict_profile, predicted_rows
+from dime.profiling.predicted import (
+    PredictedProfile,
+    fitted_on,
+    measured_only,
+    missing_count,
+    predict_profile,
+    predicted_rows,
+)
 from dime.profiling.reader import load_profiles
 from dime.profiling.schema import MEASURED, PREDICTED, PROFILE_COLUMNS, meta_path
 
@@ -108,13 +115,6 @@ def out_meta(files: Sequence[str], metas: Sequence[dict[str, Any] | None], predi
         return {**metas[0], "max_bundle": prediction["max_bundle"], "prediction": prediction}
     return {"sources": {f: m for f, m in zip(files, metas)}, "max_bundle": prediction["max_bundle"],
             "prediction": prediction}
-
-
-def fitted_on(table: CostTable) -> list[str]:
-    per: dict[tuple[str, str], int] = {}
-    for d, t, _, _ in table.costs:
-        per[(d, t)] = per.get((d, t), 0) + 1
-    return [f"{d} ({t}): {c} measured bundles" for (d, t), c in per.items()]
 
 
 def summary_lines(out: Path, table: CostTable, predicted: PredictedProfile, k: int) -> list[str]:

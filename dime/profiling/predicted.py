@@ -264,6 +264,14 @@ def predicted_rows(table: CostTable, predicted: PredictedProfile) -> list[dict[s
     return rows
 
 
+def fitted_on(table: CostTable) -> list[str]:
+    """What a prediction rests on: each setting's measured bundles."""
+    per: dict[tuple[str, str], int] = {}
+    for d, t, _, _ in table.costs:
+        per[(d, t)] = per.get((d, t), 0) + 1
+    return [f"{d} ({t}): {c} measured bundles" for (d, t), c in per.items()]
+
+
 def source_counts(table: CostTable) -> tuple[int, int]:
     """(measured, predicted) bundle/setting pairs of a table."""
     pred = sum(c.predicted for c in table.costs.values())
