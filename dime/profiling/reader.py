@@ -61,7 +61,7 @@ def load_profiles(
     files = _distinct_files([str(p) for p in paths])
     frames = [_read_one(p) for p in files]
     df = pd.concat(frames, ignore_index=True)
-    _warn_duplicate_runs(df, files)
+    _warn_duplicate_runs(df[df["latency_source"] != PREDICTED].reset_index(drop=True), files)
     for c in df.columns:
         if not c.startswith("_") and c not in _NUMERIC_COLUMNS:
             df[c] = df[c].fillna("")  # optional text columns absent from some files
