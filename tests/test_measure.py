@@ -171,7 +171,7 @@ def test_refine_stops_at_its_budget_and_checks_its_inputs(tmp_path, samples, cap
 def test_validate_reports_placements_on_predicted_bundles_apart(tmp_path):
     full = tmp_path / "all.csv"
     fake_profile(full)
-    kept = [r for r in rows(full) if r["start"] == r["end"] or (r["start"], r["end"]) == ("conv1", "fc")]
+    kept = [r for r in rows(full) if r["start"] == r["end"] or (r["start"], r["end"]) == ("conv1", "tail")]
     part = tmp_path / "part.csv"
     with open(part, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(kept[0]), lineterminator="\n")
@@ -184,11 +184,11 @@ def test_validate_reports_placements_on_predicted_bundles_apart(tmp_path):
                            ",".join(SKIP_CUTS), "--links", "1000/1000", "--edge", "cpu", "--edge-settings", "threads=1",
                            "--cloud", "cpu", "--cloud-settings", "threads=1", "--input-shape", SMALL,
                            "--min-query-count", "2", "--warmup", "0", "--count", "1", "--reference-runs", "1",
-                           "--splits", "conv1,pool", "--out", str(out), "-q"],
+                           "--splits", "conv1,tail", "--no-solver", "--out", str(out), "-q"],
                           capture_output=True, text=True, env=cli_env(), timeout=180)
     assert proc.returncode == 0, proc.stderr
     got = rows(out)
     by = {r["config"]: int(r["predicted_bundles"]) for r in got}
-    assert by["split@conv1"] == 1  # conv2..fc in the cloud: predicted
+    assert by["split@conv1"] == 1  # conv2..tail in the cloud: predicted
     assert by["edge-only"] == 0  # the whole model: measured
     assert "Placements resting on predicted bundles (dime.predict):" in proc.stdout
