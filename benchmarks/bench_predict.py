@@ -23,6 +23,13 @@ layers), hides the rest, predicts them, and reports:
    count), summed over the measured bundles.
 
 Everything is a deterministic computation on the files.
+
+    python benchmarks/bench_predict.py --against FULL.csv PARTIAL.csv
+
+compares instead a profile made with `dime.profile --measure` (PARTIAL.csv: measured rows and
+predicted ones) with a full profile of the same model and device made in another run
+(FULL.csv): |error| of the predicted rows against the full run's measurements, beside the
+|difference| of the rows both runs measured (the run-to-run noise floor).
 """
 
 from __future__ import annotations
@@ -176,6 +183,21 @@ def time_share(path: str, full: CostTable, measured: set[Key]) -> tuple[float, f
     return total, sum(v for k, v in spans.items() if k in measured) / total
 
 
+def against(full_path: str, partial_path: str) -> int:
+    full, part = load_profiles(full_path), load_profiles(partial_path)
+    print("| setting | predicted bundles: median / p90 |error| | measured in both runs: median / p90 |difference| |")
+    print("|---|---:|---:|")
+    for device, settings in part.settings.items():
+        for t in settings:
+            keys = [k for k in part.costs if k[:2] == (device, t) and k in full.costs]
+            pred = [k for k in keys if part.costs[k].predicted]
+            both = [k for k in keys if not part.costs[k].predicted]
+            e_pred, e_both = errors(full, part, pred), errors(full, part, both)
+            print(f"| {device} ({t}) | {fmt(pct(e_pred, 50))}% / {fmt(pct(e_pred, 90))}% ({len(pred)}) "
+                  f"| {fmt(pct(e_both, 50))}% / {fmt(pct(e_both, 90))}% ({len(both)}) |")
+    return 0
+
+
 def fmt(x: float, digits: int = 1) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
@@ -186,7 +208,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--profiles", default=str(ROOT / "profiles" / "*-xeon-2core.csv"))
     p.add_argument("--refine-budget", type=int, default=20)
     p.add_argument("--out", help="also write the per-setting and per-plan rows as CSV (two files: -acc, -regret)")
+    p.add_argument("--against", nargs=2, metavar=("FULL.csv", "PARTIAL.csv"),
+                   help="compare a --measure profile with a full one made in another run")
     args = p.parse_args(argv)
+    if args.against:
+        return against(*args.against)
     files = sorted(glob.glob(args.profiles))
     if not files:
         p.error(f"no profiles match {args.profiles}")
