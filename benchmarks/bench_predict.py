@@ -30,6 +30,11 @@ compares instead a profile made with `dime.profile --measure` (PARTIAL.csv: meas
 predicted ones) with a full profile of the same model and device made in another run
 (FULL.csv): |error| of the predicted rows against the full run's measurements, beside the
 |difference| of the rows both runs measured (the run-to-run noise floor).
+
+    python benchmarks/bench_predict.py --write-partial FULL.csv PARTIAL.csv [--fraction 0.25]
+
+writes the rows of FULL.csv that --measure would have measured (and its .meta.json): a partial
+profile of real measurements, to try `dime.predict` on.
 """
 
 from __future__ import annotations
@@ -198,6 +203,24 @@ def against(full_path: str, partial_path: str) -> int:
     return 0
 
 
+def write_partial(full_path: str, out_path: str, fraction: float) -> int:
+    full = load_profiles(full_path)
+    keep = {(d, t, full.bundle_name(s, e)) for d, t, s, e in measure_choice(full, fraction)}
+    with open(full_path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = [r for r in reader if (r["device"], r["setting"], r["bundle"]) in keep]
+        fields = reader.fieldnames or []
+    with open(out_path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    meta = Path(full_path + ".meta.json")
+    if meta.is_file():
+        Path(out_path + ".meta.json").write_text(meta.read_text())
+    print(f"{out_path}: {len(keep)} of {len(full.costs)} bundle/setting pairs of {full_path}")
+    return 0
+
+
 def fmt(x: float, digits: int = 1) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
@@ -210,9 +233,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", help="also write the per-setting and per-plan rows as CSV (two files: -acc, -regret)")
     p.add_argument("--against", nargs=2, metavar=("FULL.csv", "PARTIAL.csv"),
                    help="compare a --measure profile with a full one made in another run")
+    p.add_argument("--write-partial", nargs=2, metavar=("FULL.csv", "PARTIAL.csv"),
+                   help="write the rows of FULL.csv that --measure FRACTION would measure")
     args = p.parse_args(argv)
     if args.against:
         return against(*args.against)
+    if args.write_partial:
+        return write_partial(*args.write_partial, args.fraction)
     files = sorted(glob.glob(args.profiles))
     if not files:
         p.error(f"no profiles match {args.profiles}")

@@ -123,7 +123,8 @@ def summary_lines(out: Path, table: CostTable, predicted: PredictedProfile, k: i
              f"bundle/setting pairs ({100 * len(table.costs) / total:.0f}% measured), every bundle of 1..{k} layers"]
     for fit in predicted.fits:
         held = fit.get("latency_fit", {})
-        how = fit["method"] + (f", fitted on {held['fitted_multi_layer_bundles']} multi-layer bundles, "
+        fitted = held.get("fitted_multi_layer_bundles", 0)
+        how = fit["method"] + (f", fitted on {fitted} multi-layer bundle{'s' if fitted != 1 else ''}, "
                                f"sd scale {held['sd_scale']:g}" if held else "")
         lines.append(f"  {fit['device']} ({fit['setting']}): {fit['measured_bundles']} measured, "
                      f"{fit['predicted_bundles']} predicted ({how}; energy: {fit['energy']})")
