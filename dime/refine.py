@@ -98,6 +98,8 @@ def main(argv: Sequence[str]) -> int:
         raise UsageError("--refine needs --out: the profile to refine (one of the solution's profiles)")
     if args.bundles or args.measure is not None:
         raise UsageError("--refine chooses the bundles to measure; drop --bundles and --measure")
+    if args.overwrite:
+        raise UsageError("--refine adds to the profile; drop --overwrite")
     solution_path = Path(args.refine)
     solve_argv = _solve_args(solution_path)
     check_output_path(solution_path, "--refine")

@@ -161,6 +161,7 @@ def test_refine_stops_at_its_budget_and_checks_its_inputs(tmp_path, samples, cap
         ([*flags(samples, tmp_path / "other.csv"), "--refine", str(sol)], "not one of the profiles"),
         ([*flags(samples, out), "--refine", str(tmp_path / "none.json")], "no such file"),
         ([*flags(samples, out, "--device-name", "elsewhere"), "--refine", str(sol)], "not a device"),
+        ([*flags(samples, out, "--overwrite"), "--refine", str(sol)], "drop --overwrite"),
     ]:
         assert run_main(profile_cli, argv) == 2
         err = capsys.readouterr().err.strip().splitlines()

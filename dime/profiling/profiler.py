@@ -47,7 +47,7 @@ from dime.profiling.predict import DEFAULT_PARAMS, budget_for, choose_bundles, l
 from dime.profiling.predicted import fitted_on, measured_only, predict_profile, predicted_rows
 from dime.profiling.profilefile import ProfileFile
 from dime.profiling.reader import load_profiles
-from dime.profiling.schema import meta_path
+from dime.profiling.schema import MEASURED, meta_path
 
 log = logging.getLogger(__name__)
 
@@ -390,6 +390,7 @@ def _profile_bundle(
         "in_bytes": model.cut_bytes[s],
         "out_bytes": model.cut_bytes[e + 1],
         "param_bytes": param_bytes(mod),
+        "latency_source": MEASURED,
         "torch_device": str(device),
         "host": platform.node(),
         "torch_version": torch.__version__,
