@@ -35,6 +35,14 @@ class BundleCost:
     energy_j: float | None = None  # None: not measured
     energy_source: str = ""  # "", "nvml", "assumed:3.5", ...
     runs: int = 0
+    latency_source: str = "measured"  # or "predicted" (dime.predict: from the measured bundles)
+    latency_sd_s: float | None = None  # a predicted latency's uncertainty (sd)
+    energy_origin: str = ""  # "measured", "predicted" or "" (no energy)
+    energy_sd_j: float | None = None  # a predicted energy's uncertainty (sd)
+
+    @property
+    def predicted(self) -> bool:
+        return self.latency_source == "predicted"
 
 
 @dataclass

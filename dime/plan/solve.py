@@ -199,6 +199,12 @@ def format_report(problem: PlacementProblem, sol: Solution, data: dict, header: 
         f"throughput: {_fmt(data['throughput_fps'], 'frames/s')} pipelined (period {_fmt(data['period_s'], 's')}, "
         f"bottleneck {data['bottleneck']})"
     )
+    if data.get("profile_predicted"):
+        chosen = data["placement"]
+        guessed = [e for e in chosen if e.get("latency_source") == "predicted"]
+        lines.append(f"predicted: {len(guessed)} of the {len(chosen)} chosen bundles are predicted, not measured"
+                     + (f" ({', '.join(e['bundle'] + ' sd ' + _fmt(e['latency_sd_s'], 's') for e in guessed)})"
+                        if guessed else ""))
     for note in data.get("profile_notes", []):
         lines.append(f"note: {note}")
     solver = f"solver: {data['solver']}, {data['status']}, {data['solve_time_s']:.3g} s"
@@ -253,22 +259,16 @@ def _system_from_args(args: argparse.Namespace) -> System:
                        args.model, args.max_bundle, Constraints(**given))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose - args.quiet)
-    for flag, target in (("--json", args.json), ("--write-lp", args.write_lp)):
-        if target is not None:
-            check_output_path(target, flag)
+def problem_from_argv(argv: Sequence[str]) -> tuple[argparse.Namespace, System, PlacementProblem]:
+    """The problem a solve command line describes (as recorded in its JSON's solve_args)."""
+    args = build_parser().parse_args(list(argv))
     system = _system_from_args(args)
-    problem = build_problem(system, trim=args.trim)
-    table = problem.table
-    model = build_model(problem)
-    log.debug("model: %d variables, %d constraints", model.num_vars, model.num_constraints())
-    if args.write_lp:
-        model.write_lp(args.write_lp)
-        log.info("wrote the ILP to %s", args.write_lp)
-    sol = model.solve(args.solver, args.time_limit)
+    return args, system, build_problem(system, trim=args.trim)
 
+
+def solution_data(system: System, problem: PlacementProblem, sol: Solution, argv: Sequence[str]) -> dict:
+    """The solution as solve's JSON: the placement, its details, and the command line that made it."""
+    table = problem.table
     data = sol.to_json_dict(table, problem.roles)
     data.update(
         model=table.model,
@@ -277,6 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         bundle_sum=problem.bundle_sum,
         devices=device_details(problem, sol.placement),
         transfers=transfer_details(problem, sol.placement),
+        profile_predicted=any(c.predicted for c in table.costs.values()),
+        predicted_bundles=sum(e["latency_source"] == "predicted" for e in data["placement"]),
+        solve_args=list(argv),
     )
     data["profile_notes"] = [
         f"{len(run)} {problem.roles[run[0].role].name} bundles in a row "
@@ -284,6 +287,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run back to back they can cost more than their sum (profile with --context chain)"
         for run in isolated_chains(sol.placement, problem.roles, timing_contexts(system.profiles))
     ]
+    return data
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose - args.quiet)
+    for flag, target in (("--json", args.json), ("--write-lp", args.write_lp)):
+        if target is not None:
+            check_output_path(target, flag)
+    args, system, problem = problem_from_argv(argv)
+    model = build_model(problem)
+    log.debug("model: %d variables, %d constraints", model.num_vars, model.num_constraints())
+    if args.write_lp:
+        model.write_lp(args.write_lp)
+        log.info("wrote the ILP to %s", args.write_lp)
+    sol = model.solve(args.solver, args.time_limit)
+    data = solution_data(system, problem, sol, argv)
     print(format_report(problem, sol, data, header=args.quiet == 0))
     if args.json:
         atomic_write_text(args.json, json.dumps(data, indent=2) + "\n")

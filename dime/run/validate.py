@@ -140,6 +140,8 @@ class ModelPlan:
 
     plan: Plan
     whole_profiled: dict[tuple[str, str], dict[str, float | None]]
+    # how many of each config's bundles are predicted (dime.predict), not measured
+    predicted: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,7 @@ def _two_device_plans(opts: ValidateOptions) -> list[ModelPlan]:
             raise UsageError("nothing to run: --no-solver and --splits none")
         plan = model_plan(table, roles, opts.links, splits, opts.with_solver, opts.max_bundle, opts.solver,
                           opts.bundle_sum)
-        out.append(ModelPlan(plan, profiled_whole(table, roles, plan)))
+        out.append(ModelPlan(plan, profiled_whole(table, roles, plan), predicted_counts(table, roles, plan)))
     return out
 
 
@@ -268,7 +270,8 @@ def _system_plans(opts: ValidateOptions) -> list[ModelPlan]:
                            opts.solver, Path(opts.system).stem)
         if not plan.configs:
             raise UsageError(f"{problem.table.model}: nothing to run on {opts.system}")
-        out.append(ModelPlan(plan, profiled_whole(problem.table, problem.roles, plan)))
+        out.append(ModelPlan(plan, profiled_whole(problem.table, problem.roles, plan),
+                             predicted_counts(problem.table, problem.roles, plan)))
     return out
 
 
@@ -302,6 +305,12 @@ def profiled_whole(table: CostTable, roles: Sequence[Role], plan: Plan) -> dict[
     used = plan.computing_devices()
     return {(c.label, c.network_label): {plan.device_names[d]: whole_model_s(
         table, roles[d].device, _setting_in(c.placement, d, roles[d])) for d in used} for c in plan.configs}
+
+
+def predicted_counts(table: CostTable, roles: Sequence[Role], plan: Plan) -> dict[tuple[str, str], int]:
+    """For every config, how many of the bundles it runs are predicted rather than measured."""
+    return {(c.label, c.network_label): sum(table.costs[(roles[a.role].device, a.setting, a.start, a.end)].predicted
+                                            for a in c.placement) for c in plan.configs}
 
 
 def plans_for(opts: ValidateOptions) -> list[ModelPlan]:
@@ -344,6 +353,7 @@ def run_model_plan(opts: ValidateOptions, mp: ModelPlan, tmp: Path) -> list[Row]
         for r in read_rows(out):
             row: Row = dict(r)
             add_drift_columns(row, mp.whole_profiled[(row["config"], row["link"])])
+            row["predicted_bundles"] = mp.predicted.get((row["config"], row["link"]), 0)
             got.append(row)
     return got
 
