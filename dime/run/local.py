@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from dime.errors import DimeError, UsageError
-from dime.fileio import atomic_write_text
+from dime.fileio import atomic_write_text, check_input_file
 from dime.run.options import (
     SHAPER_NETNS,
     SHAPER_USER,
@@ -40,7 +40,7 @@ from dime.run.options import (
     ProcessOptions,
     RunOptions,
 )
-from dime.run.placements import precheck_source, read_plan
+from dime.run.placements import precheck_plan, precheck_source, read_plan
 
 log = logging.getLogger("dime.run")
 
@@ -159,6 +159,9 @@ def run_local(opts: LocalOptions) -> None:
     """Run every device as a child process on this machine; raise DimeError with one line if
     one fails."""
     precheck_source(opts.run, opts.model.name)  # bad options fail here, before any process starts
+    precheck_plan(opts.run.plan, opts.model.name)
+    if opts.model.weights is not None:
+        check_input_file(opts.model.weights, "weights file")  # each device reads it, after starting
     names = [name for name, _ in opts.devices]
     if opts.source not in names:
         raise UsageError(f"the source {opts.source!r} is not one of the devices ({', '.join(names)})")

@@ -43,7 +43,7 @@ from dime.cliargs import (
 )
 from dime.core.links import Link, parse_links
 from dime.errors import Terminated, UsageError
-from dime.fileio import atomic_write_text, check_output_path
+from dime.fileio import MAX_TABLE_BYTES, atomic_write_text, check_output_path, input_problem
 from dime.plan import BACKEND_NAMES
 from dime.profiling.reader import (
     load_profiles,
@@ -184,6 +184,8 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
 
 def _models_in(path: str) -> list[str] | None:
     """The models named in a profile CSV, read cheaply; None when it cannot be read."""
+    if input_problem(path, "profile file", MAX_TABLE_BYTES) is not None:
+        return None  # a FIFO or a device would block or never end here
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
