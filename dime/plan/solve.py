@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Sequence
 
@@ -307,8 +308,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = solution_data(system, problem, sol, argv)
     print(format_report(problem, sol, data, header=args.quiet == 0))
     if args.json:
+        replaced = os.path.exists(args.json)
         atomic_write_text(args.json, json.dumps(data, indent=2) + "\n")
-        log.info("wrote %s", args.json)
+        if replaced:  # said even with -q: a solution someone kept is gone
+            log.warning("note: replaced the existing %s", args.json)
+        else:
+            log.info("wrote %s", args.json)
     return 0
 
 

@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dime.errors import UsageError
-from dime.fileio import atomic_write_text
+from dime.errors import DimeError, UsageError
+from dime.fileio import MAX_TABLE_BYTES, atomic_write_text, read_input_bytes, read_input_text
 from dime.profiling.schema import PREDICTED, PROFILE_COLUMNS, REQUIRED_COLUMNS, meta_path
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class ProfileFile:
         if not self.path.exists() or self.path.stat().st_size == 0:
             atomic_write_text(self.path, fresh)
             return
-        text = self.path.read_text(encoding="utf-8", errors="replace")
+        text = read_input_bytes(self.path, "profile file", MAX_TABLE_BYTES).decode("utf-8", errors="replace")
         lines = text.splitlines(keepends=True)
         header = next(csv.reader([lines[0]])) if lines else []
         upgrade = header != list(PROFILE_COLUMNS)
@@ -152,13 +152,13 @@ class ProfileFile:
                 what = ", ".join(f"{m} on {d} ({n} rows)" for (m, d), n in foreign.items())
                 raise self._refuse(f"holds profiles of {what}, not of {want[0]} on {want[1]}")
         meta = meta_path(self.path)
-        if not meta.is_file():
+        if not meta.exists():
             return
         try:
-            before = json.loads(meta.read_text(encoding="utf-8"))
+            before = json.loads(read_input_text(meta, "profile meta file"))
             if not isinstance(before, dict):
                 raise ValueError("not an object")
-        except (OSError, ValueError) as e:
+        except (DimeError, ValueError) as e:
             log.warning("%s: unreadable (%s); resuming on the rows' own model and device", meta, e)
             return
         before.setdefault("context", "isolated")  # files from before --context existed

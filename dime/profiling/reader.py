@@ -11,18 +11,19 @@ predicted ones. This module does not import torch: the solver runs where torch i
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
 import os
-from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from dime.core.costs import Assignment, BundleCost, CostTable, Role, segments
-from dime.errors import ProfileError, UsageError
+from dime.errors import DimeError, ProfileError, UsageError
+from dime.fileio import MAX_TABLE_BYTES, MAX_TEXT_BYTES, input_problem, read_input_bytes, read_input_text
 from dime.profiling.schema import (
     MAX_CUT_BYTES,
     MAX_ENERGY_J,
@@ -103,6 +104,7 @@ def load_profiles(
         setting_kinds=setting_kinds,
         sources=tuple(files),
         param_bytes=_param_bytes(df, layer_names),
+        device_files={dev: tuple(dict.fromkeys(group)) for dev, group in df.groupby("device", sort=False)["_file"]},
     )
     log.debug(
         "read %d runs of %s (%d layers, %d bundle costs) from %s",
@@ -224,15 +226,12 @@ def _warn_duplicate_runs(df: pd.DataFrame, files: Sequence[str]) -> None:
 
 
 def _read_one(path: str) -> pd.DataFrame:
-    p = Path(path)
-    if not p.exists():
-        raise ProfileError(f"{path}: profile file not found")
-    if p.is_dir():
-        raise ProfileError(f"{path}: is a folder, not a profile CSV")
+    data = read_input_bytes(path, "profile file", MAX_TABLE_BYTES, ProfileError)
     try:
         # Everything as text first: numbers are checked column by column below so that
         # a bad cell gets a message naming its line instead of a dtype error.
-        df = pd.read_csv(p, dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True)
+        df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False,
+                         skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise ProfileError(f"{path}: empty file, not a profile CSV") from None
     except pd.errors.ParserError as e:
@@ -509,10 +508,12 @@ def timing_contexts(paths: Iterable[PathLike]) -> dict[str, str]:
     found: dict[str, set[str]] = {}
     for p in paths:
         meta = meta_path(p)
+        if input_problem(meta, "profile meta file", MAX_TEXT_BYTES) is not None:
+            continue  # missing (older files) or unreadable: the context is unknown
         try:
-            info = json.loads(meta.read_text(encoding="utf-8"))
+            info = json.loads(read_input_text(meta, "profile meta file"))
             device = str(info["device"])
-        except (OSError, ValueError, KeyError, TypeError):
+        except (DimeError, ValueError, KeyError, TypeError):
             continue
         found.setdefault(device, set()).add(str(info.get("context", "isolated")))
     return {d: (c.pop() if len(c) == 1 else "mixed") for d, c in found.items()}

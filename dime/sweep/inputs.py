@@ -19,6 +19,7 @@ from typing import Iterator, Sequence
 from dime.core.links import Link
 from dime.core.network import Network
 from dime.errors import UsageError
+from dime.fileio import MAX_TABLE_BYTES, input_problem
 from dime.plan import PlacementProblem
 from dime.plan.system import Constraints, build_problem, load_system, two_devices
 from dime.profiling.reader import load_profiles
@@ -181,6 +182,8 @@ def _assume_power(problem: PlacementProblem, opts: SweepOptions) -> tuple[Placem
 
 def _models_in(path: str) -> list[str] | None:
     """The models named in a profile CSV, read cheaply; None when it cannot be read."""
+    if input_problem(path, "profile file", MAX_TABLE_BYTES) is not None:
+        return None  # a FIFO or a device would block or never end here
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from dime.errors import UsageError
+from dime.fileio import MAX_TABLE_BYTES, read_input_text
 
 ENERGY_SWEEP = "energy-budget"
 LATENCY_SWEEP = "latency-budget"
@@ -78,8 +79,9 @@ def rows_to_csv(rows: Iterable[SweepRow]) -> str:
 
 def read_rows(path: str | os.PathLike) -> list[SweepRow]:
     """Rows of a sweep CSV (floats read back exactly); UsageError names the file and line otherwise."""
+    text = read_input_text(path, "sweep CSV", MAX_TABLE_BYTES)
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with io.StringIO(text, newline="") as f:
             reader = csv.DictReader(f)
             missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
