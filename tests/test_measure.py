@@ -122,11 +122,13 @@ def test_refine_measures_what_the_plan_rests_on_and_solves_again(tmp_path, sampl
     assert run_main(profile_cli, flags(samples, out, "--measure", "0.4")) == 0  # singles + the whole model
     assert len(measured_bundles(out)) == 6
     sol = tmp_path / "sol.json"
-    # bundles of at most 2 layers: every pair is predicted, and the merge rule makes the plan use pairs
+    # bundles of at most 2 layers: every pair is predicted, and the merge rule makes the plan use a
+    # pair (two single layers in a row on one device and setting would have to be their pair); how
+    # many depends on the measured timings
     solve = [str(out), "--edge", "toy", "--cloud", "toy", "--link", "4g", "--max-bundle", "2", "--json", str(sol), "-q"]
     assert run_main(solve_main, solve) == 0
     first = json.loads(sol.read_text())
-    assert first["predicted_bundles"] >= 2
+    assert first["predicted_bundles"] >= 1
     capsys.readouterr()
 
     assert run_main(profile_cli, [*flags(samples, out, quiet=False), "--refine", str(sol), "--refine-budget", "30"]) == 0
