@@ -21,6 +21,7 @@ one for bytes_k, fixed in advance; its latency, energy and wire times are y's co
     latency    = sum x * latency + sum y * route latency
     energy     = sum x(energy-counted roles) * energy + sum y * route radio energy
     throughput = min T, T >= sum_{x on d} x * latency (each d), T >= sum y * wire (each link direction)
+                 (solved over runs instead where that is exact: runs.py)
     memory     A_d >= (in + out bytes) * sum_t x[i,e,d,t] (each bundle), sum_{x on d} params * x + A_d <= cap_d
     merge rule (unless bundle_sum), at inner cut k, per (d,t), i = 1..K-1:
                sum x ending at k-1 on (d,t) with <= i layers + sum x starting at k on (d,t) with <= K-i layers <= 1
@@ -45,6 +46,7 @@ import logging
 import math
 import os
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -544,22 +546,29 @@ class PlacementModel:
         made the 4-role, 60-layer benchmark 2.7x slower (benchmarks/README.md).
         """
         p = self.problem
+        t0 = time.perf_counter()
         bound = start if start is not None else self._pipeline_start()
         cutoff = None if bound is None else p.evaluate(bound).period_s * SCALE * (1 + 1e-9)
         if self._runs_apply():
             budget = None if self.max_latency_s is None else budget_with_slack(self.max_latency_s) * SCALE
             rm = RunModel(p.table, p.roles, p.network, self._costs(), cutoff=cutoff, max_latency=budget,
                           name=f"dime_runs_{p.table.model}".replace(" ", "_"))
+            lm, auto = rm.model, self._auto_runs
             initial = None if start is None else rm.values_of(start, p.table.n_layers, p.source)
-            log.debug("period over runs: %d runs, %d variables, cutoff %s ms", rm.num_runs, rm.model.num_vars, cutoff)
-            raw, used, note = run_backend(backend, rm.model, time_limit_s, self._auto_runs, initial)
-            return raw, used, note, lambda values, solver: self._chain(rm.placement_from_values(values), solver)
-        lm = self.linear_model()
-        if cutoff is not None:
-            lm = lm.with_changes(var_upper=np.where(self._load_coef > cutoff, 0.0, lm.var_upper))
-        initial = None if start is None else self._values_of(start)
-        raw, used, note = run_backend(backend, lm, time_limit_s, self._auto, initial)
-        return raw, used, note, self.placement_from_values
+
+            def decode(values: np.ndarray, solver: str) -> list[Assignment]:
+                return self._chain(rm.placement_from_values(values), solver)
+
+            log.debug("period over runs: %d runs, %d variables, cutoff %s ms", rm.num_runs, lm.num_vars, cutoff)
+        else:
+            lm, auto = self.linear_model(), self._auto
+            decode = self.placement_from_values
+            if cutoff is not None:
+                lm = lm.with_changes(var_upper=np.where(self._load_coef > cutoff, 0.0, lm.var_upper))
+            initial = None if start is None else self._values_of(start)
+        prepared_s = time.perf_counter() - t0  # run costs, pipeline and model count as solving
+        raw, used, note = run_backend(backend, lm, time_limit_s, auto, initial)
+        return dataclasses.replace(raw, solve_time_s=raw.solve_time_s + prepared_s), used, note, decode
 
     def _runs_apply(self) -> bool:
         """Whether the run model is exact under the current budgets (see runs.py)."""

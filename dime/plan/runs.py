@@ -126,20 +126,6 @@ def run_costs(
     return RunCosts(role_index, tuple(settings), K, merge_rule, latency, bundle_s, best)
 
 
-def period_lower_bound_s(costs: Mapping[int, RunCosts], n_layers: int) -> float:
-    """A period no placement beats: the largest, over layers, of the cheapest run holding it.
-
-    Proof: layer l lies in exactly one run, on some role r; r's compute is at least that
-    run's, which is at least C_r[a,e] >= min over runs holding l; the period is at least
-    every role's compute.
-    """
-    bound = 0.0
-    for layer in range(n_layers):
-        least = min(float(np.min(c.latency_s[: layer + 1, layer:])) for c in costs.values())
-        bound = max(bound, least)
-    return bound
-
-
 # -- the pipeline to start from --------------------------------------------------------------
 
 
@@ -236,7 +222,7 @@ def _by_cut(latency_s: np.ndarray) -> np.ndarray:
 
 class RunModel:
     """The run ILP of one placement problem, with the runs and moves above `cutoff` (model
-    units, ms) left out and T bounded below by `period_lower_bound_s`."""
+    units, ms) left out."""
 
     def __init__(
         self, table: CostTable, roles: Sequence[Role], net: Network, costs: Mapping[int, RunCosts], *,
@@ -274,8 +260,7 @@ class RunModel:
         b.add_row(f"flow_{n}", {j: 1.0 for j in ends[n - 1]}, 1.0, 1.0)
         moves = add_moves(b, table, net, tags, energy, left, right, stay_at_inner_cuts=False, max_wire=cutoff)
         self._moves = moves.index
-        lower = period_lower_bound_s(costs, n) * SCALE
-        self._period = b.add_var("period", lower, INF, integer=False)
+        self._period = b.add_var("period", 0.0, INF, integer=False)
         self._loads = [terms for terms in busy if terms] + [terms for _, terms in sorted(moves.wire.items())]
         for i, terms in enumerate(self._loads):
             b.add_row(f"period_{i}", {self._period: 1.0, **{j: -c for j, c in terms.items()}}, 0.0, INF)
@@ -316,6 +301,5 @@ class RunModel:
             if j is None:
                 return None
             x[j] = 1.0
-        x[self._period] = max(self.model.var_lower[self._period],
-                              max(sum(c * x[j] for j, c in terms.items()) for terms in self._loads))
+        x[self._period] = max(sum(c * x[j] for j, c in terms.items()) for terms in self._loads)
         return x
