@@ -44,6 +44,7 @@ from dime.plan.linear import INF, LinearModel, ModelBuilder
 from dime.plan.moves import SCALE, add_moves
 
 PIPELINE_ROLES = 6  # the pipeline search tries orders of at most this many computing roles
+PIPELINE_WORK = 2e7  # numbers the pipeline DP may hold over all its steps (about 0.1 s of numpy)
 
 
 @dataclass(frozen=True, eq=False)
@@ -140,13 +141,22 @@ def pipelines(
     the last stage ends) minimises the largest single stage or single transfer (an
     estimate: a role's stages and a link's transfers are not summed); the best of each
     (roles used, last role) is a candidate, and the caller keeps the one whose evaluated
-    period is least. A heuristic: it only has to be feasible.
+    period is least. A heuristic: it only has to be feasible. Each step holds heads x cuts x
+    cuts numbers, so on long models or many roles the source's first stage ends only at the
+    cuts with the fewest bytes, as many as PIPELINE_WORK allows.
     """
     n, src = table.n_layers, net.source
     cs = costs[src].latency_s
     others = sorted((r for r in costs if r != src), key=lambda r: costs[r].latency_s[0, n - 1])
     others = others[: PIPELINE_ROLES - 1]
-    heads = np.array([0.0] + [cs[0, h - 1] for h in range(1, n + 1)])  # source's first stage: 0..h-1
+    m = len(others)
+    steps = sum(math.comb(m, size) * size * (m - size) for size in range(1, m)) + 1
+    room = max(4, int(PIPELINE_WORK / (steps * (n + 1) ** 2)))
+    hs = np.arange(n + 1)  # cuts where the source's first stage ends (0: it has none)
+    if n + 1 > room:
+        cheap = sorted(range(1, n), key=lambda k: (table.cut_bytes[k], k))[: room - 2]
+        hs = np.array(sorted({0, n, *cheap}))
+    heads = np.array([0.0 if h == 0 else cs[0, h - 1] for h in hs])  # source's first stage: 0..h-1
     tails = np.array([cs[k, n - 1] for k in range(n)] + [0.0])  # source's last stage: k..n-1
     cut = {r: _by_cut(costs[r].latency_s) for r in others}  # [k1, k2]: stage k1..k2-1
     wires: dict[tuple[int, int], np.ndarray] = {}
@@ -160,11 +170,11 @@ def pipelines(
     out = [[(0, n - 1, src)]] if math.isfinite(cs[0, n - 1]) else []
     if not others:
         return out
-    # f[(mask, r)] = (value[h, k], predecessor role[h, k], predecessor cut[h, k])
+    # f[(mask, r)] = (value[h, k], predecessor role[h, k], predecessor cut[h, k]), h indexing hs
     f: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    none = np.full((n + 1, n + 1), -1)
+    none = np.full((len(hs), n + 1), -1)
     for i, r in enumerate(others):
-        value = np.maximum(np.maximum(heads[:, None], wire(src, r)[:, None]), cut[r])
+        value = np.maximum(np.maximum(heads[:, None], wire(src, r)[hs][:, None]), cut[r][hs])
         f[(1 << i, r)] = (value, none, none)
     for size in range(1, len(others)):
         for mask in (m for m in range(1 << len(others)) if bin(m).count("1") == size):
@@ -190,21 +200,22 @@ def pipelines(
     index = {r: i for i, r in enumerate(others)}
     for (mask, r), (value, _, _) in f.items():
         total = np.maximum(np.maximum(value, wire(r, src)[None, :]), heads[:, None] + tails[None, :])
-        h, k = np.unravel_index(int(np.argmin(total)), total.shape)
-        if not math.isfinite(total[h, k]):
+        hi, k = (int(i) for i in np.unravel_index(int(np.argmin(total)), total.shape))
+        if not math.isfinite(total[hi, k]):
             continue
+        h = int(hs[hi])
         runs = [(k, n - 1, src)] if k < n else []
         last, m = r, mask
         while True:
             _, pred_r, pred_k = f[(m, last)]
-            start = int(pred_k[h, k]) if pred_r[h, k] >= 0 else int(h)
-            runs.append((start, int(k) - 1, last))
-            if pred_r[h, k] < 0:
+            start = int(pred_k[hi, k]) if pred_r[hi, k] >= 0 else h
+            runs.append((start, k - 1, last))
+            if pred_r[hi, k] < 0:
                 break
             m &= ~(1 << index[last])
-            last, k = int(pred_r[h, k]), start
+            last, k = int(pred_r[hi, k]), start
         if h > 0:
-            runs.append((0, int(h) - 1, src))
+            runs.append((0, h - 1, src))
         out.append(runs[::-1])
     return out
 
