@@ -268,26 +268,24 @@ def _period_row(problem: PlacementProblem, solver: str, inst: str, variant: str,
 
 
 def period_markdown(rows: list[PeriodRow]) -> str:
-    out = ["| solver | instance | variant | variables | constraints | wall s | CPU s | period s | status | vs before |",
+    out = ["| solver | instance | variant | variables | constraints | wall s | CPU s | period s | status | "
+           "faster than before |",
            "|---|---|---|---:|---:|---:|---:|---:|---|---:|"]
     before = {(r.solver, r.instance): r for r in rows if r.variant == "bundles"}
     for r in rows:
         ref = before.get((r.solver, r.instance))
-        ratio = "-"
-        if ref and ref.wall_s and r.wall_s and r is not ref:
-            ratio = f"{ref.wall_s / r.wall_s:.1f}x faster"
-            if ref.status != "optimal":
-                ratio = ">= " + ratio
-        same = ""
-        if ref and ref.period_s is not None and r.period_s is not None and r is not ref:
-            if not math.isclose(ref.period_s, r.period_s, rel_tol=1e-6):
-                same = " (period differs)"
+        ratio = same = ""
+        if ref and r is not ref and ref.wall_s and r.wall_s and r.status == "optimal":
+            # a "before" stopped at the time limit only bounds the ratio from below
+            ratio = ("" if ref.status == "optimal" else ">= ") + f"{ref.wall_s / r.wall_s:.1f}x"
+            if ref.status == "optimal" and not math.isclose(ref.period_s, r.period_s, rel_tol=1e-6):
+                same = " (differs)"
         t = "-" if r.wall_s is None else f"{r.wall_s:.2f}"
         c = "-" if r.cpu_s is None else f"{r.cpu_s:.2f}"
         v = "-" if r.period_s is None else f"{r.period_s:.7g}"
         size = f"{r.variables} | {r.constraints}" if r.variables else "- | -"
         out.append(f"| {r.solver} | {r.instance} | {r.variant} | {size} | {t} | {c} | "
-                   f"{v}{same} | {r.status} | {ratio} |")
+                   f"{v}{same} | {r.status} | {ratio or '-'} |")
     return "\n".join(out)
 
 
