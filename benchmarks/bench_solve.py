@@ -18,18 +18,32 @@ then K and settings varied at 4 devices and 60 layers. Objectives: latency, ener
 first two devices) under 1.2 x the least latency, throughput. Merge rule on (the default).
 
     python benchmarks/bench_solve.py --scaling [--solvers cbc] [--repeats 1]
+
+With --throughput, the min-period objective only, before and after the run model (dime/plan/
+runs.py), side by side in one run on the --scaling instances (--grid, default 2 and 4 devices x
+60 layers x K = 8 x 10 settings): "before" is the bundle model as `linear_model()` gives it,
+solved cold; "after" is `PlacementModel.solve` (run costs, pipeline start, cutoff, run model),
+timed from the model's build. Both are checked to reach the same period. --variants adds the
+steps one at a time (see VARIANTS).
+
+    python benchmarks/bench_solve.py --throughput [--solvers cbc] [--time-limit 120] [--variants]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import logging
+import math
 import random
+import resource
 import statistics
 import sys
 import time
 from dataclasses import dataclass
+
+import numpy as np
 
 from dime.core.costs import BundleCost, CostTable, Role, bundles
 from dime.core.links import Link, get_link
@@ -37,6 +51,8 @@ from dime.core.network import NetLink, Network
 from dime.errors import SolverError
 from dime.plan import PlacementProblem, build_model
 from dime.plan.backends import BackendUnavailableError, get_backend
+from dime.plan.moves import SCALE
+from dime.plan.runs import RunModel
 
 INSTANCES = {"vit15_k15": (15, 15), "chain60_k10": (60, 10), "chain60_k60": (60, 60)}
 
@@ -172,6 +188,107 @@ def markdown(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
+# -- the min-period objective: before and after the run model ---------------------------------
+
+THROUGHPUT_GRID = [(2, 60, 8, 10), (4, 60, 8, 10)]
+# name -> (model, cutoff from the pipeline start, branching priorities, the start as a MIP start)
+VARIANTS = {
+    "bundles": ("bundles", False, False, False),
+    "bundles+cutoff": ("bundles", True, False, False),
+    "runs": ("runs", False, False, False),
+    "runs+cutoff": ("runs", True, False, False),
+    "runs+cutoff+priority": ("runs", True, True, False),
+    "runs+cutoff+priority+start": ("runs", True, True, True),
+}
+
+
+@dataclass
+class PeriodRow:
+    solver: str
+    instance: str
+    variant: str
+    variables: int
+    constraints: int
+    wall_s: float | None
+    cpu_s: float | None  # this process and its children (CBC runs as a child)
+    period_s: float | None
+    status: str
+
+
+def _cpu_s() -> float:
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def run_throughput(solvers: list[str], time_limit_s: float | None, seed: int,
+                   grid: list[tuple[int, int, int, int]], variants: bool) -> list[PeriodRow]:
+    rows: list[PeriodRow] = []
+    for d, n, k, settings in grid:
+        inst = f"dev{d}_n{n}_k{k}_s{settings}"
+        problem = dataclasses.replace(scaling_problem(d, n, k, settings, seed), objective="throughput")
+        for solver in solvers:
+            names = ["bundles", "after"] + ([v for v in VARIANTS if v != "bundles"] if variants else [])
+            for name in names:
+                rows.append(_period_row(problem, solver, inst, name, time_limit_s))
+                logging.info("%s", rows[-1])
+    return rows
+
+
+def _period_row(problem: PlacementProblem, solver: str, inst: str, variant: str,
+                time_limit_s: float | None) -> PeriodRow:
+    """One solve of the min period; "after" is PlacementModel.solve, the rest are VARIANTS."""
+    t0, c0 = time.perf_counter(), _cpu_s()
+    model = build_model(problem)
+    try:
+        if variant == "after":
+            sol = model.solve(solver, time_limit_s)
+            wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
+            return PeriodRow(solver, inst, variant, 0, 0, wall, cpu, sol.objective, sol.status)
+        kind, cutoff, priority, start = VARIANTS[variant]
+        placement = model._pipeline_start() if cutoff or start else None
+        bound = None if placement is None else problem.evaluate(placement).period_s * SCALE * (1 + 1e-9)
+        if kind == "runs":
+            rm = RunModel(problem.table, problem.roles, problem.network, model._costs(),
+                          cutoff=bound if cutoff else None)
+            lm = rm.model if priority else dataclasses.replace(rm.model, var_priority=None)
+            initial = rm.values_of(placement, problem.table.n_layers, problem.source) if start else None
+            decode = rm.placement_from_values
+        else:
+            lm = model.linear_model()
+            if cutoff:
+                lm = lm.with_changes(var_upper=np.where(model._load_coef > bound, 0.0, lm.var_upper))
+            initial = model._values_of(placement) if start else None
+            decode = model.placement_from_values
+        raw = get_backend(solver).solve(lm, time_limit_s, initial)
+        wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
+        period = problem.evaluate(decode(raw.values)).period_s if raw.values is not None else None
+        return PeriodRow(solver, inst, variant, lm.num_vars, lm.num_active_rows, wall, cpu, period, raw.status)
+    except BackendUnavailableError as e:
+        return PeriodRow(solver, inst, variant, 0, 0, None, None, None, e.reason)
+
+
+def period_markdown(rows: list[PeriodRow]) -> str:
+    out = ["| solver | instance | variant | variables | constraints | wall s | CPU s | period s | status | "
+           "faster than before |",
+           "|---|---|---|---:|---:|---:|---:|---:|---|---:|"]
+    before = {(r.solver, r.instance): r for r in rows if r.variant == "bundles"}
+    for r in rows:
+        ref = before.get((r.solver, r.instance))
+        ratio = same = ""
+        if ref and r is not ref and ref.wall_s and r.wall_s and r.status == "optimal":
+            # a "before" stopped at the time limit only bounds the ratio from below
+            ratio = ("" if ref.status == "optimal" else ">= ") + f"{ref.wall_s / r.wall_s:.1f}x"
+            if ref.status == "optimal" and not math.isclose(ref.period_s, r.period_s, rel_tol=1e-6):
+                same = " (differs)"
+        t = "-" if r.wall_s is None else f"{r.wall_s:.2f}"
+        c = "-" if r.cpu_s is None else f"{r.cpu_s:.2f}"
+        v = "-" if r.period_s is None else f"{r.period_s:.7g}"
+        size = f"{r.variables} | {r.constraints}" if r.variables else "- | -"
+        out.append(f"| {r.solver} | {r.instance} | {r.variant} | {size} | {t} | {c} | "
+                   f"{v}{same} | {r.status} | {ratio or '-'} |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--instances", default=",".join(INSTANCES), help=f"comma list of {', '.join(INSTANCES)}")
@@ -180,11 +297,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-limit", type=float, default=None, help="per solve, seconds")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scaling", action="store_true", help="the N-device scaling grid instead")
-    p.add_argument("--grid", help="with --scaling: only these DEVICES:LAYERS:K:SETTINGS, comma separated")
+    p.add_argument("--grid", help="with --scaling/--throughput: only these DEVICES:LAYERS:K:SETTINGS, comma separated")
+    p.add_argument("--throughput", action="store_true", help="the min period before/after the run model")
+    p.add_argument("--variants", action="store_true", help="with --throughput: each step of the run model")
     p.add_argument("--out", help="also write the rows as CSV")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(message)s", stream=sys.stderr)
+    if a.throughput:
+        grid = [tuple(int(x) for x in g.split(":")) for g in a.grid.split(",")] if a.grid else THROUGHPUT_GRID
+        period_rows = run_throughput(a.solvers.split(","), a.time_limit, a.seed, grid, a.variants)
+        print(period_markdown(period_rows))
+        if a.out:
+            with open(a.out, "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(PeriodRow.__dataclass_fields__)
+                for r in period_rows:
+                    w.writerow([getattr(r, c) for c in PeriodRow.__dataclass_fields__])
+        return 0
     if a.scaling:
         grid = [tuple(int(x) for x in g.split(":")) for g in a.grid.split(",")] if a.grid else SCALING
         rows = run_scaling(a.solvers.split(","), a.repeats, a.time_limit, a.seed, grid)

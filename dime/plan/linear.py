@@ -7,6 +7,9 @@
 A row bound of ±inf means "no bound"; a row with both bounds infinite is inactive
 (the budget rows when no budget is set). Changing budgets or the objective only
 replaces `row_upper` / `objective`, so the arrays describing A are shared.
+
+`var_priority` (optional) asks a backend to branch on variables of higher priority first;
+it is a hint, never a constraint, and backends without priorities ignore it.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class LinearModel:
     row_upper: np.ndarray
     objective: np.ndarray
     objective_offset: float = 0.0
+    var_priority: np.ndarray | None = None  # int, higher branches first; None: the solver's own choice
 
     @property
     def num_vars(self) -> int:
@@ -68,12 +72,17 @@ class LinearModel:
     def objective_value(self, x: np.ndarray) -> float:
         return float(self.objective @ x + self.objective_offset)
 
-    def with_changes(self, objective: np.ndarray | None = None, row_upper: np.ndarray | None = None) -> "LinearModel":
-        """A copy sharing the constraint matrix, with a new objective and/or row upper bounds."""
+    def with_changes(
+        self, objective: np.ndarray | None = None, row_upper: np.ndarray | None = None,
+        var_upper: np.ndarray | None = None,
+    ) -> "LinearModel":
+        """A copy sharing the constraint matrix, with a new objective, row upper bounds and/or
+        variable upper bounds."""
         return replace(
             self,
             objective=self.objective if objective is None else objective,
             row_upper=self.row_upper if row_upper is None else row_upper,
+            var_upper=self.var_upper if var_upper is None else var_upper,
         )
 
 
@@ -115,7 +124,7 @@ class ModelBuilder:
         self._row_upper.append(upper)
         return len(self._row_names) - 1
 
-    def build(self, objective: np.ndarray | None = None) -> LinearModel:
+    def build(self, objective: np.ndarray | None = None, priority: np.ndarray | None = None) -> LinearModel:
         n = len(self._var_names)
         return LinearModel(
             name=self.name,
@@ -130,4 +139,5 @@ class ModelBuilder:
             row_lower=np.array(self._row_lower, dtype=float),
             row_upper=np.array(self._row_upper, dtype=float),
             objective=np.zeros(n) if objective is None else objective,
+            var_priority=priority,
         )

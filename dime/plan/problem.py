@@ -21,6 +21,7 @@ one for bytes_k, fixed in advance; its latency, energy and wire times are y's co
     latency    = sum x * latency + sum y * route latency
     energy     = sum x(energy-counted roles) * energy + sum y * route radio energy
     throughput = min T, T >= sum_{x on d} x * latency (each d), T >= sum y * wire (each link direction)
+                 (solved over runs instead where that is exact: runs.py)
     memory     A_d >= (in + out bytes) * sum_t x[i,e,d,t] (each bundle), sum_{x on d} params * x + A_d <= cap_d
     merge rule (unless bundle_sum), at inner cut k, per (d,t), i = 1..K-1:
                sum x ending at k-1 on (d,t) with <= i layers + sum x starting at k on (d,t) with <= K-i layers <= 1
@@ -45,7 +46,8 @@ import logging
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,14 +63,17 @@ from dime.core.costs import (
     check_chain,
     evaluate,
     memory_use,
+    merge_violation,
     resolve_roles,
 )
 from dime.core.links import Link
 from dime.core.network import Network
 from dime.errors import InfeasibleError, SolverError, UsageError
 from dime.fileio import atomic_write
-from dime.plan.backends import AutoChoice, run_backend
+from dime.plan.backends import AutoChoice, RawResult, run_backend
 from dime.plan.linear import ERROR, INF, INFEASIBLE, LinearModel, ModelBuilder
+from dime.plan.moves import BYTES_SCALE, SCALE, add_moves
+from dime.plan.runs import RunCosts, RunModel, pipelines, run_costs
 from dime.plan.solution import Solution
 
 log = logging.getLogger(__name__)
@@ -77,8 +82,6 @@ LATENCY = "latency"
 ENERGY = "energy"
 THROUGHPUT = "throughput"
 OBJECTIVES: tuple[str, ...] = (LATENCY, ENERGY, THROUGHPUT)
-SCALE = 1e3  # model units per SI unit: ms per s, mJ per J
-BYTES_SCALE = 1e-6  # MB per byte
 
 
 def budget_with_slack(budget: float) -> float:
@@ -233,6 +236,8 @@ class PlacementModel:
         self.max_latency_s = problem.max_latency_s
         self.max_energy_j = problem.max_energy_j
         self._auto = AutoChoice()
+        self._auto_runs = AutoChoice()  # the run model has another size (see runs.py)
+        self._run_costs: dict[int, RunCosts] = {}  # filled on the first throughput solve, shared by copies
         self._build()
 
     # -- building ---------------------------------------------------------------------
@@ -240,7 +245,7 @@ class PlacementModel:
     def _build(self) -> None:
         p = self.problem
         table, roles, net = p.table, p.roles, p.network
-        n, K, D, src = table.n_layers, p.k, len(p.roles), p.source
+        n, K, D = table.n_layers, p.k, len(p.roles)
         energy = [bool(r.energy) for r in roles]
         tag = [re.sub(r"\W", "_", r.name) for r in roles]  # LP-file-safe role names
         b = ModelBuilder(name=f"dime_{table.model}".replace(" ", "_"))
@@ -250,6 +255,9 @@ class PlacementModel:
 
         # x variables, first, so that their indices are 0..nx-1.
         self._x: list[tuple[int, int, int, str]] = []
+        self._x_var: dict[tuple[int, int, int, str], int] = {}
+        self._w_var: dict[tuple[int, str], int] = {}
+        self._act_var: dict[int, int] = {}
         starts: list[list[int]] = [[] for _ in range(n)]  # layer k -> x starting there
         ends: list[list[int]] = [[] for _ in range(n)]  # layer e -> x ending there
         left: list[list[dict[int, float]]] = [[{} for _ in range(D)] for _ in range(n + 1)]  # L[k][d]
@@ -266,6 +274,7 @@ class PlacementModel:
                 for ti, setting in enumerate(role.settings):
                     j = b.add_var(f"x_{s}_{e}_{tag[r]}_{ti}")
                     self._x.append((s, e, r, setting))
+                    self._x_var[(s, e, r, setting)] = j
                     c = table.cost(role.device, setting, s, e)
                     lat[j] = c.latency_s * SCALE
                     busy[r][j] = c.latency_s * SCALE
@@ -296,38 +305,12 @@ class PlacementModel:
             b.add_row(f"flow_{k}", terms, 0.0, 0.0)
         b.add_row(f"flow_{n}", {j: 1.0 for j in ends[n - 1]}, 1.0, 1.0)
 
-        # Moves: y[k,a,b] (a != b) and z[k,d], continuous; each side of a cut is (terms, constant).
-        wire: dict[tuple[int, str], dict[int, float]] = {}
-        for k in range(n + 1):
-            lhs = [({}, 1.0 if d == src else 0.0) if k == 0 else (left[k][d], 0.0) for d in range(D)]
-            rhs = [({}, 1.0 if d == src else 0.0) if k == n else (right[k][d], 0.0) for d in range(D)]
-            live_l = [bool(t) or c > 0 for t, c in lhs]
-            live_r = [bool(t) or c > 0 for t, c in rhs]
-            out_of: dict[int, dict[int, float]] = {d: {} for d in range(D)}
-            into: dict[int, dict[int, float]] = {d: {} for d in range(D)}
-            for a in range(D):
-                for c in range(D):
-                    if not (live_l[a] and live_r[c]):
-                        continue
-                    if a == c:
-                        v = b.add_var(f"z_{k}_{tag[a]}", integer=False)
-                    else:
-                        v = b.add_var(f"y_{k}_{tag[a]}_{tag[c]}", integer=False)
-                        route = net.route(a, c, table.cut_bytes[k], energy)
-                        lat[v] = route.latency_s * SCALE
-                        en[v] = route.energy_j * SCALE
-                        for key, t in route.wire_s:
-                            wire.setdefault(key, {})[v] = t * SCALE
-                    out_of[a][v] = 1.0
-                    into[c][v] = 1.0
-            for side, live, flows, way in ((lhs, live_l, out_of, "out"), (rhs, live_r, into, "in")):
-                for d in range(D):
-                    if live[d]:
-                        terms, const = side[d]
-                        row = dict(flows[d])
-                        for j, c in terms.items():
-                            row[j] = row.get(j, 0.0) - c
-                        b.add_row(f"move_{way}_{k}_{d}", row, const, const)
+        # Moves: y[k,a,b] (a != b) and z[k,d], continuous.
+        moves = add_moves(b, table, net, tag, energy, left, right)
+        lat.update(moves.latency)
+        en.update(moves.energy)
+        wire = moves.wire
+        self._moves = moves.index
 
         if not p.bundle_sum:
             self._add_merge_rule(b, n, K, roles, end_at, start_at)
@@ -343,6 +326,7 @@ class PlacementModel:
                 for ti, setting in enumerate(role.settings):
                     w = b.add_var(f"w_{r}_{ti}")
                     ws.append(w)
+                    self._w_var[(r, setting)] = w
                     xs = by_setting.get((r, setting), [])
                     if xs:
                         terms = {j: 1.0 for j in xs}
@@ -356,6 +340,7 @@ class PlacementModel:
             if role.memory_bytes is None:
                 continue
             act = b.add_var(f"act_{r}", 0.0, INF, integer=False)
+            self._act_var[r] = act
             cap_terms: dict[int, float] = {act: 1.0}
             for (s, e, rr), xs in on_role.items():
                 if rr != r:
@@ -381,8 +366,15 @@ class PlacementModel:
                           0.0, INF)
         for (i, d), terms in sorted(wire.items()):
             b.add_row(f"period_link{i}_{d}", {self._period: 1.0, **{j: -c for j, c in terms.items()}}, 0.0, INF)
+        self._loads = [terms for terms in busy if terms] + [terms for _, terms in sorted(wire.items())]
 
         nv = b.num_vars
+        # The largest load each variable adds to one role or link direction: with a feasible
+        # period U known, a variable adding more than U is 0 in every better placement.
+        self._load_coef = np.zeros(nv)
+        for terms in self._loads:
+            for j, c in terms.items():
+                self._load_coef[j] = max(self._load_coef[j], c)
         self._lat_obj = np.zeros(nv)
         for j, c in lat.items():
             self._lat_obj[j] = c
@@ -482,20 +474,38 @@ class PlacementModel:
 
     # -- solving ----------------------------------------------------------------------
 
-    def solve(self, backend: str = "auto", time_limit_s: float | None = None) -> Solution:
+    def solve(
+        self, backend: str = "auto", time_limit_s: float | None = None, start: Sequence[Assignment] | None = None,
+    ) -> Solution:
         """Solve under the current objective and budgets.
 
+        `start`: a placement meeting every constraint and budget, for the solver to start
+        from (it never changes the optimum). The throughput objective is solved over runs
+        where that model is exact (no energy budget, memory limit or one setting per role;
+        runs.py), with the variables that no placement better than the start, or than the
+        best one-stage-per-role pipeline, can use left out.
+
         Raises InfeasibleError (naming the budget and the least feasible value) when no
-        placement meets the budgets, SolverError when the backend fails.
+        placement meets the budgets, SolverError when the backend fails, UsageError when
+        `start` breaks a constraint.
         """
-        raw, used, note = run_backend(backend, self.linear_model(), time_limit_s, self._auto)
+        if start is not None:
+            why = self.infeasibility(start)
+            if why is not None:
+                raise UsageError(f"the start placement {why}")
+        if self.objective == THROUGHPUT:
+            raw, used, note, decode = self._solve_period(backend, time_limit_s, start)
+        else:
+            initial = None if start is None else self._values_of(start)
+            raw, used, note = run_backend(backend, self.linear_model(), time_limit_s, self._auto, initial)
+            decode = self.placement_from_values
         if raw.status == INFEASIBLE:
             raise self._explain_infeasible(used, time_limit_s)
         if raw.status == ERROR:
             raise SolverError(f"{used}: {raw.message or 'failed'}")
         if raw.values is None:
             raise SolverError(f"{used}: stopped at the time limit of {time_limit_s} s before finding a placement")
-        placement = self.placement_from_values(raw.values, used)
+        placement = decode(raw.values, used)
         ev = self.problem.evaluate(placement)
         self._warn_over_budget(ev)
         if raw.status != "optimal":
@@ -514,12 +524,131 @@ class PlacementModel:
 
     def placement_from_values(self, values: np.ndarray, solver: str = "solver") -> list[Assignment]:
         chosen = [self._x[j] for j in range(self.num_x) if values[j] > 0.5]
-        placement = [Assignment(s, e, r, t) for s, e, r, t in sorted(chosen)]
+        return self._chain([Assignment(s, e, r, t) for s, e, r, t in sorted(chosen)], solver)
+
+    def _chain(self, placement: list[Assignment], solver: str) -> list[Assignment]:
         try:
             check_chain(placement, self.problem.table.n_layers)
         except ValueError as e:
             raise SolverError(f"{solver} returned an invalid placement: {e}") from None
         return placement
+
+    # -- the period (throughput) ------------------------------------------------------
+
+    def _solve_period(
+        self, backend: str, time_limit_s: float | None, start: Sequence[Assignment] | None
+    ) -> tuple[RawResult, str, str, Callable[[np.ndarray, str], list[Assignment]]]:
+        """Min period: over runs where that is exact, else over bundles, leaving out every
+        variable that alone loads a role or link direction beyond a feasible period (the
+        start's, else the best pipeline's).
+
+        Only a `start` the caller gave is handed to the solver: the pipeline as CBC's MIP start
+        made the 4-role, 60-layer benchmark 2.7x slower (benchmarks/README.md).
+        """
+        p = self.problem
+        t0 = time.perf_counter()
+        bound = start if start is not None else self._pipeline_start()
+        cutoff = None if bound is None else p.evaluate(bound).period_s * SCALE * (1 + 1e-9)
+        if self._runs_apply():
+            budget = None if self.max_latency_s is None else budget_with_slack(self.max_latency_s) * SCALE
+            rm = RunModel(p.table, p.roles, p.network, self._costs(), cutoff=cutoff, max_latency=budget,
+                          name=f"dime_runs_{p.table.model}".replace(" ", "_"))
+            lm, auto = rm.model, self._auto_runs
+            initial = None if start is None else rm.values_of(start, p.table.n_layers, p.source)
+
+            def decode(values: np.ndarray, solver: str) -> list[Assignment]:
+                return self._chain(rm.placement_from_values(values), solver)
+
+            log.debug("period over runs: %d runs, %d variables, cutoff %s ms", rm.num_runs, lm.num_vars, cutoff)
+        else:
+            lm, auto = self.linear_model(), self._auto
+            decode = self.placement_from_values
+            if cutoff is not None:
+                lm = lm.with_changes(var_upper=np.where(self._load_coef > cutoff, 0.0, lm.var_upper))
+            initial = None if start is None else self._values_of(start)
+        prepared_s = time.perf_counter() - t0  # run costs, pipeline and model count as solving
+        raw, used, note = run_backend(backend, lm, time_limit_s, auto, initial)
+        return dataclasses.replace(raw, solve_time_s=raw.solve_time_s + prepared_s), used, note, decode
+
+    def _runs_apply(self) -> bool:
+        """Whether the run model is exact under the current budgets (see runs.py)."""
+        p = self.problem
+        return (self.max_energy_j is None and not p.one_setting_per_device
+                and all(role.memory_bytes is None for role in p.roles))
+
+    def _costs(self) -> dict[int, RunCosts]:
+        if not self._run_costs:
+            p = self.problem
+            for r, role in enumerate(p.roles):
+                if role.compute:
+                    self._run_costs[r] = run_costs(p.table, r, role, p.k, lambda s, e, r=r: p.allowed(s, e, r),
+                                                   merge_rule=not p.bundle_sum)
+        return self._run_costs
+
+    def _pipeline_start(self) -> list[Assignment] | None:
+        """The feasible pipeline (runs.pipelines) with the least evaluated period, or None."""
+        p = self.problem
+        costs = self._costs()
+        best: tuple[float, list[Assignment]] | None = None
+        for runs in pipelines(p.table, p.network, [bool(role.energy) for role in p.roles], costs):
+            placement = [bundle for a, e, r in runs for bundle in costs[r].bundles(a, e)]
+            if self.infeasibility(placement) is None:
+                period = p.evaluate(placement).period_s
+                if best is None or period < best[0]:
+                    best = (period, placement)
+        return None if best is None else best[1]
+
+    def infeasibility(self, placement: Sequence[Assignment]) -> str | None:
+        """Why `placement` breaks a constraint or budget of this model; None when it meets them all."""
+        p = self.problem
+        try:
+            check_chain(placement, p.table.n_layers)
+        except ValueError as e:
+            return str(e)
+        for a in placement:
+            name = p.table.bundle_name(a.start, a.end)
+            if not 0 <= a.role < len(p.roles):
+                return f"runs {name} on role {a.role}, which does not exist"
+            if a.end - a.start + 1 > p.k:
+                return f"has bundle {name}, longer than {p.k} layers"
+            if not p.allowed(a.start, a.end, a.role):
+                return f"runs {name} on {p.roles[a.role].name} (a relay, a private layer or a pin elsewhere)"
+            if a.setting not in p.roles[a.role].settings:
+                return f"runs {name} at {a.setting}, not a setting of {p.roles[a.role].name}"
+        if not p.bundle_sum and merge_violation(placement, p.k) is not None:
+            return f"breaks the merge rule at cut {merge_violation(placement, p.k)}"
+        if not p.memory_fits(placement):
+            return "does not fit the memory limits"
+        if p.one_setting_per_device and any(
+            len({a.setting for a in placement if a.role == r}) > 1 for r in range(len(p.roles))
+        ):
+            return "runs a role at more than one setting"
+        ev = p.evaluate(placement)
+        if self.max_latency_s is not None and ev.latency_s > budget_with_slack(self.max_latency_s):
+            return f"takes {ev.latency_s:.6g} s, over the latency budget"
+        if self.max_energy_j is not None and not ev.energy_j <= budget_with_slack(self.max_energy_j):
+            return f"takes {ev.energy_j:.6g} J, over the energy budget"
+        return None
+
+    def _values_of(self, placement: Sequence[Assignment]) -> np.ndarray:
+        """The bundle model's point for a feasible `placement` (every variable, continuous ones too)."""
+        p = self.problem
+        x = np.zeros(self.num_vars)
+        holder = p.source
+        for a in placement:
+            x[self._x_var[(a.start, a.end, a.role, a.setting)]] = 1.0
+            x[self._moves[(a.start, holder, a.role)]] = 1.0
+            holder = a.role
+        x[self._moves[(p.table.n_layers, holder, p.source)]] = 1.0
+        cut_bytes = p.table.cut_bytes
+        for r, j in self._act_var.items():
+            x[j] = max(((cut_bytes[a.start] + cut_bytes[a.end + 1]) * BYTES_SCALE for a in placement if a.role == r),
+                       default=0.0)
+        for (r, setting), j in self._w_var.items():
+            used = {a.setting for a in placement if a.role == r} or {p.roles[r].settings[0]}
+            x[j] = 1.0 if setting in used else 0.0
+        x[self._period] = max(sum(c * x[j] for j, c in terms.items()) for terms in self._loads)
+        return x
 
     def _warn_over_budget(self, ev: Evaluation) -> None:
         # The solver's tolerances are far below profile noise; this only flags real trouble.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from dime.errors import SolverError, UsageError
 from dime.plan.backends.base import Backend, BackendUnavailableError, RawResult
 from dime.plan.backends.cbc import CbcBackend
@@ -50,14 +52,16 @@ class AutoChoice:
 
 
 def run_backend(
-    name: str, model: LinearModel, time_limit_s: float | None = None, auto: AutoChoice | None = None
+    name: str, model: LinearModel, time_limit_s: float | None = None, auto: AutoChoice | None = None,
+    initial: np.ndarray | None = None,
 ) -> tuple[RawResult, str, str]:
     """Solve with backend `name` or, for "auto", the first usable in AUTO_ORDER.
 
-    Returns (result, backend used, note); the note says why `auto` passed over a backend.
+    `initial`: a feasible point to start from (see Backend). Returns (result, backend used,
+    note); the note says why `auto` passed over a backend.
     """
     if name.lower() != "auto":
-        return get_backend(name).solve(model, time_limit_s), name.lower(), ""
+        return get_backend(name).solve(model, time_limit_s, initial), name.lower(), ""
     auto = auto if auto is not None else AutoChoice()
     for candidate in AUTO_ORDER:
         if candidate in auto.skipped:
@@ -67,7 +71,7 @@ def run_backend(
             auto.skipped[candidate] = "not installed"
             continue
         try:
-            raw = backend.solve(model, time_limit_s)
+            raw = backend.solve(model, time_limit_s, initial)
         except BackendUnavailableError as e:
             auto.skipped[candidate] = e.reason
             log.debug("auto: %s unusable: %s", candidate, e.reason)

@@ -59,7 +59,11 @@ class RawResult:
 
 
 class Backend(ABC):
-    """A MILP solver. `solve` must not print; a missing/unlicensed solver raises BackendUnavailableError."""
+    """A MILP solver. `solve` must not print; a missing/unlicensed solver raises BackendUnavailableError.
+
+    `initial`, when given, is a feasible point of the model (one value per variable) that the
+    solver may start from; it never changes the optimum, only how soon it is found.
+    """
 
     module: str = ""  # the Python module that must be importable
 
@@ -74,7 +78,9 @@ class Backend(ABC):
             return False
 
     @abstractmethod
-    def solve(self, model: LinearModel, time_limit_s: float | None = None) -> RawResult: ...
+    def solve(
+        self, model: LinearModel, time_limit_s: float | None = None, initial: np.ndarray | None = None
+    ) -> RawResult: ...
 
     def _require(self) -> None:
         if not self.is_installed():

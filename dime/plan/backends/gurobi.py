@@ -61,7 +61,9 @@ class GurobiBackend(Backend):
     def name(self) -> str:
         return "gurobi"
 
-    def solve(self, model: LinearModel, time_limit_s: float | None = None) -> RawResult:
+    def solve(
+        self, model: LinearModel, time_limit_s: float | None = None, initial: np.ndarray | None = None
+    ) -> RawResult:
         self._require()
         import gurobipy as gp
         from gurobipy import GRB
@@ -91,6 +93,12 @@ class GurobiBackend(Backend):
                 vtype=vtypes,
             )
             xl = [xs[j] for j in range(model.num_vars)]
+            if initial is not None:
+                for x, v in zip(xl, initial):
+                    x.Start = float(v)
+            if model.var_priority is not None:
+                for x, p in zip(xl, model.var_priority):
+                    x.BranchPriority = int(p)
             m.setObjective(gp.LinExpr(model.objective.tolist(), xl) + float(model.objective_offset), GRB.MINIMIZE)
             for name, idx, val, lo, up in model.rows():
                 expr = gp.LinExpr(val.tolist(), [xl[j] for j in idx])

@@ -38,7 +38,9 @@ class HighsBackend(Backend):
     def name(self) -> str:
         return "highs"
 
-    def solve(self, model: LinearModel, time_limit_s: float | None = None) -> RawResult:
+    def solve(
+        self, model: LinearModel, time_limit_s: float | None = None, initial: np.ndarray | None = None
+    ) -> RawResult:
         self._require()
         import highspy
 
@@ -76,6 +78,12 @@ class HighsBackend(Backend):
                 raise SolverError(f"highs: cannot set option {key}={value}")
         if h.passModel(lp) == highspy.HighsStatus.kError:
             raise SolverError("highs: the model was rejected")
+        if initial is not None:
+            # HiGHS has no branching priorities; var_priority is ignored.
+            start = highspy.HighsSolution()
+            start.col_value = np.asarray(initial, dtype=float)
+            start.value_valid = True
+            h.setSolution(start)
         h.run()
         elapsed = time.perf_counter() - t0
         status = h.getModelStatus()
