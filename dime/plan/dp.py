@@ -613,7 +613,8 @@ class DpSolver:
             t0 = time.perf_counter()
             if self.chain.energy_missing:
                 best = self.best(LATENCY)
-                self._front = Front((best,) if best is not None else ())
+                note = f"no energy to trade ({self.chain.energy_missing}): the front is the least-latency point"
+                self._front = Front((dataclasses.replace(best, note=note),) if best is not None else ())
             else:
                 points = self._front_within(_INF, _INF)
                 objective = self.problem.objective if self.problem.objective in (LATENCY, ENERGY) else LATENCY
@@ -691,6 +692,9 @@ def solve_front(problem: PlacementProblem) -> Front:
     The objective plays no part. UsageError when the problem has a constraint the DP cannot
     hold (memory limits, one setting per device), InfeasibleError when the budgets admit no point.
     """
+    reason = _structure_unsupported(problem)
+    if reason:
+        raise UsageError(f"the latency-energy front needs the dp solver, which cannot hold {reason}")
     solver = DpSolver(problem)
     if problem.max_energy_j is not None:
         solver._check_energy()

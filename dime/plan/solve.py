@@ -4,6 +4,7 @@ Examples:
     python -m dime.solve profiles/vit_b_16_*.csv --edge jetson --cloud a100 --link 4g \\
         --objective energy --max-latency 0.2 --json placement.json
     python -m dime.solve --system examples/camera-jetson-server-cloud.toml --objective throughput
+    python -m dime.solve --system sys.toml --front --json front.json   # the latency-energy Pareto front
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from dime.cliargs import (
     setup_logging,
 )
 from dime.core.links import Link, get_link, parse_link
-from dime.core.placement import bundle_text
+from dime.core.placement import bundle_text, format_placement
 from dime.errors import UsageError
 from dime.fileio import atomic_write_text, check_output_path
-from dime.plan import BACKEND_NAMES, OBJECTIVES, PlacementProblem, Solution, build_model
+from dime.plan import BACKEND_NAMES, OBJECTIVES, Front, PlacementProblem, Solution, build_model, solve_front
 from dime.plan.report import device_details, transfer_details
 from dime.plan.system import (
     Constraints,
@@ -78,7 +79,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trim", type=fraction, default=0.1, metavar="F",
                    help="fraction of runs dropped at each end before averaging (default 0.1)")
     p.add_argument("--solver", choices=BACKEND_NAMES, default="auto",
-                   help="auto (gurobi if licensed and the model fits, else cbc), gurobi, cbc or highs")
+                   help="auto (the exact dp solver where it applies: no memory limits, one setting per device "
+                        "or throughput objective; else gurobi if licensed and the model fits, else cbc), "
+                        "dp, gurobi, cbc or highs")
+    p.add_argument("--front", action="store_true",
+                   help="the whole latency-energy Pareto front (by the dp solver, within the budgets; the objective "
+                        "plays no part): print each point, and write them all with --json")
     p.add_argument("--time-limit", type=positive_float, metavar="S", help="solver time limit in seconds")
     p.add_argument("--json", metavar="FILE", help="write the solution as JSON")
     p.add_argument("--write-lp", metavar="FILE", help="write the ILP as LP (or MPS, for a .mps name)")
@@ -89,7 +95,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = OneLineParser(
         prog=prog or "python -m dime.solve",
-        description="Choose where each bundle of layers runs, edge or cloud, by an ILP over bundle profiles.",
+        description="Choose where each bundle of layers runs, edge or cloud, by an exact DP or ILP over bundle "
+                    "profiles.",
     )
     add_arguments(p)
     return p
@@ -127,36 +134,41 @@ def _network_text(problem: PlacementProblem) -> str:
     return "links: " + "; ".join(parts)
 
 
+def format_header(problem: PlacementProblem, goal: str) -> list[str]:
+    """The problem in two lines and a blank one: model, roles; network, `goal` and constraints."""
+    table = problem.table
+    lines = [
+        f"model {table.model}: {table.n_layers} layers; "
+        + "; ".join(f"{r.name} {r.device} ({', '.join(r.settings)})" if r.compute else f"{r.name} (relay)"
+                    for r in problem.roles)
+    ]
+    budgets = [goal, f"max bundle {problem.k}"]
+    if problem.max_latency_s is not None:
+        budgets.append(f"max latency {problem.max_latency_s:g} s")
+    if problem.max_energy_j is not None:
+        budgets.append(f"max energy {problem.max_energy_j:g} J")
+    if problem.private_layers:
+        budgets.append(f"private layers {problem.private_layers}")
+    if problem.pin:
+        budgets.append("pin " + ", ".join(
+            f"{table.layer_names[layer]}@{problem.roles[r].name}" for layer, r in problem.pin))
+    if problem.one_setting_per_device:
+        budgets.append("one setting per device")
+    if problem.bundle_sum:
+        budgets.append("bundle sums (DIME semantics, no merge rule)")
+    memory = [f"{r.name} {r.memory_bytes} B" for r in problem.roles if r.memory_bytes is not None]
+    if memory:
+        budgets.append("memory " + ", ".join(memory))
+    lines.append(f"{_network_text(problem)}; {'; '.join(budgets)}")
+    lines.append("")
+    return lines
+
+
 def format_report(problem: PlacementProblem, sol: Solution, data: dict, header: bool = True) -> str:
     """The human-readable result; every number is taken from `data` (the JSON dict)."""
     table = problem.table
     counted = [r.name for r in problem.roles if r.energy]
-    lines: list[str] = []
-    if header:
-        lines.append(
-            f"model {table.model}: {table.n_layers} layers; "
-            + "; ".join(f"{r.name} {r.device} ({', '.join(r.settings)})" if r.compute else f"{r.name} (relay)"
-                        for r in problem.roles)
-        )
-        budgets = [f"min {problem.objective}", f"max bundle {problem.k}"]
-        if problem.max_latency_s is not None:
-            budgets.append(f"max latency {problem.max_latency_s:g} s")
-        if problem.max_energy_j is not None:
-            budgets.append(f"max energy {problem.max_energy_j:g} J")
-        if problem.private_layers:
-            budgets.append(f"private layers {problem.private_layers}")
-        if problem.pin:
-            budgets.append("pin " + ", ".join(
-                f"{table.layer_names[layer]}@{problem.roles[r].name}" for layer, r in problem.pin))
-        if problem.one_setting_per_device:
-            budgets.append("one setting per device")
-        if problem.bundle_sum:
-            budgets.append("bundle sums (DIME semantics, no merge rule)")
-        memory = [f"{r.name} {r.memory_bytes} B" for r in problem.roles if r.memory_bytes is not None]
-        if memory:
-            budgets.append("memory " + ", ".join(memory))
-        lines.append(f"{_network_text(problem)}; {'; '.join(budgets)}")
-        lines.append("")
+    lines = format_header(problem, f"min {problem.objective}") if header else []
     rows = [("#", "layers", "bundle", "role", "device", "setting", "latency_s", "energy_j")]
     for i, (a, entry) in enumerate(zip(sol.placement, data["placement"]), 1):
         rows.append((
@@ -253,22 +265,9 @@ def _system_from_args(args: argparse.Namespace) -> System:
                        args.model, args.max_bundle, Constraints(**given))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose - args.quiet)
-    for flag, target in (("--json", args.json), ("--write-lp", args.write_lp)):
-        if target is not None:
-            check_output_path(target, flag)
-    system = _system_from_args(args)
-    problem = build_problem(system, trim=args.trim)
+def solution_data(problem: PlacementProblem, sol: Solution, contexts: dict[str, str]) -> dict:
+    """The JSON of a solution: its numbers, the model, and each device's and transfer's details."""
     table = problem.table
-    model = build_model(problem)
-    log.debug("model: %d variables, %d constraints", model.num_vars, model.num_constraints())
-    if args.write_lp:
-        model.write_lp(args.write_lp)
-        log.info("wrote the ILP to %s", args.write_lp)
-    sol = model.solve(args.solver, args.time_limit)
-
     data = sol.to_json_dict(table, problem.roles)
     data.update(
         model=table.model,
@@ -282,8 +281,70 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{len(run)} {problem.roles[run[0].role].name} bundles in a row "
         f"({' | '.join(table.bundle_name(a.start, a.end) for a in run)}) were each profiled in isolation; "
         "run back to back they can cost more than their sum (profile with --context chain)"
-        for run in isolated_chains(sol.placement, problem.roles, timing_contexts(system.profiles))
+        for run in isolated_chains(sol.placement, problem.roles, contexts)
     ]
+    return data
+
+
+def format_front(problem: PlacementProblem, front: Front, header: bool = True) -> str:
+    """Each point of the front in a row: latency, energy, period and placement."""
+    counted = [r.name for r in problem.roles if r.energy]
+    lines = format_header(problem, "latency-energy front") if header else []
+    for note in dict.fromkeys(p.note for p in front.points if p.note):
+        lines.append(f"note: {note}")
+    what = f"{' + '.join(counted)} energy" if counted else "energy"
+    lines.append(f"front: {len(front.points)} point{'s' if len(front.points) != 1 else ''}, latency ascending; "
+                 f"each has the least {what} within its latency")
+    names = [r.name for r in problem.roles]
+    rows = [("#", "latency_s", "energy_j", "period_s", "placement")]
+    for i, p in enumerate(front.points, 1):
+        ev = p.evaluation
+        rows.append((str(i), _fmt(ev.latency_s), _fmt(ev.energy_j), _fmt(ev.period_s),
+                     format_placement(problem.table.layer_names, p.placement, names)))
+    lines += _columns(rows, right={0, 1, 2, 3})
+    if any(p.evaluation.energy_assumed for p in front.points):
+        lines.append("energy: assumed power (W x latency), not measured")
+    if front.points:
+        lines.append(f"solver: dp, the whole front in {front.points[0].solve_time_s:.3g} s")
+    return "\n".join(lines)
+
+
+def _front(args: argparse.Namespace, system: System, problem: PlacementProblem) -> None:
+    if args.solver not in ("auto", "dp"):
+        raise UsageError(f"--front is computed by the dp solver; drop --solver {args.solver}")
+    front = solve_front(problem)
+    print(format_front(problem, front, header=args.quiet == 0))
+    if args.json:
+        contexts = timing_contexts(system.profiles)
+        data = {
+            "model": problem.table.model,
+            "front": "latency-energy",
+            "energy_roles": [r.name for r in problem.roles if r.energy],
+            "solver": "dp",
+            "solve_time_s": front.points[0].solve_time_s if front.points else 0.0,
+            "points": [solution_data(problem, p, contexts) for p in front.points],
+        }
+        atomic_write_text(args.json, json.dumps(data, indent=2) + "\n")
+        log.info("wrote %s", args.json)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose - args.quiet)
+    for flag, target in (("--json", args.json), ("--write-lp", args.write_lp)):
+        if target is not None:
+            check_output_path(target, flag)
+    system = _system_from_args(args)
+    problem = build_problem(system, trim=args.trim)
+    model = build_model(problem)  # the ILP is built only if a backend or --write-lp needs it
+    if args.write_lp:
+        model.write_lp(args.write_lp)
+        log.info("wrote the ILP to %s", args.write_lp)
+    if args.front:
+        _front(args, system, problem)
+        return 0
+    sol = model.solve(args.solver, args.time_limit)
+    data = solution_data(problem, sol, timing_contexts(system.profiles))
     print(format_report(problem, sol, data, header=args.quiet == 0))
     if args.json:
         atomic_write_text(args.json, json.dumps(data, indent=2) + "\n")
