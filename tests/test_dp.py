@@ -295,9 +295,20 @@ def test_pareto_filter_keeps_exactly_the_non_dominated():
         assert kept == expected
 
 
-def test_dp_solver_reuses_its_front():
-    solver = DpSolver(system_problem(5))
-    assert solver.front() is solver.front()
+def test_budgeted_front_is_the_whole_front_cut():
+    """A front with budgets searches only their part, and equals the whole front's part."""
+    problem = system_problem(5)
+    whole = DpSolver(problem).front()
+    for point in whole.points:
+        ev = point.evaluation
+        for budgets in ({"max_latency_s": ev.latency_s}, {"max_energy_j": ev.energy_j}):
+            if budgets.get("max_energy_j") == 0.0:
+                continue
+            part = DpSolver(problem).front(**budgets)
+            assert [p.evaluation for p in part.points] == [
+                p.evaluation for p in whole.points
+                if p.evaluation.latency_s <= budgets.get("max_latency_s", math.inf)
+                and p.evaluation.energy_j <= budgets.get("max_energy_j", math.inf)]
 
 
 # -- the command line --------------------------------------------------------------------------------

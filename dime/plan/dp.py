@@ -607,8 +607,25 @@ class DpSolver:
         bounds = _Bounds(*self._to_go, known_lat, known_en, max_latency_s, max_energy_j)
         return _pareto_points(known + [self._point(p) for p in _front_placements(ch, bounds)])
 
-    def front(self) -> Front:
-        """The whole latency-energy front, budgets aside (one point without energy)."""
+    def front(self, max_latency_s: float | None = None, max_energy_j: float | None = None) -> Front:
+        """The latency-energy front within the budgets (one point without energy). The whole
+        front is kept for later calls; with budgets and none kept, only their part is searched."""
+        budgeted = max_latency_s is not None or max_energy_j is not None
+        if self._front is None and budgeted and not self.chain.energy_missing:
+            t0 = time.perf_counter()
+            points = self._front_within(_cap(max_latency_s), _cap(max_energy_j))
+            elapsed = time.perf_counter() - t0
+            front = Front(tuple(dataclasses.replace(self._solution(p, self._front_objective(), t0),
+                                                    solve_time_s=elapsed) for p in points))
+        else:
+            front = self._whole_front()
+        return Front(tuple(p for p in front.points if _within(p.evaluation.latency_s, max_latency_s)
+                           and (max_energy_j is None or _within(p.evaluation.energy_j, max_energy_j))))
+
+    def _front_objective(self) -> str:
+        return self.problem.objective if self.problem.objective in (LATENCY, ENERGY) else LATENCY
+
+    def _whole_front(self) -> Front:
         if self._front is None:
             t0 = time.perf_counter()
             if self.chain.energy_missing:
@@ -617,10 +634,10 @@ class DpSolver:
                 self._front = Front((dataclasses.replace(best, note=note),) if best is not None else ())
             else:
                 points = self._front_within(_INF, _INF)
-                objective = self.problem.objective if self.problem.objective in (LATENCY, ENERGY) else LATENCY
                 elapsed = time.perf_counter() - t0
-                self._front = Front(tuple(dataclasses.replace(self._solution(p, objective, t0), solve_time_s=elapsed)
-                                          for p in points))
+                self._front = Front(tuple(
+                    dataclasses.replace(self._solution(p, self._front_objective(), t0), solve_time_s=elapsed)
+                    for p in points))
         return self._front
 
     # -- solving -----------------------------------------------------------------------------------
@@ -664,7 +681,7 @@ class DpSolver:
                 en_cap = min(en_cap, min(ev.energy_j for ev in feasible) * _MARGIN)
             front = Front(tuple(self._solution(p, objective, t0) for p in self._front_within(lat_cap, en_cap)))
         else:
-            front = self.front()
+            front = self._whole_front()
         sol = front.min_latency(max_energy_j) if objective == LATENCY else front.min_energy(max_latency_s)
         if sol is None or not (_within(sol.evaluation.latency_s, max_latency_s)
                                and _within(sol.evaluation.energy_j, max_energy_j)):
@@ -698,18 +715,7 @@ def solve_front(problem: PlacementProblem) -> Front:
     solver = DpSolver(problem)
     if problem.max_energy_j is not None:
         solver._check_energy()
-    front = solver.front()
-    points = tuple(p for p in front.points
-                   if _within(p.evaluation.latency_s, problem.max_latency_s)
-                   and (problem.max_energy_j is None or _within(p.evaluation.energy_j, problem.max_energy_j)))
-    if not points:
+    front = solver.front(problem.max_latency_s, problem.max_energy_j)
+    if not front.points:
         raise solver._explain_infeasible(problem.max_latency_s, problem.max_energy_j)
-    return Front(points)
-
-
-def solve_dp(problem: PlacementProblem) -> Solution:
-    """The optimum of `problem` by the DP (UsageError when it cannot hold the problem)."""
-    reason = dp_unsupported(problem)
-    if reason:
-        raise unsupported_error(reason)
-    return DpSolver(problem).solve(problem.objective, problem.max_latency_s, problem.max_energy_j)
+    return front
