@@ -13,7 +13,7 @@ from dime.cliargs import run_main
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "samples": ("dime.capture.samples", "save every layer's input tensors for sample images"),
     "profile": ("dime.profiling.profiler", "profile every bundle of consecutive layers"),
-    "solve": ("dime.plan.solve", "choose bundles, devices and settings (ILP)"),
+    "solve": ("dime.plan.solve", "choose bundles, devices and settings (exact DP or ILP)"),
     "sweep": ("dime.sweep.cli", "sweep budgets and links into CSV and plots"),
     "run": ("dime.run.cli", "run a split for real (edge and cloud processes) and measure it"),
     "validate": ("dime.run.validate", "measure the solver's and every single split against the predictions"),

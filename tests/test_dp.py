@@ -241,6 +241,14 @@ def test_dp_does_not_build_the_ilp_and_auto_says_why():
     assert model._lazy.dp._front is not None
 
 
+def test_solve_in_one_go():
+    # dime.plan.solve is this function until the CLI module dime.plan.solve is imported
+    from dime.plan.problem import solve
+
+    problem = _table_problem(objective="energy", max_latency_s=1.0)
+    assert rel_close(solve(problem, "dp").objective, solve(problem, "cbc").objective)
+
+
 @pytest.mark.parametrize("change,reason", [
     ({"objective": "throughput"}, "the throughput objective"),
     ({"one_setting_per_device": True}, "one setting per device"),

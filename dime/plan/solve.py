@@ -305,7 +305,7 @@ def format_front(problem: PlacementProblem, front: Front, header: bool = True) -
     if any(p.evaluation.energy_assumed for p in front.points):
         lines.append("energy: assumed power (W x latency), not measured")
     if front.points:
-        lines.append(f"solver: dp, the whole front in {front.points[0].solve_time_s:.3g} s")
+        lines.append(f"solver: dp, the front in {front.points[0].solve_time_s:.3g} s")
     return "\n".join(lines)
 
 
