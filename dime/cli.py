@@ -12,7 +12,8 @@ from dime.cliargs import run_main
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "samples": ("dime.capture.samples", "save every layer's input tensors for sample images"),
-    "profile": ("dime.profiling.profiler", "profile every bundle of consecutive layers"),
+    "profile": ("dime.profile", "profile every bundle of consecutive layers (--measure: a fraction, the rest predicted)"),
+    "predict": ("dime.profiling.predictcli", "fill in unmeasured bundles of a partial profile with predictions"),
     "solve": ("dime.plan.solve", "choose bundles, devices and settings (exact DP or ILP)"),
     "sweep": ("dime.sweep.cli", "sweep budgets and links into CSV and plots"),
     "run": ("dime.run.cli", "run a split for real (edge and cloud processes) and measure it"),

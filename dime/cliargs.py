@@ -11,7 +11,7 @@ import sys
 import threading
 from typing import Any, Callable, NoReturn, Sequence
 
-from dime.errors import DimeError, Terminated, UsageError
+from dime.errors import DimeError, Terminated, UsageError, first_line
 
 log = logging.getLogger("dime")
 
@@ -30,7 +30,10 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
         print("terminated", file=sys.stderr)
         return 143
     except DimeError as e:
-        print(f"error: {e}", file=sys.stderr)
+        text = first_line(e)
+        if text != str(e).strip():
+            log.debug("the whole error: %s", e)
+        print(f"error: {text}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

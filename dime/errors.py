@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+def first_line(e: BaseException) -> str:
+    """The first non-empty line of an exception's text (torch and others add pages of context)."""
+    return next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+
+
 class DimeError(Exception):
     """Root of every error dime raises on purpose. CLI exit code 2."""
 

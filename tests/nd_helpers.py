@@ -4,6 +4,7 @@ N-device tests (test_run_nd.py, test_validate_nd.py)."""
 from __future__ import annotations
 
 import csv
+import functools
 import json
 from itertools import pairwise
 from pathlib import Path
@@ -15,7 +16,9 @@ SKIP_CUTS = ["conv1", "conv2", "pool"]
 SMALL = "1,3,16,16"
 
 
+@functools.cache
 def skipnet():
+    """Loaded once per session: the helpers read its layer names and cut sizes only."""
     return load_model(SKIPNET, cuts=SKIP_CUTS, input_shape=(1, 3, 16, 16))
 
 

@@ -23,6 +23,8 @@ def _parser(module: str, args: list[str]):
         from dime.capture.samples import build_parser
     elif module == "profile":
         from dime.profiling.profiler import build_parser
+    elif module == "predict":
+        from dime.profiling.predictcli import build_parser
     elif module == "solve":
         from dime.plan.solve import build_parser
     elif module == "sweep":

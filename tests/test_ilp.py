@@ -345,7 +345,8 @@ class KnownAnswers:
                     "compute_energy_j", "comm_energy_j", "solver", "solve_time_s", "placement"}
         assert required <= set(d)
         assert d["placement"][0] == {"bundle": "a", "start": "a", "end": "a", "device": "edge", "setting": "e",
-                                     "role": "edge", "latency_s": 0.1, "energy_j": 0.5}
+                                     "role": "edge", "latency_s": 0.1, "energy_j": 0.5,
+                                     "latency_source": "measured", "latency_sd_s": None}
         assert d["placement"][-1]["end"] == "c" and d["placement"][-1]["device"] == "cloud"
         assert d["latency_s"] == sol.evaluation.latency_s
         assert d["solver"] in BACKENDS + ("dp",)

@@ -258,10 +258,9 @@ def test_a_device_that_never_joins_is_named_and_everyone_leaves(tmp_path):
     assert time.monotonic() - t0 < 4 + 40
 
 
-def test_a_relay_that_dies_mid_run_is_named_and_everyone_leaves(tmp_path):
-    """Kill the relay while queries cross it (a slow link keeps them there): the launcher ends every
-    device and reports the lost one."""
-    system = _system(tmp_path, 3)
+def _kill_mid_run(system: Path, victim: str, tmp_path: Path) -> tuple[str, float, int]:
+    """A local run of `system` (layers on a and c, b between them), a slow first link keeping
+    queries in the chain; SIGKILL `victim` once they flow: (stderr, seconds to the end, exit code)."""
     text = system.read_text().replace("up_mbps = 200\ndown_mbps = 200", "up_mbps = 0.05\ndown_mbps = 0.05", 1)
     system.write_text(text)
     sol = _solution(tmp_path, [(0, 1, "a"), (2, 3, "c")])
@@ -276,7 +275,7 @@ def test_a_relay_that_dies_mid_run_is_named_and_everyone_leaves(tmp_path):
             if "[1/1]" in line:
                 break
         time.sleep(1.0)
-        pid = _child_pid(proc.pid, "/b.json")
+        pid = _child_pid(proc.pid, f"/{victim}.json")
         subprocess.run(["kill", "-9", str(pid)], check=True)
         t0 = time.monotonic()
         _, err = proc.communicate(timeout=60)
@@ -284,9 +283,26 @@ def test_a_relay_that_dies_mid_run_is_named_and_everyone_leaves(tmp_path):
     finally:
         proc.kill()
         proc.wait()
-    err = "".join(lines) + err
-    assert_one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, "", err))
-    assert "lost device 'b'" in err or "b: exited" in err, err
+    return "".join(lines) + err, took, proc.returncode
+
+
+@pytest.mark.slow
+def test_a_relay_that_dies_mid_run_is_named_and_everyone_leaves(tmp_path):
+    """Kill the relay while queries cross it (a slow link keeps them there): the launcher ends every
+    device and reports the lost one."""
+    err, took, code = _kill_mid_run(_system(tmp_path, 3), "b", tmp_path)
+    assert_one_line_error(subprocess.CompletedProcess([], code, "", err))
+    assert "error: b: exited by signal 9 (SIGKILL)" in err, err
+    assert took < 15
+
+
+@pytest.mark.slow
+def test_a_device_killed_two_hops_from_the_source_is_the_one_named(tmp_path):
+    """src a - relay b (compute = false) - dst c: SIGKILL to c. b and a each lose their neighbour
+    and say so; the launcher names the device that died by a signal, not the healthy relay."""
+    err, took, code = _kill_mid_run(system_file(tmp_path, 3, relays="b"), "c", tmp_path)
+    assert_one_line_error(subprocess.CompletedProcess([], code, "", err))
+    assert "error: c: exited by signal 9 (SIGKILL)" in err, err
     assert took < 15
 
 

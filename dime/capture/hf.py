@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from dime.capture.inputs import InputSpec
+from dime.capture.inputs import InputSpec, check_forward_names
 from dime.capture.weights import WeightsInfo, file_weights
 from dime.errors import ModelError
 
@@ -120,6 +120,8 @@ def build_hf(spec: str, weights: str | Path | None, inputs: Sequence[InputSpec] 
             info = WeightsInfo("random-init", f"seed={SEED}; config {base}")
     except Exception as e:
         raise ModelError(f"hf:{spec}: cannot build {arch.__name__}: {e}") from e
+    if inputs:
+        check_forward_names(model.forward, inputs, f"hf:{spec}", by_name=True)
     fixed: dict[str, Any] = {"use_cache": False} if hasattr(config, "use_cache") else {}
     if arch.__name__.endswith("LMHeadModel"):
         fixed["logits_to_keep"] = 1  # prefill: the next token's logits only

@@ -8,13 +8,16 @@ type ids of zeros, position ids counting up, floats from a seeded normal.
 
 from __future__ import annotations
 
+import inspect
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
 from dime.errors import UsageError
+from dime.fileio import check_input_dir, check_input_file
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32, "float": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -23,6 +26,9 @@ DTYPES: dict[str, torch.dtype] = {
 }
 TENSOR_SUFFIXES = {".pt", ".npy", ".npz"}
 DEFAULT_VOCAB = 1000  # token range when the model names no vocabulary
+# The most one sample's inputs may take: checked before anything is allocated (a typo like
+# 100000x100000x100 would otherwise end in the allocator's error, or the machine swapping).
+MAX_INPUT_BYTES = 2**31
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,7 @@ class InputSpec:
 
     @property
     def nbytes(self) -> int:
-        return torch.Size(self.shape).numel() * torch.empty((), dtype=self.dtype).element_size()
+        return math.prod(self.shape) * torch.empty((), dtype=self.dtype).element_size()
 
 
 def parse_inputs(text: str, flag: str = "--inputs") -> tuple[InputSpec, ...]:
@@ -65,7 +71,43 @@ def parse_inputs(text: str, flag: str = "--inputs") -> tuple[InputSpec, ...]:
         raise UsageError(f"{flag}: empty list")
     if len({s.name for s in specs}) != len(specs):
         raise UsageError(f"{flag}: an input name is given twice")
+    check_size(specs, flag)
     return tuple(specs)
+
+
+def check_size(specs: Sequence[InputSpec], flag: str = "--inputs") -> None:
+    """Refuse inputs of more than MAX_INPUT_BYTES per sample, before any tensor is made."""
+    total = sum(s.nbytes for s in specs)
+    if total > MAX_INPUT_BYTES:
+        shapes = ",".join(str(s) for s in specs)
+        raise UsageError(f"{flag} {shapes}: {total} bytes per sample, more than the {MAX_INPUT_BYTES} "
+                         "an input may take")
+
+
+def check_forward_names(forward: Callable[..., Any], specs: Sequence[InputSpec], label: str,
+                        by_name: bool = False, flag: str = "--inputs") -> None:
+    """Refuse --inputs that are not the arguments of the model's forward: passed in order
+    (by_name False) they must be its first arguments, in its order; passed by name (by_name)
+    each must be one of its named arguments (not one for **kwargs, which a model passes on to
+    its parts). A forward taking *args, passed in order, accepts any."""
+    try:
+        params = list(inspect.signature(forward).parameters.values())
+    except (TypeError, ValueError):
+        return  # no signature to check against (a builtin): the capture's own run decides
+    named = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    given = [s.name for s in specs]
+    takes = f"{label}'s forward takes ({', '.join(named)})"
+    if by_name:
+        bad = [n for n in given if n not in named]
+        if bad:
+            raise UsageError(f"{flag}: {', '.join(bad)} {'is' if len(bad) == 1 else 'are'} not an argument; {takes}")
+        return
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p.name for p in positional if p.default is p.empty]
+    if given != [p.name for p in positional[: len(given)]] or len(given) < len(required):
+        raise UsageError(f"{flag} {','.join(given)}: {takes} (the inputs are passed in that order)")
 
 
 def generate(specs: Sequence[InputSpec], count: int, seed: int = 0,
@@ -95,8 +137,7 @@ def _fill(spec: InputSpec, g: torch.Generator, vocab_size: int | None) -> torch.
 
 
 def list_files(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise UsageError(f"input folder not found: {folder}")
+    check_input_dir(folder, "input folder")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in TENSOR_SUFFIXES)
     if not files:
         raise UsageError(f"no input files ({', '.join(sorted(TENSOR_SUFFIXES))}) in {folder}")
@@ -106,6 +147,7 @@ def list_files(folder: Path) -> list[Path]:
 def read_sample(path: Path, specs: Sequence[InputSpec]) -> tuple[torch.Tensor, ...]:
     """One sample from a file: a tensor (one input), a tuple/list in spec order or a
     dict by input name (.pt); an array (.npy, one input); arrays by name (.npz)."""
+    check_input_file(path, "input file")
     try:
         if path.suffix.lower() == ".pt":
             obj = torch.load(path, map_location="cpu", weights_only=True)

@@ -132,8 +132,10 @@ def load_model(
     specs = parse_inputs(inputs) if isinstance(inputs, str) else (tuple(inputs) if inputs else None)
     if input_shape and specs:
         raise UsageError("give --input-shape or --inputs, not both")
+    given = specs  # named by --inputs: their names must be the forward's arguments
     if input_shape:
         specs = (InputSpec("x", torch.float32, tuple(int(d) for d in input_shape)),)
+        model_inputs.check_size(specs, "--input-shape")
     if name.startswith("hf:"):
         from dime.capture.hf import build_hf
 
@@ -161,6 +163,8 @@ def load_model(
             info = _load_weights(module, name, weights, default)
             size = int(default.transforms().crop_size[0]) if default is not None else 224
             default_layers = DEFAULT_LAYERS.get(name)
+        if given:
+            model_inputs.check_forward_names(module.forward, given, name)
         image = specs is None or (len(specs) == 1 and specs[0].dtype.is_floating_point and len(specs[0].shape) == 4)
         if specs is None:
             specs = (InputSpec("x", torch.float32, (1, 3, size, size)),)

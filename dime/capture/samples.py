@@ -17,7 +17,7 @@ import logging
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -25,8 +25,8 @@ from dime.capture import inputs as tensor_inputs
 from dime.capture.cliopts import add_model_arguments, model_from_args
 from dime.capture.split import SplitModel
 from dime.cliargs import OneLineParser, run_main, setup_logging
-from dime.errors import UsageError
-from dime.fileio import atomic_write, atomic_write_text, check_output_dir
+from dime.errors import ModelError, UsageError, first_line
+from dime.fileio import atomic_write, atomic_write_text, check_input_dir, check_input_file, check_output_dir, read_input_text
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +49,16 @@ class Manifest:
     @classmethod
     def load(cls, folder: Path) -> "Manifest":
         path = Path(folder) / MANIFEST
-        if not path.is_file():
+        if not path.exists():
             raise UsageError(f"no feature maps in {folder} ({MANIFEST} missing); run `python -m dime.samples` first")
         try:
-            return cls(**json.loads(path.read_text()))
+            return cls(**json.loads(read_input_text(path, "manifest")))
         except (json.JSONDecodeError, TypeError) as e:
             raise UsageError(f"{path} is not a dime manifest: {e}") from e
 
 
 def list_images(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise UsageError(f"image folder not found: {folder}")
+    check_input_dir(folder, "image folder")
     images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise UsageError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
@@ -87,6 +86,7 @@ def save_tensors(path: Path, tensors: tuple[torch.Tensor, ...]) -> None:
 
 
 def load_tensors(path: Path) -> tuple[torch.Tensor, ...]:
+    check_input_file(path, "feature map")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -103,8 +103,6 @@ def model_samples(model: SplitModel, folder: Path | None, count: int,
             return tensor_inputs.read_folder(folder, model.input_specs, count), f"folder:{folder}"
         log.warning("no --input-data given: using %d deterministic generated inputs (seed %d)", count, seed)
         return tensor_inputs.generate(model.input_specs, count, seed, model.vocab_size), f"generated:seed={seed}"
-    from PIL import Image
-
     if folder is not None:
         paths = list_images(folder)[: count if count > 0 else None]
         items: list[tuple[str, object]] = [(p.stem, p) for p in paths]
@@ -116,12 +114,22 @@ def model_samples(model: SplitModel, folder: Path | None, count: int,
     want = tuple(model.example_inputs[0].shape)
     out = []
     for sid, src in items:
-        img = Image.open(src).convert("RGB") if isinstance(src, Path) else src
+        img = _open_image(src) if isinstance(src, Path) else src
         x = model.preprocess(img).unsqueeze(0).contiguous()
         if tuple(x.shape) != want:
             raise UsageError(f"{model.name}: preprocessed images are {tuple(x.shape)}, the model was captured with {want}")
         out.append((sid, (x,)))
     return out, source
+
+
+def _open_image(path: Path) -> Any:
+    from PIL import Image
+
+    check_input_file(path, "image")
+    try:
+        return Image.open(path).convert("RGB")
+    except Exception as e:  # PIL's errors for a broken or oversized image are of several kinds
+        raise UsageError(f"{path}: not a readable image ({first_line(e)})") from e
 
 
 def generate(
@@ -145,24 +153,36 @@ def generate(
         images=[sid for sid, _ in items],
         image_source=source,
     )
-    out.mkdir(parents=True, exist_ok=True)
-    old = out / MANIFEST
-    if old.is_file():
+    if (out / MANIFEST).exists():
         prev = Manifest.load(out)
         if prev.model != manifest.model or prev.layer_names != manifest.layer_names:
             raise UsageError(f"{out} holds feature maps of another model or layering ({prev.model}); choose another --out")
-    manifest.save(out)
     bundles = [model.bundle(k, k) for k in range(len(model.layer_names))]
     for sid, vals in tqdm(items, desc=f"feature maps {model.name}", unit="sample", disable=not progress, file=sys.stderr):
         targets = [out / name / f"{sid}.pt" for name in model.layer_names]
         if all(t.is_file() for t in targets):
             continue
-        with torch.inference_mode():
-            for target, bundle in zip(targets, bundles):
-                if not target.is_file():
-                    save_tensors(target, vals)
-                vals = bundle(*vals)
+        # every layer runs before a file is written: a model that fails on these inputs writes nothing
+        for target, maps in zip(targets, _layer_inputs(model, bundles, sid, vals)):
+            if not target.is_file():
+                save_tensors(target, maps)
+    # last, so that it lists only files that are there (an interrupted run leaves none; a rerun resumes)
+    manifest.save(out)
     return manifest
+
+
+def _layer_inputs(model: SplitModel, bundles: Sequence[Any], sid: str,
+                  vals: tuple[torch.Tensor, ...]) -> list[tuple[torch.Tensor, ...]]:
+    """Each layer's input tensors for one sample."""
+    out = []
+    with torch.inference_mode():
+        for name, bundle in zip(model.layer_names, bundles):
+            out.append(vals)
+            try:
+                vals = bundle(*vals)
+            except Exception as e:
+                raise ModelError(f"{model.name}: layer {name} failed on sample {sid}: {first_line(e)}") from e
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:

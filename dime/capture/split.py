@@ -24,7 +24,7 @@ from dime.capture.inputs import InputSpec
 from dime.capture.layers import BlockFinder, assign_blocks, drop_skip_cuts, merge
 from dime.capture.trace import capture, module_paths
 from dime.capture.weights import WeightsInfo
-from dime.errors import ModelError
+from dime.errors import ModelError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class SplitModel:
                 try:
                     out = super().run_node(n)
                 except Exception as e:
-                    raise ModelError(f"running node {n.name!r} ({n.op} {n.target}) failed: {e}") from e
+                    raise ModelError(f"running node {n.name!r} ({n.op} {n.target}) failed: {first_line(e)}") from e
                 values[n] = out
                 flops[n] = counter.get_total_flops() - before
                 return out

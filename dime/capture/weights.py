@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from dime.errors import ModelError
+from dime.fileio import check_input_file
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,6 @@ def apply_state_dict(module: nn.Module, sd: dict[str, torch.Tensor], path: Path)
 
 
 def file_weights(module: nn.Module, weights: str | Path) -> WeightsInfo:
-    path = Path(weights)
-    if not path.is_file():
-        raise ModelError(f"weights file not found: {path}")
+    path = check_input_file(weights, "weights file", error=ModelError)
     apply_state_dict(module, read_state_dict(path), path)
     return WeightsInfo("file", str(path))

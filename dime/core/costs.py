@@ -35,6 +35,14 @@ class BundleCost:
     energy_j: float | None = None  # None: not measured
     energy_source: str = ""  # "", "nvml", "assumed:3.5", ...
     runs: int = 0
+    latency_source: str = "measured"  # or "predicted" (dime.predict: from the measured bundles)
+    latency_sd_s: float | None = None  # a predicted latency's uncertainty (sd)
+    energy_origin: str = ""  # "measured", "predicted" or "" (no energy)
+    energy_sd_j: float | None = None  # a predicted energy's uncertainty (sd)
+
+    @property
+    def predicted(self) -> bool:
+        return self.latency_source == "predicted"
 
 
 @dataclass
@@ -49,6 +57,7 @@ class CostTable:
     setting_kinds: dict[tuple[str, str], str] = field(default_factory=dict)
     sources: tuple[str, ...] = ()  # the profile files read, for error messages
     param_bytes: dict[tuple[int, int], int] = field(default_factory=dict)  # (start, end) -> bytes, when profiled
+    device_files: dict[str, tuple[str, ...]] = field(default_factory=dict)  # device -> the files with its rows
 
     @property
     def n_layers(self) -> int:
@@ -162,11 +171,24 @@ def transfers(placement: Sequence[Assignment], n_layers: int) -> list[tuple[int,
     return [(cut, UP if src == EDGE else DOWN) for cut, src, _ in moves(placement, n_layers)]
 
 
-def check_chain(placement: Sequence[Assignment], n_layers: int) -> None:
+def check_chain(placement: Sequence[Assignment], n_layers: int, layer_names: Sequence[str] | None = None) -> None:
+    """ValueError unless the bundles cover layers 0..n_layers-1 in order, each once; the
+    message names layers by `layer_names` where given (dime.core.placement.check_placement
+    adds the placement's text)."""
+    def name(i: int) -> str:
+        return layer_names[i] if layer_names is not None and 0 <= i < len(layer_names) else str(i)
+
+    def span(s: int, e: int) -> str:
+        return f"layer {name(s)}" if s == e else f"layers {name(s)}..{name(e)}"
+
     pos = 0
     for a in placement:
-        if a.start != pos or a.end < a.start:
-            raise ValueError(f"placement is not a chain of bundles at layer {pos}: {placement}")
+        if a.end < a.start:
+            raise ValueError(f"a bundle runs backwards (from layer {name(a.start)} to layer {name(a.end)})")
+        if a.start > pos:
+            raise ValueError(f"not a chain of bundles: {span(pos, a.start - 1)} placed nowhere")
+        if a.start < pos:
+            raise ValueError(f"not a chain of bundles: {span(a.start, min(pos, a.end + 1) - 1)} placed twice")
         pos = a.end + 1
     if pos != n_layers:
         raise ValueError(f"placement covers {pos} of {n_layers} layers")

@@ -113,9 +113,12 @@ def parse_link(text: str, uplink_mbps: float | None = None, downlink_mbps: float
 
 
 def parse_links(text: str | None, uplink_mbps: float | None = None, downlink_mbps: float | None = None,
-                rtt_ms: float | None = None) -> list[Link]:
-    """Links of a comma list (default 4g, or a custom link when both rates are given)."""
-    names = [s.strip() for s in text.split(",") if s.strip()] if text else []
+                rtt_ms: float | None = None, flag: str = "--links") -> list[Link]:
+    """Links of a comma list (None: 4g, or a custom link when both rates are given); a list
+    given but naming no link is refused, not taken for the default."""
+    names = [s.strip() for s in text.split(",") if s.strip()] if text is not None else []
+    if text is not None and not names:
+        raise UsageError(f"{flag} {text!r}: names no link")
     if not names:
         if uplink_mbps and downlink_mbps:
             return [get_link(None, uplink_mbps, downlink_mbps, rtt_ms)]

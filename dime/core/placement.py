@@ -37,6 +37,19 @@ def format_placement(
     return GROUP_SEP.join(f"{','.join(b)}@{role_names[r]}/{t}" for r, t, b in groups)
 
 
+def check_placement(layer_names: Sequence[str], placement: Sequence[Assignment],
+                    role_names: Sequence[str] = ROLE_NAMES, where: str = "placement") -> None:
+    """check_chain, as a UsageError that shows the placement in its text form (not reprs)."""
+    try:
+        check_chain(placement, len(layer_names), layer_names)
+    except ValueError as e:
+        try:
+            text = format_placement(layer_names, placement, role_names)
+        except IndexError:  # a layer or role out of range: the layer indices must do
+            text = GROUP_SEP.join(f"{a.start}..{a.end}@{a.role}/{a.setting}" for a in placement)
+        raise UsageError(f"{where}: {text}: {e}") from None
+
+
 def parse_placement(
     layer_names: Sequence[str], text: str, role_names: Sequence[str] = ROLE_NAMES
 ) -> list[Assignment]:

@@ -58,6 +58,7 @@ class Solution:
                     "role": roles[a.role].name,
                     "latency_s": table.cost(roles[a.role].device, a.setting, a.start, a.end).latency_s,
                     "energy_j": _bundle_energy(table, roles, a),
+                    **_bundle_source(table, roles, a),
                 }
                 for a in self.placement
             ],
@@ -66,6 +67,12 @@ class Solution:
 
 def num_or_none(x: float | None) -> float | None:
     return None if x is None or math.isnan(x) else float(x)
+
+
+def _bundle_source(table: CostTable, roles: Sequence[Role], a: Assignment) -> dict[str, Any]:
+    """Whether the bundle's cost was measured or predicted (dime.predict), with its uncertainty."""
+    c = table.cost(roles[a.role].device, a.setting, a.start, a.end)
+    return {"latency_source": c.latency_source, "latency_sd_s": c.latency_sd_s}
 
 
 def _bundle_energy(table: CostTable, roles: Sequence[Role], a: Assignment) -> float | None:

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Sequence
 
@@ -211,6 +212,12 @@ def format_report(problem: PlacementProblem, sol: Solution, data: dict, header: 
         f"throughput: {_fmt(data['throughput_fps'], 'frames/s')} pipelined (period {_fmt(data['period_s'], 's')}, "
         f"bottleneck {data['bottleneck']})"
     )
+    if data.get("profile_predicted"):
+        chosen = data["placement"]
+        guessed = [e for e in chosen if e.get("latency_source") == "predicted"]
+        lines.append(f"predicted: {len(guessed)} of the {len(chosen)} chosen bundles are predicted, not measured"
+                     + (f" ({', '.join(e['bundle'] + ' sd ' + _fmt(e['latency_sd_s'], 's') for e in guessed)})"
+                        if guessed else ""))
     for note in data.get("profile_notes", []):
         lines.append(f"note: {note}")
     solver = f"solver: {data['solver']}, {data['status']}, {data['solve_time_s']:.3g} s"
@@ -265,8 +272,15 @@ def _system_from_args(args: argparse.Namespace) -> System:
                        args.model, args.max_bundle, Constraints(**given))
 
 
-def solution_data(problem: PlacementProblem, sol: Solution, contexts: dict[str, str]) -> dict:
-    """The JSON of a solution: its numbers, the model, and each device's and transfer's details."""
+def problem_from_argv(argv: Sequence[str]) -> tuple[argparse.Namespace, System, PlacementProblem]:
+    """The problem a solve command line describes (as recorded in its JSON's solve_args)."""
+    args = build_parser().parse_args(list(argv))
+    system = _system_from_args(args)
+    return args, system, build_problem(system, trim=args.trim)
+
+
+def solution_data(system: System, problem: PlacementProblem, sol: Solution, argv: Sequence[str]) -> dict:
+    """The solution as solve's JSON: the placement, its details, and the command line that made it."""
     table = problem.table
     data = sol.to_json_dict(table, problem.roles)
     data.update(
@@ -276,6 +290,9 @@ def solution_data(problem: PlacementProblem, sol: Solution, contexts: dict[str, 
         bundle_sum=problem.bundle_sum,
         devices=device_details(problem, sol.placement),
         transfers=transfer_details(problem, sol.placement),
+        profile_predicted=any(c.predicted for c in table.costs.values()),
+        predicted_bundles=sum(e["latency_source"] == "predicted" for e in data["placement"]),
+        solve_args=list(argv),
     )
     data["profile_notes"] = [
         f"{len(run)} {problem.roles[run[0].role].name} bundles in a row "
@@ -309,46 +326,52 @@ def format_front(problem: PlacementProblem, front: Front, header: bool = True) -
     return "\n".join(lines)
 
 
-def _front(args: argparse.Namespace, system: System, problem: PlacementProblem) -> None:
+def _front(args: argparse.Namespace, system: System, problem: PlacementProblem, argv: Sequence[str]) -> None:
     if args.solver not in ("auto", "dp"):
         raise UsageError(f"--front is computed by the dp solver; drop --solver {args.solver}")
     front = solve_front(problem)
     print(format_front(problem, front, header=args.quiet == 0))
     if args.json:
-        contexts = timing_contexts(system.profiles)
         data = {
             "model": problem.table.model,
             "front": "latency-energy",
             "energy_roles": [r.name for r in problem.roles if r.energy],
             "solver": "dp",
             "solve_time_s": front.points[0].solve_time_s if front.points else 0.0,
-            "points": [solution_data(problem, p, contexts) for p in front.points],
+            "points": [solution_data(system, problem, p, argv) for p in front.points],
         }
-        atomic_write_text(args.json, json.dumps(data, indent=2) + "\n")
-        log.info("wrote %s", args.json)
+        _write_json(args.json, data)
+
+
+def _write_json(path: str, data: dict) -> None:
+    replaced = os.path.exists(path)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    if replaced:  # said even with -q: a solution someone kept is gone
+        log.warning("note: replaced the existing %s", path)
+    else:
+        log.info("wrote %s", path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose - args.quiet)
     for flag, target in (("--json", args.json), ("--write-lp", args.write_lp)):
         if target is not None:
             check_output_path(target, flag)
-    system = _system_from_args(args)
-    problem = build_problem(system, trim=args.trim)
+    args, system, problem = problem_from_argv(argv)
     model = build_model(problem)  # the ILP is built only if a backend or --write-lp needs it
     if args.write_lp:
         model.write_lp(args.write_lp)
         log.info("wrote the ILP to %s", args.write_lp)
     if args.front:
-        _front(args, system, problem)
+        _front(args, system, problem, argv)
         return 0
     sol = model.solve(args.solver, args.time_limit)
-    data = solution_data(problem, sol, timing_contexts(system.profiles))
+    data = solution_data(system, problem, sol, argv)
     print(format_report(problem, sol, data, header=args.quiet == 0))
     if args.json:
-        atomic_write_text(args.json, json.dumps(data, indent=2) + "\n")
-        log.info("wrote %s", args.json)
+        _write_json(args.json, data)
     return 0
 
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ from dime.core.costs import Role
 from dime.core.links import LINK_PRESETS, Link, get_link
 from dime.core.network import NetLink, Network
 from dime.errors import UsageError
+from dime.fileio import MAX_TABLE_BYTES, input_problem, read_input_text
 from dime.plan.problem import LATENCY, OBJECTIVES, PlacementProblem
 from dime.profiling.reader import (
     load_profiles,
@@ -182,11 +184,7 @@ def load_system(path: str | Path) -> System:
     path = Path(path)
     label = str(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{label}: system file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"{label}: cannot read ({e})") from None
+        data = tomllib.loads(read_input_text(path, "system file"))
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"{label}: not TOML ({e})") from None
     top = _Reader(label, "", data)
@@ -216,8 +214,9 @@ def load_system(path: str | Path) -> System:
         paths = []
         for p in profiles:
             full = (base / p) if not Path(p).is_absolute() else Path(p)
-            if not full.is_file():
-                raise r.error("profiles", f"profile {p} not found (looked at {full})")
+            problem = input_problem(full, "profile file", MAX_TABLE_BYTES)
+            if problem is not None:
+                raise r.error("profiles", f"profile {p}: {problem} (looked at {full})")
             paths.append(str(full))
         memory = r.get("memory_bytes", int)
         if memory is not None and memory <= 0:
@@ -320,6 +319,24 @@ def _network(system: System) -> Network:
 # -- to a problem -------------------------------------------------------------------------
 
 
+def _check_own_rows(system: System, device: DeviceSpec, model: str, files: Sequence[str]) -> None:
+    """The costs of a device come from its own profiles: the table holds every device's files,
+    so rows of its profiled device found only in, or also in, files it does not list would be
+    used (averaged in) silently."""
+    if not files:
+        return  # no rows of its profiled device at all: make_role names the devices there are
+    where = system.path or "the profiles"
+    own = {os.path.realpath(p) for p in device.profiles}
+    if not any(os.path.realpath(f) in own for f in files):
+        raise UsageError(f"{where}: device {device.name!r}: its profiles ({', '.join(device.profiles)}) hold no rows "
+                         f"of {device.profile_device} for model {model} (another device's file has them)")
+    other = next((f for f in files if os.path.realpath(f) not in own), None)
+    if other is not None:
+        raise UsageError(f"{where}: device {device.name!r}: rows of {device.profile_device} for model {model} are "
+                         f"also in {other}, which it does not list; list the same profile files for every device "
+                         f"that stands for {device.profile_device}")
+
+
 def build_problem(system: System, trim: float = 0.1) -> PlacementProblem:
     """Read the profiles and make the one PlacementProblem of a system."""
     where = system.path or "the profiles"
@@ -329,6 +346,7 @@ def build_problem(system: System, trim: float = 0.1) -> PlacementProblem:
         if not d.compute:  # a relay: in routes only, nothing to find in the profiles
             roles.append(Role("", (), d.name, d.energy, None, compute=False))
             continue
+        _check_own_rows(system, d, table.model, table.device_files.get(d.profile_device, ()))
         role = make_role(table, d.profile_device, d.settings)
         roles.append(dataclasses.replace(role, name=d.name, energy=d.energy, memory_bytes=d.memory_bytes))
     k = max_bundle_for(table, roles, system.max_bundle)

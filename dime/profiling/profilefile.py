@@ -10,9 +10,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dime.errors import UsageError
-from dime.fileio import atomic_write_text
-from dime.profiling.schema import PROFILE_COLUMNS, REQUIRED_COLUMNS, meta_path
+from dime.errors import DimeError, UsageError
+from dime.fileio import MAX_TABLE_BYTES, atomic_write_text, read_input_bytes, read_input_text
+from dime.profiling.schema import PREDICTED, PROFILE_COLUMNS, REQUIRED_COLUMNS, meta_path
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,8 @@ class ProfileFile:
     The file belongs to one model, device and parameter set (`identity`, as in its
     .meta.json): a file of another is refused before anything is written, unless
     `overwrite`, which starts it afresh. Only bundles with fewer runs than a complete one
-    (an interrupted run) are dropped.
+    (an interrupted run) are dropped, and predicted rows (dime.profile --measure): they are
+    predicted again once the measuring is done (`predicted_max_bundle` says up to what K).
     """
 
     def __init__(self, path: Path, expected_rows: int, identity: dict[str, Any] | None = None,
@@ -55,6 +56,7 @@ class ProfileFile:
         self.expected_rows = expected_rows
         self.identity = identity or {}
         self.done: set[tuple[str, str, str, str]] = set()  # (model, device, setting, bundle)
+        self.predicted_max_bundle = 0  # the longest predicted bundle the file held (0: none)
         self._prepare(overwrite)
 
     def _refuse(self, why: str) -> UsageError:
@@ -65,7 +67,7 @@ class ProfileFile:
         if not self.path.exists() or self.path.stat().st_size == 0:
             atomic_write_text(self.path, fresh)
             return
-        text = self.path.read_text(encoding="utf-8", errors="replace")
+        text = read_input_bytes(self.path, "profile file", MAX_TABLE_BYTES).decode("utf-8", errors="replace")
         lines = text.splitlines(keepends=True)
         header = next(csv.reader([lines[0]])) if lines else []
         upgrade = header != list(PROFILE_COLUMNS)
@@ -95,6 +97,13 @@ class ProfileFile:
             return
         idx = {c: i for i, c in enumerate(header)}
         self._check_identity(rows, idx)
+        src = idx.get("latency_source")
+        guessed = [r for r in rows if src is not None and r[src].strip() == PREDICTED]
+        if guessed:
+            rows = [r for r in rows if not (src is not None and r[src].strip() == PREDICTED)]
+            self.predicted_max_bundle = max(len(r[idx["bundle"]].split("+")) for r in guessed)
+            log.info("%s: %d predicted rows kept until the measuring is done, then predicted again",
+                     self.path, len(guessed))
 
         def key(r: list[str]) -> tuple[str, str, str, str]:
             return r[idx["model"]], r[idx["device"]], r[idx["setting"]], r[idx["bundle"]]
@@ -112,12 +121,10 @@ class ProfileFile:
         self.done = {k for k, c in counts.items() if c == self.expected_rows}
         partial = [k for k in counts if k not in self.done]
         if dropped_lines or partial or upgrade:
-            keep = [dict(zip(header, r)) for r in rows if key(r) in self.done]
-            buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=PROFILE_COLUMNS, restval="", lineterminator="\n")
-            w.writeheader()
-            w.writerows(keep)
-            atomic_write_text(self.path, buf.getvalue())
+            # predicted rows stay (a measured bundle's rows win over them when read) until
+            # replace_predictions: an error before then leaves the file usable
+            keep = [dict(zip(header, r)) for r in rows if key(r) in self.done] + [dict(zip(header, r)) for r in guessed]
+            atomic_write_text(self.path, _csv_text(keep))
             if upgrade:
                 log.info("%s: columns brought up to this profiler version", self.path)
         if dropped_lines or partial:
@@ -145,13 +152,13 @@ class ProfileFile:
                 what = ", ".join(f"{m} on {d} ({n} rows)" for (m, d), n in foreign.items())
                 raise self._refuse(f"holds profiles of {what}, not of {want[0]} on {want[1]}")
         meta = meta_path(self.path)
-        if not meta.is_file():
+        if not meta.exists():
             return
         try:
-            before = json.loads(meta.read_text(encoding="utf-8"))
+            before = json.loads(read_input_text(meta, "profile meta file"))
             if not isinstance(before, dict):
                 raise ValueError("not an object")
-        except (OSError, ValueError) as e:
+        except (DimeError, ValueError) as e:
             log.warning("%s: unreadable (%s); resuming on the rows' own model and device", meta, e)
             return
         before.setdefault("context", "isolated")  # files from before --context existed
@@ -164,6 +171,12 @@ class ProfileFile:
             now = ", ".join(f"{_shown(k, b)}" for k, _, b in diffs)
             raise self._refuse(f"was profiled with {was} (this run: {now}); resume with the same")
 
+    def replace_predictions(self, rows: list[dict[str, Any]]) -> None:
+        """Rewrite the file as its measured rows followed by `rows` (the new predictions)."""
+        with open(self.path, newline="", encoding="utf-8") as f:
+            kept = [r for r in csv.DictReader(f) if (r.get("latency_source") or "").strip() != PREDICTED]
+        atomic_write_text(self.path, _csv_text(kept + list(rows)))
+
     def append(self, rows: list[dict[str, Any]]) -> None:
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=PROFILE_COLUMNS, lineterminator="\n", extrasaction="raise")
@@ -173,3 +186,11 @@ class ProfileFile:
             f.write(buf.getvalue())
             f.flush()
             os.fsync(f.fileno())
+
+
+def _csv_text(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=PROFILE_COLUMNS, restval="", lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()

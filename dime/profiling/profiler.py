@@ -43,8 +43,11 @@ from dime.cliargs import (
 from dime.core.costs import bundles as all_bundles
 from dime.errors import ModelError, UsageError
 from dime.fileio import atomic_write_text, check_output_path
+from dime.profiling.predict import DEFAULT_PARAMS, budget_for, choose_bundles, longest_bundles
+from dime.profiling.predicted import fitted_on, measured_only, predict_profile, predicted_rows
 from dime.profiling.profilefile import ProfileFile
-from dime.profiling.schema import meta_path
+from dime.profiling.reader import load_profiles
+from dime.profiling.schema import MEASURED, meta_path
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,9 @@ class ProfileConfig:
     bundles: str | None = None  # only these, e.g. "conv1..fc3,conv1"; default every bundle up to max_bundle
     command: str = ""
     overwrite: bool = False  # start --out afresh even if it holds other profiles
+    # measure this fraction of the bundles (single layers and longest first, then those the
+    # predictor is least sure of) and predict the rest; None: measure every bundle
+    measure_fraction: float | None = None
 
 
 CONTEXTS = ("isolated", "chain")
@@ -143,18 +149,27 @@ def combine_points(a: list[OperatingPoint], b: list[OperatingPoint]) -> list[Ope
 
 def parse_bundles(model: SplitModel, text: str) -> list[tuple[int, int]]:
     """`FIRST..LAST` or `LAYER` items (names or indices), comma-separated, as (start, end)."""
+    return list(dict.fromkeys((s, e) for _, s, e in parse_bundle_picks(model, text)))
+
+
+def parse_bundle_picks(model: SplitModel, text: str) -> list[tuple[str | None, int, int]]:
+    """`--bundles` items as (setting, start, end): `FIRST..LAST` or `LAYER` (names or indices)
+    at every setting, or `...@SETTING` at that setting only."""
     out = []
     for item in (t.strip() for t in text.split(",")):
         if not item:
             continue
-        first, _, last = item.partition("..")
+        span, at, setting = item.partition("@")
+        first, _, last = span.strip().partition("..")
         try:
             s, e = model.index(_layer_ref(first)), model.index(_layer_ref(last or first))
         except ModelError as err:
             raise UsageError(f"--bundles {item}: {err}") from None
         if e < s:
             raise UsageError(f"--bundles {item}: {last} comes before {first}")
-        out.append((s, e))
+        if at and not setting.strip():
+            raise UsageError(f"--bundles {item}: no setting after @")
+        out.append((setting.strip() if at else None, s, e))
     if not out:
         raise UsageError("--bundles: empty list")
     return list(dict.fromkeys(out))
@@ -188,7 +203,9 @@ def profile(
     meter: Any = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Profile every bundle of 1..max_bundle layers at every operating point."""
+    """Profile every bundle of 1..max_bundle layers at every operating point (with
+    config.measure_fraction: that fraction of them, the rest predicted; a file that held
+    predicted rows has them predicted again after measuring)."""
     from tqdm import tqdm
 
     manifest = Manifest.load(samples)
@@ -201,9 +218,18 @@ def profile(
     if not 1 <= config.max_bundle:
         raise UsageError("--max-bundle must be >= 1")
     k = min(config.max_bundle, n)
-    bundles = parse_bundles(model, config.bundles) if config.bundles else all_bundles(n, k)
+    picks = parse_bundle_picks(model, config.bundles) if config.bundles else [(None, s, e) for s, e in all_bundles(n, k)]
+    bundles = list(dict.fromkeys((s, e) for _, s, e in picks))
+    unknown = [t for t, _, _ in picks if t is not None and t not in {p.label for p in points}]
+    if unknown:
+        raise UsageError(f"--bundles: no setting {unknown[0]!r} in this profile; its settings: "
+                         f"{', '.join(p.label for p in points)}")
     if config.bundles:
         k = max(e - s + 1 for s, e in bundles)
+        if config.measure_fraction is not None:
+            raise UsageError("--measure chooses the bundles itself; drop --bundles")
+    if config.measure_fraction is not None and not 0 < config.measure_fraction <= 1:
+        raise UsageError(f"--measure must be a fraction in (0, 1], got {config.measure_fraction:g}")
     if config.iterations < 1 or config.runs < 1 or config.warmup < 0:
         raise UsageError("--iterations and --runs must be >= 1, --warmup >= 0")
     powers = config.assume_power_w
@@ -233,7 +259,7 @@ def profile(
     pfile = ProfileFile(out, config.iterations * config.runs, identity, overwrite=config.overwrite)
     meta = {
         **identity,
-        "max_bundle": k,
+        "max_bundle": max(k, pfile.predicted_max_bundle),
         "settings": [p.label for p in points],
         "feature_maps": manifest.image_source,
         "torch_version": torch.__version__,
@@ -243,30 +269,64 @@ def profile(
     }
     atomic_write_text(meta_path(out), json.dumps(meta, indent=2) + "\n")
     timer = Timer(device)
-    todo = [
-        (p_i, b) for p_i, p in enumerate(points) for b in bundles
-        if (model.name, config.device_name, p.label, model.bundle_name(*b)) not in pfile.done
-    ]
-    total = len(points) * len(bundles)
-    bar = tqdm(total=total, initial=total - len(todo), desc=f"profile {model.name}", unit="bundle",
-               disable=not progress, file=sys.stderr)
-    written = 0
-    for p_i, group in itertools.groupby(todo, key=lambda t: t[0]):
+    fraction = config.measure_fraction
+    per_point = budget_for(fraction, n, k) if fraction is not None else len(bundles)
+    total = len(points) * per_point if fraction is not None else sum(len(points) if t is None else 1 for t, _, _ in picks)
+    bar = tqdm(total=total, desc=f"profile {model.name}", unit="bundle", disable=not progress, file=sys.stderr)
+    counts = {"profiled": 0, "skipped": 0}
+
+    def measure(p_i: int, wanted: Sequence[tuple[int, int]]) -> None:
+        """Time the bundles of `wanted` not yet in the file, at points[p_i], in start order."""
         point = points[p_i]
+        todo = [b for b in wanted if (model.name, config.device_name, point.label, model.bundle_name(*b)) not in pfile.done]
+        counts["skipped"] += len(wanted) - len(todo)
+        bar.update(len(wanted) - len(todo))
+        if not todo:
+            return
         point.apply()
         inputs_by_start: dict[int, list[tuple[torch.Tensor, ...]]] = {}
         model_inputs = _load_inputs(samples, manifest, model.layer_names[0], device) if config.context == "chain" else []
         idle_w = _idle_power_w(meter, config) if (meter and config.idle_baseline) else None
-        for _, (s, e) in group:
+        for s, e in todo:
             if s not in inputs_by_start:
                 inputs_by_start = {s: _load_inputs(samples, manifest, model.layer_names[s], device)}
             rows = _profile_bundle(model, s, e, inputs_by_start[s], device, timer, config, point, meter, idle_w,
                                    powers[p_i if len(powers) > 1 else 0] if powers else None, model_inputs)
             pfile.append(rows)
-            written += 1
+            pfile.done.add((model.name, config.device_name, point.label, model.bundle_name(s, e)))
+            counts["profiled"] += 1
             bar.update(1)
+
+    for p_i, point in enumerate(points):
+        if fraction is None:
+            measure(p_i, [(s, e) for t, s, e in picks if t in (None, point.label)])
+            continue
+        first = [(i, i) for i in range(n)] + [b for b in longest_bundles(n, k) if b[1] > b[0]]
+        measure(p_i, first)
+        chosen = _chosen_bundles(out, model, config.device_name, point.label, k, per_point)
+        measure(p_i, sorted(set(chosen) - set(first)))
     bar.close()
-    return {"bundles": len(bundles), "settings": len(points), "profiled": written, "skipped": total - len(todo)}
+    summary = {"bundles": per_point if fraction is not None else len(bundles), "settings": len(points), **counts,
+               "predicted": 0}
+    if fraction is not None or pfile.predicted_max_bundle:
+        k_all = max(k, pfile.predicted_max_bundle)
+        table = measured_only(load_profiles([out], model=model.name))
+        predicted = predict_profile(table, k_all)
+        pfile.replace_predictions(predicted_rows(table, predicted))
+        meta.update(max_bundle=k_all, prediction=predicted.meta(DEFAULT_PARAMS, k_all, [str(out), *fitted_on(table)]))
+        if fraction is not None:
+            meta["measure"] = fraction
+        atomic_write_text(meta_path(out), json.dumps(meta, indent=2) + "\n")
+        summary["predicted"] = len(predicted.costs)
+    return summary
+
+
+def _chosen_bundles(out: Path, model: SplitModel, device: str, setting: str, k: int, budget: int) -> list[tuple[int, int]]:
+    """The bundles --measure measures at one setting: from its single layers as measured in `out`
+    (so a resumed run chooses the same ones)."""
+    table = load_profiles([out], model=model.name)
+    singles = [table.costs[(device, setting, i, i)].latency_s for i in range(len(model.layer_names))]
+    return choose_bundles(singles, model.cut_bytes, k, budget)
 
 
 def _load_inputs(samples: Path, manifest: Manifest, layer: str, device: torch.device) -> list[tuple[torch.Tensor, ...]]:
@@ -330,6 +390,7 @@ def _profile_bundle(
         "in_bytes": model.cut_bytes[s],
         "out_bytes": model.cut_bytes[e + 1],
         "param_bytes": param_bytes(mod),
+        "latency_source": MEASURED,
         "torch_device": str(device),
         "host": platform.node(),
         "torch_version": torch.__version__,
@@ -397,6 +458,16 @@ def _int_list(text: str, flag: str) -> list[int]:
         raise UsageError(f"{flag}: expected comma-separated integers, got {text!r}") from None
 
 
+def _measure_fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], got {text}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="dime profile", description="Profile every bundle of consecutive layers.")
     add_model_arguments(p)  # as given to dime.samples
@@ -404,7 +475,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--torch-device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--max-bundle", type=positive_int, default=None, help="longest bundle in layers (default: all layers)")
     p.add_argument("--bundles", metavar="LIST",
-                   help="profile only these bundles: FIRST..LAST or LAYER, names or indices, comma-separated")
+                   help="profile only these bundles: FIRST..LAST or LAYER, names or indices, comma-separated; "
+                        "ITEM@SETTING: at that setting only")
+    p.add_argument("--measure", type=_measure_fraction, metavar="FRACTION",
+                   help="measure only this fraction of the bundles at each setting (e.g. 0.25): the single layers "
+                        "and the longest bundles first, then those the predictor is least sure of; the rest are "
+                        "predicted (rows marked latency_source=predicted, with latency_sd_s)")
+    p.add_argument("--refine", metavar="SOLUTION.json",
+                   help="measure the predicted bundles that dime.solve's plan (its --json) and its best "
+                        "alternatives rest on, re-solve, repeat (python -m dime.profile only; see dime.refine)")
+    p.add_argument("--refine-budget", type=positive_int, default=10, metavar="N",
+                   help="with --refine: measure at most N bundle/setting pairs in all (default 10)")
     p.add_argument("--iterations", type=positive_int, default=10, help="timed calls per run, cycling over the samples")
     p.add_argument("--runs", type=positive_int, default=3, help="runs per bundle")
     p.add_argument("--warmup", type=non_negative_int, default=3, help="untimed calls before timing each bundle")
@@ -468,6 +549,8 @@ def _nvml_index(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(-1 if args.quiet else 0)
+    if args.refine:
+        raise UsageError("--refine re-solves as well: run it as `python -m dime.profile` or `dime profile`")
     if args.power != "none" and args.assume_power:
         raise UsageError("--assume-power is for devices without a meter; drop it or --power")
     if args.out is not None:
@@ -496,6 +579,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         context=args.context,
         bundles=args.bundles,
         overwrite=args.overwrite,
+        measure_fraction=args.measure,
         command=" ".join(shlex.quote(a) for a in ["python", "-m", "dime.profile", *(argv if argv is not None else sys.argv[1:])]),
     )
     threads_before = torch.get_num_threads()
@@ -527,7 +611,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"{model.name} on {device_name}: {summary['profiled']} bundle/setting pairs profiled, "
             f"{summary['skipped']} already done; {summary['bundles']} bundles x {summary['settings']} settings "
-            f"in {out}"
+            f"in {out}" + (f"; {summary['predicted']} bundle/setting pairs predicted" if summary["predicted"] else "")
         )
     return 0
 

@@ -4,27 +4,32 @@ Each row times one run of one bundle (a run of consecutive layers, named by its
 first and last layer and by the "+"-joined layer names) on one (device, setting).
 Runs of the same bundle are reduced to a trimmed mean, separately for latency and
 energy, so that a few outliers (a cold cache, a scheduler hiccup) do not decide a
-placement. This module does not import torch: the solver runs where torch is absent.
+placement. Rows marked latency_source = predicted (dime.predict, dime.profile --measure)
+are one row per bundle, with its uncertainty; a bundle with measured rows ignores any
+predicted ones. This module does not import torch: the solver runs where torch is absent.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
 import os
-from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from dime.core.costs import Assignment, BundleCost, CostTable, Role, segments
-from dime.errors import ProfileError, UsageError
+from dime.errors import DimeError, ProfileError, UsageError
+from dime.fileio import MAX_TABLE_BYTES, MAX_TEXT_BYTES, input_problem, read_input_bytes, read_input_text
 from dime.profiling.schema import (
     MAX_CUT_BYTES,
     MAX_ENERGY_J,
     MAX_LATENCY_S,
+    MEASURED,
+    PREDICTED,
     REQUIRED_COLUMNS,
     meta_path,
 )
@@ -34,7 +39,9 @@ log = logging.getLogger(__name__)
 PathLike = str | os.PathLike
 
 _KEY_COLUMNS = ("model", "device", "setting", "bundle", "start", "end")
-_NUMERIC_COLUMNS = ("latency_s", "energy_j", "in_bytes", "out_bytes")
+_NUMERIC_COLUMNS = ("latency_s", "energy_j", "in_bytes", "out_bytes", "latency_sd_s", "energy_sd_j")
+_SD_COLUMNS = ("latency_sd_s", "energy_sd_j")
+_ORIGIN_COLUMNS = ("latency_source", "energy_origin")
 
 
 def load_profiles(
@@ -55,7 +62,7 @@ def load_profiles(
     files = _distinct_files([str(p) for p in paths])
     frames = [_read_one(p) for p in files]
     df = pd.concat(frames, ignore_index=True)
-    _warn_duplicate_runs(df, files)
+    _warn_duplicate_runs(df[df["latency_source"] != PREDICTED].reset_index(drop=True), files)
     for c in df.columns:
         if not c.startswith("_") and c not in _NUMERIC_COLUMNS:
             df[c] = df[c].fillna("")  # optional text columns absent from some files
@@ -97,6 +104,7 @@ def load_profiles(
         setting_kinds=setting_kinds,
         sources=tuple(files),
         param_bytes=_param_bytes(df, layer_names),
+        device_files={dev: tuple(dict.fromkeys(group)) for dev, group in df.groupby("device", sort=False)["_file"]},
     )
     log.debug(
         "read %d runs of %s (%d layers, %d bundle costs) from %s",
@@ -218,15 +226,12 @@ def _warn_duplicate_runs(df: pd.DataFrame, files: Sequence[str]) -> None:
 
 
 def _read_one(path: str) -> pd.DataFrame:
-    p = Path(path)
-    if not p.exists():
-        raise ProfileError(f"{path}: profile file not found")
-    if p.is_dir():
-        raise ProfileError(f"{path}: is a folder, not a profile CSV")
+    data = read_input_bytes(path, "profile file", MAX_TABLE_BYTES, ProfileError)
     try:
         # Everything as text first: numbers are checked column by column below so that
         # a bad cell gets a message naming its line instead of a dtype error.
-        df = pd.read_csv(p, dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True)
+        df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False,
+                         skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise ProfileError(f"{path}: empty file, not a profile CSV") from None
     except pd.errors.ParserError as e:
@@ -298,6 +303,27 @@ def _check_numbers(df: pd.DataFrame, path: str) -> None:
     df["latency_s"] = lat.astype(float)
     df["energy_j"] = en.astype(float)
     df["_energy_empty"] = empty
+    _check_predicted(df, path, fail)
+
+
+def _check_predicted(df: pd.DataFrame, path: str, fail: Callable[[str, int, str], ProfileError]) -> None:
+    """The columns of predicted rows: origins measured|predicted|empty, sds empty or >= 0."""
+    for col in _ORIGIN_COLUMNS:
+        if col not in df.columns:
+            df[col] = ""
+        bad = ~df[col].isin(["", MEASURED, PREDICTED])
+        if bad.any():
+            raise fail(col, bad.idxmax(), f"is not {MEASURED!r}, {PREDICTED!r} or empty")
+    for col in _SD_COLUMNS:
+        if col not in df.columns:
+            df[col] = np.nan
+            continue
+        raw = df[col]
+        num = pd.to_numeric(raw.where(raw != "", "nan"), errors="coerce")
+        bad = (raw != "") & (num.isna() | ~np.isfinite(num.fillna(0.0)) | (num.fillna(0.0) < 0))
+        if bad.any():
+            raise fail(col, bad.idxmax(), "is not a non-negative number")
+        df[col] = num.astype(float)
 
 
 def _layer_order(df: pd.DataFrame, where: str) -> list[str]:
@@ -434,10 +460,16 @@ def _aggregate(df: pd.DataFrame, trim: float, layer_names: list[str]) -> dict[tu
     en = df["energy_j"].to_numpy()
     empty = df["_energy_empty"].to_numpy()
     source = df["energy_source"].to_numpy() if has_source else None
+    predicted = (df["latency_source"] == PREDICTED).to_numpy()
+    lat_sd, en_sd = df["latency_sd_s"].to_numpy(), df["energy_sd_j"].to_numpy()
+    en_origin = df["energy_origin"].to_numpy()
     costs: dict[tuple[str, str, int, int], BundleCost] = {}
     groups = df.groupby(["device", "setting", "_s", "_e"], sort=False).indices
     for (device, setting, s, e), idx in groups.items():
         s, e = int(s), int(e)
+        guess = bool(predicted[idx].all())
+        if not guess:
+            idx = idx[~predicted[idx]]  # measured rows win over predicted ones
         n_empty = int(empty[idx].sum())
         if n_empty == len(idx):
             energy = None
@@ -453,10 +485,20 @@ def _aggregate(df: pd.DataFrame, trim: float, layer_names: list[str]) -> dict[tu
         src = ""
         if source is not None:
             src = next((x for x in source[idx] if x), "")
+        origin = next((x for x in en_origin[idx] if x), MEASURED) if energy is not None else ""
         costs[(device, setting, s, e)] = BundleCost(
-            latency_s=trimmed_mean(lat[idx], trim), energy_j=energy, energy_source=src, runs=len(idx)
+            latency_s=trimmed_mean(lat[idx], trim), energy_j=energy, energy_source=src, runs=len(idx),
+            latency_source=PREDICTED if guess else MEASURED,
+            latency_sd_s=_mean_or_none(lat_sd[idx]) if guess else None,
+            energy_origin=origin,
+            energy_sd_j=_mean_or_none(en_sd[idx]) if origin == PREDICTED else None,
         )
     return costs
+
+
+def _mean_or_none(values: np.ndarray) -> float | None:
+    v = values[np.isfinite(values)]
+    return float(v.mean()) if len(v) else None
 
 
 def timing_contexts(paths: Iterable[PathLike]) -> dict[str, str]:
@@ -466,10 +508,12 @@ def timing_contexts(paths: Iterable[PathLike]) -> dict[str, str]:
     found: dict[str, set[str]] = {}
     for p in paths:
         meta = meta_path(p)
+        if input_problem(meta, "profile meta file", MAX_TEXT_BYTES) is not None:
+            continue  # missing (older files) or unreadable: the context is unknown
         try:
-            info = json.loads(meta.read_text(encoding="utf-8"))
+            info = json.loads(read_input_text(meta, "profile meta file"))
             device = str(info["device"])
-        except (OSError, ValueError, KeyError, TypeError):
+        except (DimeError, ValueError, KeyError, TypeError):
             continue
         found.setdefault(device, set()).add(str(info.get("context", "isolated")))
     return {d: (c.pop() if len(c) == 1 else "mixed") for d, c in found.items()}

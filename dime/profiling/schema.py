@@ -35,7 +35,14 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
     "idle_power_w",
     "param_bytes",  # bytes of the bundle's parameters and buffers (memory limits need it)
     "energy_note",  # why energy_j is not the measured value (e.g. clamped at 0 by `dime energy join`)
+    # Predicted rows (dime.predict, dime.profile --measure): one row per predicted bundle.
+    "latency_source",  # measured (also when empty) | predicted
+    "latency_sd_s",  # uncertainty (sd) of a predicted latency_s; empty on measured rows
+    "energy_origin",  # measured | predicted | empty (no energy); energy_source stays the meter's name
+    "energy_sd_j",  # uncertainty (sd) of a predicted energy_j
 )
+MEASURED = "measured"
+PREDICTED = "predicted"
 PROFILE_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
 

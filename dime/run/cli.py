@@ -52,6 +52,7 @@ from dime.cliargs import (
 from dime.core.costs import ROLE_NAMES
 from dime.core.links import parse_links
 from dime.errors import UsageError
+from dime.fileio import read_input_text
 from dime.run.local import DEVICE_OPTIONS_FLAG, SHAPER_CHOICES, run_local
 from dime.run.measure import DRIVERS, SCENARIOS, SINGLE_STREAM, parse_scenarios
 from dime.run.options import (
@@ -224,7 +225,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         solutions=tuple(args.solution), system=args.system, split=args.split, plan=args.plan,
         edge_device=args.edge_device, cloud_device=args.cloud_device, edge_setting=args.edge_setting,
         cloud_setting=args.cloud_setting, profiles=tuple(args.profile),
-        links=tuple(parse_links(args.link, args.uplink_mbps, args.downlink_mbps, args.rtt_ms)),
+        links=tuple(parse_links(args.link, args.uplink_mbps, args.downlink_mbps, args.rtt_ms, "--link")),
     )
     return RunOptions(
         plan=plan, scenarios=parse_scenarios(args.scenario), min_query_count=args.min_query_count,
@@ -320,10 +321,7 @@ def _read_device_options(argv: Sequence[str]) -> tuple[DeviceOptions, int]:
     p.add_argument("-v", "--verbose", action="count", default=0)
     args = p.parse_args(argv)
     path = args.device_options
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise UsageError(f"device options {path}: {e.strerror or e}") from None
+    text = read_input_text(path, "device options file")
     return DeviceOptions.from_json(text, str(path)), args.verbose - (1 if args.quiet else 0)
 
 

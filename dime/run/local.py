@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from dime.errors import DimeError, UsageError
-from dime.fileio import atomic_write_text
+from dime.fileio import atomic_write_text, check_input_file
 from dime.run.options import (
     SHAPER_NETNS,
     SHAPER_USER,
@@ -39,7 +40,7 @@ from dime.run.options import (
     ProcessOptions,
     RunOptions,
 )
-from dime.run.placements import precheck_source, read_plan
+from dime.run.placements import precheck_plan, precheck_source, read_plan
 
 log = logging.getLogger("dime.run")
 
@@ -158,6 +159,9 @@ def run_local(opts: LocalOptions) -> None:
     """Run every device as a child process on this machine; raise DimeError with one line if
     one fails."""
     precheck_source(opts.run, opts.model.name)  # bad options fail here, before any process starts
+    precheck_plan(opts.run.plan, opts.model.name)
+    if opts.model.weights is not None:
+        check_input_file(opts.model.weights, "weights file")  # each device reads it, after starting
     names = [name for name, _ in opts.devices]
     if opts.source not in names:
         raise UsageError(f"the source {opts.source!r} is not one of the devices ({', '.join(names)})")
@@ -318,9 +322,25 @@ def _raise_first_failure(children: Sequence[_Child], source: str) -> None:
             log.warning("%s ended with code %s after the source finished%s", c.name, c.proc.returncode,
                         f": {c.errors[-1]}" if c.errors else "")
         return
-    # Prefer the device that failed first-hand over those that only lost a peer or gave up.
+    # A device killed by a signal the launcher did not send writes no line; its neighbours then each
+    # report losing the next one, so its own death is the first failure. Then prefer the device that
+    # failed first-hand over those that only lost a peer or gave up.
+    killed = [c for c in bad if c.proc.returncode < 0 and not c.stopped]
     second_hand = ("lost device", "the source gave up", "lost the source")
     first_hand = [c for c in bad if c.errors and not c.stopped and not c.errors[-1].startswith(second_hand)]
-    pick = (first_hand or [c for c in bad if c.errors] or bad)[0]
-    what = pick.errors[-1] if pick.errors else f"exited with code {pick.proc.returncode}"
-    raise DimeError(f"{pick.name}: {what}" if pick.name != source or not pick.errors else what)
+    pick = (killed or first_hand or [c for c in bad if c.errors] or bad)[0]
+    if pick in killed or not pick.errors:
+        raise DimeError(f"{pick.name}: {exit_text(pick.proc.returncode)}")
+    what = pick.errors[-1]
+    raise DimeError(f"{pick.name}: {what}" if pick.name != source else what)
+
+
+def exit_text(returncode: int) -> str:
+    """`exited with code 3`, or `exited by signal 9 (SIGKILL)` for a negative return code."""
+    if returncode >= 0:
+        return f"exited with code {returncode}"
+    try:
+        name = f" ({signal.Signals(-returncode).name})"
+    except ValueError:
+        name = ""
+    return f"exited by signal {-returncode}{name}"

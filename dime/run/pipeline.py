@@ -117,6 +117,9 @@ class Pipeline:
         self.name = name or str(device)
         self.tasks = program.tasks_of(device)
         self.stats = DeviceStats(per_task_s=[0.0] * len(self.tasks))
+        # OpenMP's thread count is per thread and a new thread starts at the machine's CPU count:
+        # every thread takes the count of the one that builds the pipeline (the device's, see pin)
+        self._torch_threads = torch.get_num_threads()
         self._error: BaseException | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -158,6 +161,7 @@ class Pipeline:
 
     def _guard(self, fn: Callable[..., None], *args: Any) -> None:
         try:
+            torch.set_num_threads(self._torch_threads)
             fn(*args)
         except _Stopped:
             pass

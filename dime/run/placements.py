@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from dime.core.costs import CLOUD, EDGE, ROLE_NAMES, Assignment, CostTable, Role, check_chain, memory_use
+from dime.core.costs import CLOUD, EDGE, ROLE_NAMES, Assignment, CostTable, Role, memory_use
 from dime.core.network import Network
+from dime.core.placement import check_placement
 from dime.errors import UsageError
+from dime.fileio import MAX_TABLE_BYTES, check_input_dir, check_input_file, check_output_path, read_input_text
 from dime.run.options import PlanOptions, RunOptions
 from dime.run.plan import DeviceInfo, Plan, RunConfig, from_file_costs, merged_config, routes_of
 
@@ -143,22 +145,15 @@ def parse_solution(
                              f"({', '.join(device_names)})")
         out.append(Assignment(index[e["start"]], index[e["end"]], list(device_names).index(role_name),
                               str(e["setting"])))
-    try:
-        check_chain(out, len(layer_names))
-    except ValueError as e:
-        raise UsageError(f"{where}: {e}") from None
+    check_placement(layer_names, out, device_names, where)
     return tuple(out)
 
 
 def read_solution(path: Path) -> dict[str, Any]:
     """A `dime.solve --json` file: a JSON object with a placement list, else UsageError."""
     try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"solution file not found: {path}") from None
-    except IsADirectoryError:
-        raise UsageError(f"solution {path} is a folder") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        data = json.loads(read_input_text(path, "solution file"))
+    except json.JSONDecodeError as e:
         raise UsageError(f"{path}: not a JSON solution ({e})") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: not a solution (a JSON {type(data).__name__}, not an object)")
@@ -226,12 +221,7 @@ def _solution_label(paths: Sequence[Path], path: Path) -> str:
 
 # ---- plans ------------------------------------------------------------------------------
 def read_plan(path: Path) -> Plan:
-    try:
-        return Plan.from_json(path.read_text(), str(path))
-    except FileNotFoundError:
-        raise UsageError(f"plan file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"plan {path}: {e}") from None
+    return Plan.from_json(read_input_text(path, "plan file"), str(path))
 
 
 def check_plan_options(opts: PlanOptions) -> None:
@@ -250,8 +240,7 @@ def check_plan_options(opts: PlanOptions) -> None:
     for path in opts.solutions:
         read_solution(path)
     for path in opts.profiles:
-        if not Path(path).is_file():
-            raise UsageError(f"profile file not found: {path}")
+        check_input_file(path, "profile file", MAX_TABLE_BYTES)
 
 
 def build_plan(opts: PlanOptions, model: ModelShape) -> Plan:
@@ -265,6 +254,26 @@ def build_plan(opts: PlanOptions, model: ModelShape) -> Plan:
     if opts.system is not None:
         return _system_plan(opts, model)
     return _two_device_plan(opts, model)
+
+
+def precheck_plan(opts: PlanOptions, model_name: str | None = None) -> None:
+    """Build the plan as the source will, the profiles' layers and cut sizes standing in for the
+    model's (no torch, no model loaded): a solution that does not fit the system or the profiles
+    (an unprofiled setting, a relay that computes, another layering) fails before any device
+    process, namespace or weight. A plan file was checked when read; without profiles there is
+    nothing to build from."""
+    if opts.plan is not None or (opts.system is None and not opts.profiles):
+        return
+    from dime.profiling.reader import load_profiles  # pandas: only when planning
+
+    if opts.system is not None:
+        from dime.plan.system import load_system
+
+        system = load_system(opts.system)
+        table = load_profiles(list(system.profiles), model=model_name or system.model)
+    else:
+        table = load_profiles(list(opts.profiles), model=model_name)
+    build_plan(opts, ModelShape(table.model, table.layer_names, table.cut_bytes))
 
 
 def _system_plan(opts: PlanOptions, model: ModelShape) -> Plan:
@@ -283,6 +292,12 @@ def _system_plan(opts: PlanOptions, model: ModelShape) -> Plan:
         if relay is not None:
             raise UsageError(f"{path}: places {table.bundle_name(relay.start, relay.end)} on "
                              f"{names[relay.role]}, which only forwards (compute = false in {opts.system})")
+        other = next((a for a in c.placement if a.setting not in roles[a.role].settings), None)
+        if other is not None:
+            role = roles[other.role]
+            raise UsageError(f"{path}: places {table.bundle_name(other.start, other.end)} on {names[other.role]} "
+                             f"at setting {other.setting!r}, which {opts.system} does not give it "
+                             f"(its settings: {', '.join(role.settings)})")
         cfg = merged_config(c.label, c.placement, net, table, roles, problem.max_bundle, c.solver_latency_s,
                             c.solver_throughput_fps, network_label=Path(opts.system).stem)
         _warn_if_other(cfg, c)
@@ -395,11 +410,11 @@ def precheck_source(opts: RunOptions, model_name: str | None = None) -> None:
     check_plan_options(opts.plan)
     for path in opts.plan.solutions:
         check_solution_model(read_solution(path), str(path), model_name)
-    if opts.images is not None and not opts.images.is_dir():
-        raise UsageError(f"image folder not found: {opts.images}")
+    if opts.images is not None:
+        check_input_dir(opts.images, "image folder")
     for flag, path in (("--out", opts.out), ("--outputs", opts.outputs)):
-        if path is not None and path.is_dir():
-            raise UsageError(f"{flag} {path} is a folder")
+        if path is not None:
+            check_output_path(path, flag)
 
 
 def with_plan_file(opts: RunOptions, plan: Path) -> RunOptions:

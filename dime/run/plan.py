@@ -22,14 +22,13 @@ from dime.core.costs import (
     BundleCost,
     CostTable,
     Role,
-    check_chain,
     evaluate,
     moves,
     resolve_roles,
 )
 from dime.core.links import Link
 from dime.core.network import NetLink, Network
-from dime.core.placement import format_placement
+from dime.core.placement import check_placement, format_placement
 from dime.errors import DimeError, UsageError
 from dime.run.program import Program, build_program, hops_of
 
@@ -226,8 +225,8 @@ class Plan:
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
             raise UsageError(f"{where}: not a dime run plan ({type(e).__name__}: {e})") from None
         for c in plan.configs:
+            check_placement(plan.layer_names, c.placement, plan.device_names, f"{where}: config {c.label}")
             try:
-                check_chain(c.placement, len(plan.layer_names))
                 if c.network.n_devices != len(plan.devices) or c.network.source != plan.source:
                     raise ValueError("its network does not have the plan's devices and source")
                 c.program(plan.cut_bytes)
@@ -309,7 +308,8 @@ def predict(table: CostTable, roles: Sequence[Role], network: Network, placement
         try:
             out.append(predict_one(table, roles, network, p))
         except DimeError as e:
-            log.warning("no prediction for %s: %s", format_placement(table.layer_names, placement), e)
+            log.warning("no prediction for %s: %s",
+                        format_placement(table.layer_names, placement, [r.name for r in roles]), e)
             out.append(None)
     return out[0], out[1]
 

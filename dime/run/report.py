@@ -25,6 +25,7 @@ VALIDATE_COLUMNS: tuple[str, ...] = RESULT_COLUMNS + (
     "whole_profiled_s", "drift",
     "pred_bundle_drift_s", "pred_layersum_drift_s", "err_bundle_drift", "err_layersum_drift",
     "err_bundle_compute", "err_layersum_compute", "err_bundle_compute_drift", "err_layersum_compute_drift",
+    "predicted_bundles",  # how many of the placement's bundles are predicted (dime.predict), not measured
 )
 RATIO_GOAL = 1.5  # the summary counts placements predicted to gain this much from queries in flight
 
@@ -210,9 +211,23 @@ def summary_markdown(rows: Sequence[dict[str, Any]], per_placement: bool = False
         f"compute-only one ({_pct(_median(rows, 'err_bundle_compute'))} -> "
         f"{_pct(_median(rows, 'err_bundle_compute_drift'))}).",
     ]
+    predicted = predicted_line(rows)
+    if predicted:
+        lines.append(predicted)
     if per_placement:
         lines += ["", placement_markdown(rows)]
     return "\n".join(lines)
+
+
+def predicted_line(rows: Sequence[dict[str, Any]]) -> str:
+    """The errors of placements resting on predicted bundles apart from the others ("" when none does)."""
+    guessed = [r for r in rows if (_num(r.get("predicted_bundles")) or 0) > 0]
+    if not guessed:
+        return ""
+    measured = [r for r in rows if r not in guessed]
+    return (f"Placements resting on predicted bundles (dime.predict): {len(guessed)} row(s), median |bundle error| "
+            f"{_pair(guessed, 'err_bundle')}; on measured bundles only: {len(measured)} row(s), "
+            f"{_pair(measured, 'err_bundle')} (raw / drift-corrected).")
 
 
 # ---- summary: one line per placement --------------------------------------------------

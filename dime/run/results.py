@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from dime.errors import UsageError
-from dime.fileio import atomic_write_text
+from dime.fileio import MAX_TABLE_BYTES, atomic_write_text, read_input_text
 
 RESULT_COLUMNS: tuple[str, ...] = (
     "model", "config", "placement", "devices", "source", "profile_devices", "link", "network",
@@ -68,7 +68,7 @@ def write_rows(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str
     path = Path(path)
     old = ""
     if path.exists():
-        old = path.read_text(encoding="utf-8")
+        old = read_input_text(path, "results CSV", MAX_TABLE_BYTES)
         header = old.splitlines()[0] if old.strip() else ""
         if header and header.split(",") != list(columns):
             raise UsageError(f"{path} holds other columns than dime.run writes; choose another --out")

@@ -64,7 +64,7 @@ from dime.core.links import Link, parse_links
 from dime.core.network import Network
 from dime.core.placement import format_placement
 from dime.errors import InfeasibleError, UsageError
-from dime.fileio import atomic_write_text
+from dime.fileio import atomic_write_text, check_output_path
 from dime.plan import PlacementProblem, build_model
 from dime.plan.problem import ENERGY, LATENCY, OBJECTIVES, THROUGHPUT
 from dime.plan.system import build_problem, load_system
@@ -140,6 +140,8 @@ class ModelPlan:
 
     plan: Plan
     whole_profiled: dict[tuple[str, str], dict[str, float | None]]
+    # how many of each config's bundles are predicted (dime.predict), not measured
+    predicted: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,7 @@ def _two_device_plans(opts: ValidateOptions) -> list[ModelPlan]:
             raise UsageError("nothing to run: --no-solver and --splits none")
         plan = model_plan(table, roles, opts.links, splits, opts.with_solver, opts.max_bundle, opts.solver,
                           opts.bundle_sum)
-        out.append(ModelPlan(plan, profiled_whole(table, roles, plan)))
+        out.append(ModelPlan(plan, profiled_whole(table, roles, plan), predicted_counts(table, roles, plan)))
     return out
 
 
@@ -268,7 +270,8 @@ def _system_plans(opts: ValidateOptions) -> list[ModelPlan]:
                            opts.solver, Path(opts.system).stem)
         if not plan.configs:
             raise UsageError(f"{problem.table.model}: nothing to run on {opts.system}")
-        out.append(ModelPlan(plan, profiled_whole(problem.table, problem.roles, plan)))
+        out.append(ModelPlan(plan, profiled_whole(problem.table, problem.roles, plan),
+                             predicted_counts(problem.table, problem.roles, plan)))
     return out
 
 
@@ -302,6 +305,12 @@ def profiled_whole(table: CostTable, roles: Sequence[Role], plan: Plan) -> dict[
     used = plan.computing_devices()
     return {(c.label, c.network_label): {plan.device_names[d]: whole_model_s(
         table, roles[d].device, _setting_in(c.placement, d, roles[d])) for d in used} for c in plan.configs}
+
+
+def predicted_counts(table: CostTable, roles: Sequence[Role], plan: Plan) -> dict[tuple[str, str], int]:
+    """For every config, how many of the bundles it runs are predicted rather than measured."""
+    return {(c.label, c.network_label): sum(table.costs[(roles[a.role].device, a.setting, a.start, a.end)].predicted
+                                            for a in c.placement) for c in plan.configs}
 
 
 def plans_for(opts: ValidateOptions) -> list[ModelPlan]:
@@ -344,6 +353,7 @@ def run_model_plan(opts: ValidateOptions, mp: ModelPlan, tmp: Path) -> list[Row]
         for r in read_rows(out):
             row: Row = dict(r)
             add_drift_columns(row, mp.whole_profiled[(row["config"], row["link"])])
+            row["predicted_bundles"] = mp.predicted.get((row["config"], row["link"]), 0)
             got.append(row)
     return got
 
@@ -351,8 +361,7 @@ def run_model_plan(opts: ValidateOptions, mp: ModelPlan, tmp: Path) -> list[Row]
 def validate(opts: ValidateOptions, on_model: Callable[[str, list[Row]], None] | None = None) -> list[Row]:
     """Run every model's plan and return the rows with their validation columns; the table
     at opts.out is rewritten after every model, so that a later failure keeps what was measured."""
-    if opts.out.is_dir():
-        raise UsageError(f"--out {opts.out} is a folder")
+    check_output_path(opts.out, "--out")
     plans = plans_for(opts)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="dime-validate-") as tmp:
@@ -484,7 +493,8 @@ def _with_mode(opts: ValidateOptions, args: argparse.Namespace) -> ValidateOptio
     return dataclasses.replace(
         opts, profiles=tuple(args.profile), edge_device=args.edge, cloud_device=args.cloud,
         edge_setting=_one(args.edge_settings, "--edge-settings"),
-        cloud_setting=_one(args.cloud_settings, "--cloud-settings"), links=tuple(parse_links(args.links or "4g,wifi")),
+        cloud_setting=_one(args.cloud_settings, "--cloud-settings"),
+        links=tuple(parse_links("4g,wifi" if args.links is None else args.links)),
         processes=process_options(args, [EDGE_ROLE, CLOUD_ROLE]))
 
 
@@ -508,6 +518,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     setup_logging(args.verbose - (1 if args.quiet else 0))
     opts = validate_options(args)
+    if args.summary:
+        check_output_path(args.summary, "--summary")  # now, not after the runs
     per_placement = opts.system is not None or len(opts.in_flight) > 1
     rows = validate(opts, lambda model, got: log.info("%s done:\n%s", model, summary_markdown(got, per_placement)))
     summary = summary_markdown(rows, per_placement)

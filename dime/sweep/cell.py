@@ -1,17 +1,24 @@
-"""One cell: the energy-budget and latency-budget sweeps of a (model, link), and its baselines."""
+"""One cell: the energy-budget and latency-budget sweeps of a (model, link setting), and its baselines.
+
+The points of a cell come from one function, `sweep_points`, which asks a *point source*
+for the best placement under each budget. `point_source` decides where they come from:
+today the cell's ILP, built once and re-solved per budget (`IlpPoints`); a whole
+latency-energy front read once gives the same rows (`FrontPoints`).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any, Protocol
 
 import numpy as np
 
-from dime.core.costs import EDGE
 from dime.errors import InfeasibleError, SolverError
-from dime.plan import PlacementModel, PlacementProblem, build_model
+from dime.plan import PlacementModel, Solution, build_model
+from dime.plan.problem import ENERGY, LATENCY
 from dime.sweep.baselines import baselines
-from dime.sweep.energy import edge_energy_source
+from dime.sweep.energy import energy_source
 from dime.sweep.rows import (
     CELL_FAILED,
     ENERGY_SWEEP,
@@ -37,38 +44,83 @@ def budgets(low: float, high: float, points: int) -> list[float]:
     return [float(x) for x in np.linspace(low, max(low, high), points)]
 
 
-def sweep_cell(spec: CellSpec) -> CellResult:
-    """The two budget sweeps and the baselines of one (model, link)."""
-    t0 = time.perf_counter()
-    table, roles, link = spec.table, spec.roles, spec.link
-    solve = CellSolver(spec)
-    model = build_model(PlacementProblem(table=table, roles=roles, link=link, max_bundle=spec.max_bundle))
-    if not model.has_energy:
-        edge_energy_source(table, roles[EDGE], spec.max_bundle)  # raises, naming the bundle
+class PointSource(Protocol):
+    """The best placement for an objective under at most one budget (the sweep asks no more).
 
-    fastest = solve(model.with_budgets(objective="latency", max_latency_s=None, max_energy_j=None))
-    frugal = solve(model.with_budgets(objective="energy", max_latency_s=None, max_energy_j=None))
+    Raises InfeasibleError when no placement meets the budget, SolverError when a solver fails.
+    """
+
+    def best(self, objective: str, max_latency_s: float | None = None,
+             max_energy_j: float | None = None) -> Solution: ...
+
+
+class IlpPoints:
+    """Each point one solve of the cell's ILP: built once, only the objective and budgets change."""
+
+    def __init__(self, model: PlacementModel, solve: CellSolver) -> None:
+        self.model, self.solve = model, solve
+
+    def best(self, objective: str, max_latency_s: float | None = None,
+             max_energy_j: float | None = None) -> Solution:
+        return self.solve(self.model.with_budgets(objective=objective, max_latency_s=max_latency_s,
+                                                  max_energy_j=max_energy_j))
+
+
+class FrontPoints:
+    """Each point read off a whole latency-energy Pareto front, solved once.
+
+    `front` is any object with ``min_latency(max_energy_j=None)`` and
+    ``min_energy(max_latency_s=None)`` returning a Solution or None (dime.plan's Front).
+    """
+
+    def __init__(self, front: Any) -> None:
+        self.front = front
+
+    def best(self, objective: str, max_latency_s: float | None = None,
+             max_energy_j: float | None = None) -> Solution:
+        if objective == LATENCY and max_latency_s is None:
+            sol = self.front.min_latency(max_energy_j=max_energy_j)
+            budget = f"--max-energy {max_energy_j:g} J" if max_energy_j is not None else ""
+        elif objective == ENERGY and max_energy_j is None:
+            sol = self.front.min_energy(max_latency_s=max_latency_s)
+            budget = f"--max-latency {max_latency_s:g} s" if max_latency_s is not None else ""
+        else:
+            raise ValueError(f"a front answers min {objective} under the other quantity's budget only")
+        if sol is None:
+            raise InfeasibleError(f"no placement meets {budget}" if budget else "no placement meets the constraints")
+        return sol
+
+
+def point_source(spec: CellSpec, solve: CellSolver) -> PointSource:
+    """Where the points of a cell come from: the seam for a whole-front backend.
+
+    Today the cell's ILP, re-solved per budget. A backend that yields the whole front in one
+    pass plugs in here (``FrontPoints(front)``, counting one solve) without changing the rows.
+    """
+    return IlpPoints(build_model(spec.problem), solve)
+
+
+def sweep_points(spec: CellSpec, solve: CellSolver) -> list[SweepRow]:
+    """The energy-budget and latency-budget sweeps of one cell, Pareto flags set."""
+    points = point_source(spec, solve)
+    fastest = points.best(LATENCY)
+    frugal = points.best(ENERGY)
     l_min, e_min = fastest.evaluation.latency_s, frugal.evaluation.energy_j
     # Lexicographic ends: several placements can share the least latency (or energy);
     # the front ends at the one of them that is best in the other quantity.
-    e_high = _anchor(solve, model, "energy", max_latency_s=_budget(l_min), max_energy_j=None,
-                     fallback=fastest.evaluation.energy_j)
-    l_high = _anchor(solve, model, "latency", max_latency_s=None, max_energy_j=_budget(e_min),
-                     fallback=frugal.evaluation.latency_s)
+    e_high = _anchor(points, ENERGY, fallback=fastest.evaluation.energy_j, max_latency_s=_budget(l_min))
+    l_high = _anchor(points, LATENCY, fallback=frugal.evaluation.latency_s, max_energy_j=_budget(e_min))
 
     rows: list[SweepRow] = []
     for kind, objective, low, high in (
-        (ENERGY_SWEEP, "latency", e_min, e_high),
-        (LATENCY_SWEEP, "energy", l_min, l_high),
+        (ENERGY_SWEEP, LATENCY, e_min, e_high),
+        (LATENCY_SWEEP, ENERGY, l_min, l_high),
     ):
         for i, b in enumerate(budgets(low, high, spec.points)):
             b = _budget(b)
-            if kind == ENERGY_SWEEP:
-                m = model.with_budgets(objective=objective, max_latency_s=None, max_energy_j=b)
-            else:
-                m = model.with_budgets(objective=objective, max_latency_s=b, max_energy_j=None)
+            budget = {"max_energy_j": b} if kind == ENERGY_SWEEP else {"max_latency_s": b}
             try:
-                row = solution_row(spec, kind, solve(m))
+                row = solution_row(spec, kind, points.best(objective, **budget))
             except (InfeasibleError, SolverError) as e:
                 row = failed_row(spec, kind, e)
             row.point = i
@@ -79,17 +131,26 @@ def sweep_cell(spec: CellSpec) -> CellResult:
                 row.max_latency_s = b
             rows.append(row)
     mark_pareto(rows)
+    return rows
+
+
+def sweep_cell(spec: CellSpec) -> CellResult:
+    """The two budget sweeps and the baselines of one (model, link setting)."""
+    t0 = time.perf_counter()
+    solve = CellSolver(spec)
+    energy_source(spec.table, spec.resolved_roles(), spec.max_bundle)  # raises, naming a bundle without energy
+    rows = sweep_points(spec, solve)
     rows.extend(baselines(spec, solve))
     return CellResult(rows=rows, wall_s=time.perf_counter() - t0, solves=solve.count)
 
 
-def _anchor(solve: CellSolver, model: PlacementModel, objective: str, *, fallback: float, **budget: float | None) -> float:
+def _anchor(points: PointSource, objective: str, *, fallback: float, **budget: float) -> float:
     try:
-        ev = solve(model.with_budgets(objective=objective, **budget)).evaluation
+        ev = points.best(objective, **budget).evaluation
     except InfeasibleError:
         # Only possible at the solver's tolerance; the unconstrained optimum is as good an end.
         return fallback
-    return ev.energy_j if objective == "energy" else ev.latency_s
+    return ev.energy_j if objective == ENERGY else ev.latency_s
 
 
 def run_cell(spec: CellSpec) -> CellResult:

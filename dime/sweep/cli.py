@@ -8,6 +8,12 @@ series of budgets (PlacementModel.with_budgets):
 * ``latency-budget``: minimise edge energy with latency <= b, from the least latency to
   the latency of the energy optimum.
 
+With ``--system sys.toml`` the devices, links and profiles come from a system file, the
+energy is that of its energy-counted devices, and a cell is a (model, link setting): the
+file's links as they are, or each combination of the rates given for named links
+(``--links camera-jetson=4g,wifi``). Two devices are the same code on a two-device system.
+``--bundle-sum`` (or the file's ``bundle_sum = true``) sweeps DIME's semantics.
+
 Both endpoints are taken lexicographically (the least energy among the fastest
 placements and the least latency among the most frugal ones), so that the two sweeps
 span exactly the Pareto front. Baselines are written to the same CSV with
@@ -20,12 +26,13 @@ Example:
     python -m dime.sweep profiles/alexnet-xeon-2core.csv --edge xeon-2core \\
         --cloud xeon-2core --cloud-settings threads=2 --assume-edge-power 10,16 \\
         --links 3g,4g,wifi --points 20 --out results/alexnet.csv --plot results/alexnet.png
+    python -m dime.sweep --system examples/edge-router-cloud.toml --models alexnet \\
+        --assume-edge-power 10 --links edge-router=wifi,100/100/1 --out results/erc.csv
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import sys
 import time
@@ -35,6 +42,7 @@ from typing import Sequence
 
 from dime.cliargs import (
     OneLineParser,
+    assignments,
     fraction,
     positive_float,
     positive_int,
@@ -45,13 +53,8 @@ from dime.core.links import Link, parse_links
 from dime.errors import Terminated, UsageError
 from dime.fileio import atomic_write_text, check_output_path
 from dime.plan import BACKEND_NAMES
-from dime.profiling.reader import (
-    load_profiles,
-    make_role,
-    max_bundle_for,
-)
-from dime.sweep.energy import assume_edge_power, edge_energy_source
 from dime.sweep.grid import cell_path, run_grid
+from dime.sweep.inputs import SweepOptions, build_cells
 from dime.sweep.plot import check_plot_path, plot_rows
 from dime.sweep.rows import SweepRow, rows_to_csv
 from dime.sweep.spec import CellResult, CellSpec
@@ -70,14 +73,17 @@ def _split(text: str | None, what: str) -> list[str] | None:
     return items
 
 
-def _watts(text: str) -> list[float]:
+def _watts(text: str, flag: str = "--assume-edge-power") -> tuple[float, ...]:
     out = []
-    for item in _split(text, "--assume-edge-power") or []:
+    for item in _split(text, flag) or []:
         try:
             out.append(float(item))
         except ValueError:
-            raise UsageError(f"--assume-edge-power: not a number of watts: {item!r}") from None
-    return out
+            raise UsageError(f"{flag}: not a number of watts: {item!r}") from None
+    return tuple(out)
+
+
+DEFAULT_LINKS = "3g,4g,wifi"  # two devices, without --links
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -89,6 +95,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "(model, link) cells failed (their error is in the CSV).",
     )
     p.add_argument("profiles", nargs="*", metavar="PROFILE", help="profile CSV files")
+    p.add_argument("--system", metavar="FILE",
+                   help="a system file (TOML, as dime.solve --system): N devices, their profiles and links; "
+                        "replaces the profiles, --edge, --cloud and their settings")
     p.add_argument("--profile", dest="profile_opts", action="extend", nargs="+", default=[],
                    metavar="PROFILE", help="profile CSV files (same as the positional ones)")
     p.add_argument("--models", "--model", dest="models", metavar="LIST",
@@ -97,15 +106,23 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--cloud", metavar="DEV", help="cloud device")
     p.add_argument("--edge-settings", metavar="LIST", help="comma list of edge settings (default: all)")
     p.add_argument("--cloud-settings", metavar="LIST", help="comma list of cloud settings (default: all)")
-    p.add_argument("--links", default="3g,4g,wifi", metavar="LIST",
-                   help="comma list of links: presets (3g, 4g, wifi) or UP/DOWN[/RTT] in Mbps and ms (default 3g,4g,wifi)")
+    p.add_argument("--links", action="append", metavar="LIST",
+                   help=f"comma list of links: presets (3g, 4g, wifi) or UP/DOWN[/RTT] in Mbps and ms (default "
+                        f"{DEFAULT_LINKS}); with --system NAME=LIST, the rates swept for the file's link NAME "
+                        "(its ends, as a-b), repeatable: every combination is a cell (default: the file's links)")
     p.add_argument("--max-bundle", type=positive_int, metavar="K",
                    help="longest bundle in layers (default: the largest K profiled for every chosen setting)")
     p.add_argument("--points", type=positive_int, default=20, metavar="N",
                    help="budgets per sweep (default 20)")
     p.add_argument("--assume-edge-power", metavar="W",
                    help="no edge energy in the profiles: assume W x latency joules, one W or one per edge "
-                   "setting; every output says the energy is assumed")
+                   "setting; every output says the energy is assumed (with --system: the source's)")
+    p.add_argument("--assume-power", action="append", default=[], metavar="DEVICE=W[,W]",
+                   help="the same for any device whose energy counts (edge and cloud for two devices), "
+                        "repeatable")
+    p.add_argument("--bundle-sum", action="store_true",
+                   help="DIME's semantics: any partition into bundles, costs summed; by default two same-setting "
+                        "bundles in a row on one device are merged when their union is profiled")
     p.add_argument("--trim", type=fraction, default=0.1, metavar="F",
                    help="fraction of runs dropped at each end before averaging (default 0.1)")
     p.add_argument("--solver", choices=BACKEND_NAMES, default="auto",
@@ -122,39 +139,44 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
-@dataclass(frozen=True)
-class SweepOptions:
-    """What a sweep is asked to do (the CLI's flags, parsed and checked)."""
-
-    profiles: tuple[str, ...]
-    out: Path
-    edge: str | None = None
-    cloud: str | None = None
-    edge_settings: tuple[str, ...] | None = None
-    cloud_settings: tuple[str, ...] | None = None
-    models: tuple[str, ...] | None = None  # None: every model in the files
-    links: tuple[Link, ...] = ()
-    max_bundle: int | None = None  # None: the largest K profiled for every chosen setting
-    points: int = 20
-    assume_edge_power_w: tuple[float, ...] | None = None
-    trim: float = 0.1
-    solver: str = "auto"
-    time_limit_s: float | None = None
-    jobs: int = 1
-    plot: Path | None = None
-    resume: bool = False
-    progress: bool = True
-
-
 def options_from_args(args: argparse.Namespace) -> SweepOptions:
     paths = tuple(args.profiles) + tuple(args.profile_opts)
-    if not paths:
-        raise UsageError("give one or more profile files")
+    link_texts = list(args.links or [])
+    if args.system:
+        given = [f for f, v in (("PROFILE", paths), ("--edge", args.edge), ("--cloud", args.cloud),
+                                ("--edge-settings", args.edge_settings),
+                                ("--cloud-settings", args.cloud_settings)) if v]
+        if given:
+            raise UsageError(f"--system describes the devices; drop {given[0]}")
+        for text in link_texts:
+            if "=" not in text:
+                raise UsageError(f"--links {text}: with --system give NAME=LIST, the rates of a link of the file "
+                                 "named by its ends (e.g. camera-jetson=4g,wifi)")
+    elif not paths:
+        raise UsageError("give one or more profile files (or --system FILE)")
     if not args.out:
         raise UsageError("--out CSV is required")
-    links = parse_links(args.links)
-    if len({lk.name for lk in links}) != len(links):
-        raise UsageError(f"--links names a link twice: {args.links}")
+    links: list[Link] = []
+    rates: list[tuple[str, tuple[Link, ...]]] = []
+    if args.system:
+        for name, value in assignments(link_texts, "--links"):
+            if any(name == n for n, _ in rates):
+                raise UsageError(f"--links names {name} twice; give all its rates in one list")
+            _split(value, f"--links {name}")  # an empty list is an error, not the default
+            rates.append((name, tuple(parse_links(value))))
+    else:
+        named = [t for t in link_texts if "=" in t]
+        if named:
+            raise UsageError(f"--links {named[0]}: NAME=LIST names a link of a system file; give --system FILE")
+        text = ",".join(link_texts) if link_texts else DEFAULT_LINKS
+        _split(text, "--links")
+        links = parse_links(text)
+        if len({lk.name for lk in links}) != len(links):
+            raise UsageError(f"--links names a link twice: {text}")
+    power = [(name, _watts(value, f"--assume-power {name}"))
+             for name, value in assignments(args.assume_power, "--assume-power")]
+    if len({name for name, _ in power}) != len(power):
+        raise UsageError("--assume-power names a device twice")
 
     def items(text: str | None, what: str) -> tuple[str, ...] | None:
         got = _split(text, what)
@@ -169,9 +191,13 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
         cloud_settings=items(args.cloud_settings, "--cloud-settings"),
         models=items(args.models, "--models"),
         links=tuple(links),
+        system=Path(args.system) if args.system else None,
+        link_rates=tuple(rates),
         max_bundle=args.max_bundle,
         points=args.points,
-        assume_edge_power_w=tuple(_watts(args.assume_edge_power)) if args.assume_edge_power else None,
+        assume_edge_power_w=_watts(args.assume_edge_power) if args.assume_edge_power else None,
+        assume_power_w=tuple(power),
+        bundle_sum=args.bundle_sum,
         trim=args.trim,
         solver=args.solver,
         time_limit_s=args.time_limit,
@@ -180,51 +206,6 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
         resume=args.resume,
         progress=args.quiet == 0,
     )
-
-
-def _models_in(path: str) -> list[str] | None:
-    """The models named in a profile CSV, read cheaply; None when it cannot be read."""
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            if "model" not in (reader.fieldnames or []):
-                return None
-            return list(dict.fromkeys((rec.get("model") or "").strip() for rec in reader))
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return None
-
-
-def build_cells(opts: SweepOptions) -> list[CellSpec]:
-    """Read and check every model's profiles; one CellSpec per (model, link). Raises on bad input."""
-    by_file = {p: _models_in(p) for p in opts.profiles}
-    for p, models in by_file.items():
-        if models is None:
-            load_profiles([p])  # raises the profile reader's own message
-    available = list(dict.fromkeys(m for ms in by_file.values() for m in (ms or []) if m))
-    wanted = list(opts.models) if opts.models else available
-    for m in wanted:
-        if m not in available:
-            raise UsageError(f"no profiles of model {m!r}; models in the files: {', '.join(available)}")
-
-    cells: list[CellSpec] = []
-    for model in wanted:
-        files = [p for p, ms in by_file.items() if ms and model in ms]
-        table = load_profiles(files, model=model, trim=opts.trim)
-        for flag, value in (("--edge", opts.edge), ("--cloud", opts.cloud)):
-            if value is None:
-                raise UsageError(f"{flag} DEV is required; devices in the profiles: {', '.join(table.settings)}")
-        edge = make_role(table, opts.edge, opts.edge_settings)
-        cloud = make_role(table, opts.cloud, opts.cloud_settings)
-        roles = (edge, cloud)
-        k = max_bundle_for(table, roles, opts.max_bundle)
-        source = ""
-        if opts.assume_edge_power_w is not None:
-            table, source = assume_edge_power(table, edge, opts.assume_edge_power_w)
-        source = source or edge_energy_source(table, edge, k)  # raises when an edge bundle lacks energy
-        for link in opts.links:
-            cells.append(CellSpec(table=table, roles=roles, link=link, max_bundle=k, points=opts.points,
-                                  solver=opts.solver, time_limit_s=opts.time_limit_s, energy_source=source))
-    return cells
 
 
 def _summary(res: CellResult) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,6 +31,36 @@ _BASELINE_STYLE: dict[str, tuple[str, str, float, str]] = {
     DIME_EDGE_FASTEST: ("P", "tab:olive", 55, "DIME, edge at fastest setting"),
     DIME_EDGE_SLOWEST: ("X", "tab:cyan", 55, "DIME, edge at slowest setting"),
 }
+# All on one device of a system file: one colour per device, in the order they appear.
+_DEVICE_COLOURS = ("tab:green", "tab:red", "tab:orange", "tab:gray", "tab:olive", "tab:cyan", "gold", "navy")
+
+
+def _style(name: str, devices: list[str]) -> tuple[str, str, float, str]:
+    """Marker, colour, size and legend label of a baseline (see baselines.all_on, dime_fixed)."""
+    if name in _BASELINE_STYLE:
+        return _BASELINE_STYLE[name]
+    if name.startswith("all-"):
+        device = name[len("all-"):]
+        if device not in devices:
+            devices.append(device)
+        return ("^" if len(devices) == 1 else "s", _DEVICE_COLOURS[(devices.index(device)) % len(_DEVICE_COLOURS)],
+                40, f"all on {device}")
+    for which, base in (("fastest", DIME_EDGE_FASTEST), ("slowest", DIME_EDGE_SLOWEST)):
+        if name.startswith("dime-") and name.endswith(f"-{which}"):
+            marker, colour, size, _ = _BASELINE_STYLE[base]
+            return marker, colour, size, f"DIME, {name[len('dime-'):-len(which) - 1]} at {which} setting"
+    return "*", "black", 50, name
+
+
+def _energy_axis(rows: Sequence[SweepRow]) -> str:
+    """Whose energy the rows count: "edge energy" for two devices, else "energy of a, b"."""
+    whose = list(dict.fromkeys(r.energy_of for r in rows if r.energy_of))
+    return "edge energy" if whose in ([], ["edge"]) else f"energy of {' / '.join(whose)}"
+
+
+def _semantics(rows: Sequence[SweepRow]) -> str:
+    kinds = dict.fromkeys(r.bundle_sum for r in rows)
+    return " and ".join("bundle sums (DIME semantics, no merge rule)" if k else "merge rule" for k in kinds)
 
 
 def plot_rows(rows: Sequence[SweepRow], path: str | os.PathLike, dpi: int = 100) -> None:
@@ -44,9 +75,12 @@ def plot_rows(rows: Sequence[SweepRow], path: str | os.PathLike, dpi: int = 100)
     links = list(dict.fromkeys(r.link for r in rows))
     if not models or not links:
         raise UsageError("nothing to plot: no rows")
-    fig = new_figure(figsize=(4.6 * len(links), 3.4 * len(models) + 1.3), layout="constrained")
+    width_in = 4.6 * len(links)
+    fig = new_figure(figsize=(width_in, 3.4 * len(models) + 1.3), layout="constrained")
     axes = fig.subplots(len(models), len(links), squeeze=False)
     handles: dict[str, Any] = {}
+    devices: list[str] = []  # all-<device> baselines seen, for their colours
+    what = _energy_axis(rows)
     # One unit per figure: ms/mJ when every DIME point is below 1 s/1 J.
     front = [r for r in ok if r.sweep in (ENERGY_SWEEP, LATENCY_SWEEP)] or ok
     t_unit, sx = ("ms", 1e3) if front and max(r.latency_s for r in front) < 1 else ("s", 1.0)
@@ -57,21 +91,27 @@ def plot_rows(rows: Sequence[SweepRow], path: str | os.PathLike, dpi: int = 100)
             cell = [r for r in ok if r.model == model and r.link == link]
             failed = [r for r in rows if r.model == model and r.link == link and r.sweep == CELL_FAILED]
             ks = sorted({r.max_bundle for r in rows if r.model == model and r.link == link})
-            ax.set_title(f"{model}, link {link}, max bundle {'/'.join(map(str, ks))}", fontsize=10)
+            title = f"{model}, link {link}, max bundle {'/'.join(map(str, ks))}"
+            if len(title) > 45:  # a system's link setting: the link on a line of its own
+                title = f"{model}, max bundle {'/'.join(map(str, ks))}\nlink {link}"
+            ax.set_title(title, fontsize=10 if len(link) <= 45 else 8)
             ax.set_xlabel(f"latency [{t_unit}]")
-            ax.set_ylabel(f"edge energy [{e_unit}]")
+            ax.set_ylabel(f"{what} [{e_unit}]")
             ax.grid(True, alpha=0.3)
             if failed or not cell:
                 ax.text(0.5, 0.5, "failed: " + (failed[0].error[:60] if failed else "no points"),
                         ha="center", va="center", transform=ax.transAxes, fontsize=8, wrap=True)
                 continue
-            _plot_cell(ax, cell, handles, sx, sy)
+            _plot_cell(ax, cell, handles, sx, sy, devices)
     fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center",
-               ncol=min(4, len(handles)), fontsize=8, frameon=False)
-    roles = dict.fromkeys(f"edge {r.edge} ({r.edge_settings}), cloud {r.cloud} ({r.cloud_settings})" for r in rows)
-    title = f"DIME Pareto fronts — {', '.join(models)}: {'; '.join(roles)}"
-    note = energy_note(r.energy_source for r in rows)
-    fig.suptitle(title + (f"\n{note}" if note else ""), fontsize=10)
+               ncol=max(1, min(4, len(handles), int(width_in / 3))), fontsize=8, frameon=False)
+    roles = dict.fromkeys(f"edge {r.edge} ({r.edge_settings}), cloud {r.cloud} ({r.cloud_settings})" if r.cloud
+                          else r.devices for r in rows)
+    title = f"DIME Pareto fronts — {', '.join(models)}: {'; '.join(roles)}; {_semantics(rows)}"
+    note = energy_note((r.energy_source for r in rows), what)
+    wrap = int(width_in * 14)  # characters per line at this font size
+    text = "\n".join(textwrap.fill(t, wrap) for t in (title, note) if t)
+    fig.suptitle(text, fontsize=10)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
@@ -109,7 +149,8 @@ def check_plot_path(path: str | os.PathLike) -> None:
         raise UsageError(f"--plot {path}: unknown figure type {suffix!r}; use one of {', '.join(sorted(kinds))}")
 
 
-def _plot_cell(ax: Any, cell: Sequence[SweepRow], handles: dict[str, Any], sx: float, sy: float) -> None:
+def _plot_cell(ax: Any, cell: Sequence[SweepRow], handles: dict[str, Any], sx: float, sy: float,
+               devices: list[str]) -> None:
     """One panel; sx, sy scale seconds and joules to the axes' units."""
     front = sorted(
         {(r.latency_s, r.energy_j) for r in cell if r.pareto and r.sweep in (ENERGY_SWEEP, LATENCY_SWEEP)}
@@ -135,10 +176,10 @@ def _plot_cell(ax: Any, cell: Sequence[SweepRow], handles: dict[str, Any], sx: f
     off: list[str] = []
     for r in base:
         name = r.sweep[len(BASELINE):]
-        marker, colour, size, label = _BASELINE_STYLE.get(name, ("*", "black", 50, name))
+        marker, colour, size, label = _style(name, devices)
         x = r.bundle_latency_s if r.bundle_latency_s is not None else r.latency_s
         y = r.bundle_energy_j if r.bundle_energy_j is not None else r.energy_j
-        tag = label + (f" ({r.settings.split(':', 1)[1]})" if name in (ALL_EDGE, ALL_CLOUD) else "")
+        tag = label + (f" ({r.settings.split(':', 1)[1]})" if name.startswith("all-") else "")
         if lat_hi is not None and en_hi is not None and (x > 3 * lat_hi or y > 3 * en_hi):
             off.append(f"{tag}: {x:.3g} s, {y:.3g} J")
             continue

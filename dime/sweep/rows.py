@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from dime.errors import UsageError
+from dime.fileio import MAX_TABLE_BYTES, read_input_text
 
 ENERGY_SWEEP = "energy-budget"
 LATENCY_SWEEP = "latency-budget"
@@ -23,13 +24,15 @@ class SweepRow:
     """One point of a sweep, one baseline, or a failed cell. Units are in the names."""
 
     model: str
-    edge: str  # edge device
-    cloud: str  # cloud device
+    edge: str  # edge device: the source's profiled device
+    cloud: str  # cloud device; "" unless the system is two devices that both compute
     edge_settings: str  # the edge role's settings, comma-joined
     cloud_settings: str
-    link: str
+    link: str  # the link, or with a system file the link setting ("a-b=4g, b-c=wifi" or "as-given")
     max_bundle: int  # K
     sweep: str  # energy-budget | latency-budget | baseline:<name> | cell (failed)
+    bundle_sum: bool = False  # True: DIME's semantics (any partition, costs summed); False: the merge rule
+    devices: str = ""  # every device: name=profiled device(settings), or name=relay; see devices_text
     point: int | None = None  # index of the budget within its sweep
     budget: float | None = None  # this sweep's budget: J for energy-budget, s for latency-budget
     max_energy_j: float | None = None  # the budget of an energy-budget point
@@ -38,14 +41,15 @@ class SweepRow:
     latency_s: float | None = None
     compute_latency_s: float | None = None
     comm_latency_s: float | None = None
-    energy_j: float | None = None  # edge energy: compute + radio
+    energy_j: float | None = None  # energy of the devices in energy_of (the edge's, for two): compute + radio
     compute_energy_j: float | None = None
     comm_energy_j: float | None = None
     bundle_latency_s: float | None = None  # the placement re-evaluated with bundle profiles
     bundle_energy_j: float | None = None
-    energy_source: str = ""  # assumed:<W>..., or the meter(s) of the edge profile
-    edge_layers: int | None = None  # layers placed on the edge
-    cloud_layers: int | None = None
+    energy_of: str = ""  # the devices whose energy energy_j counts, comma-joined
+    energy_source: str = ""  # assumed:<W>..., or the meter(s) of their profiles ("<device> <source>; ..." for several)
+    edge_layers: int | None = None  # layers placed on the edge (the source)
+    cloud_layers: int | None = None  # layers placed elsewhere
     settings: str = ""  # settings the placement uses, per role
     placement: str = ""  # see format_placement
     solver: str = ""
@@ -56,6 +60,7 @@ class SweepRow:
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SweepRow))
 _INT_COLUMNS = {"max_bundle", "point", "edge_layers", "cloud_layers"}
+_BOOL_COLUMNS = {"pareto", "bundle_sum"}
 _FLOAT_COLUMNS = {
     "budget", "max_energy_j", "max_latency_s", "latency_s", "compute_latency_s", "comm_latency_s", "energy_j",
     "compute_energy_j", "comm_energy_j", "bundle_latency_s", "bundle_energy_j", "solve_time_s",
@@ -74,8 +79,9 @@ def rows_to_csv(rows: Iterable[SweepRow]) -> str:
 
 def read_rows(path: str | os.PathLike) -> list[SweepRow]:
     """Rows of a sweep CSV (floats read back exactly); UsageError names the file and line otherwise."""
+    text = read_input_text(path, "sweep CSV", MAX_TABLE_BYTES)
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with io.StringIO(text, newline="") as f:
             reader = csv.DictReader(f)
             missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
@@ -97,7 +103,7 @@ def _row(rec: dict[str, str | None]) -> SweepRow:
             kw[c] = int(v) if v != "" else None
         elif c in _FLOAT_COLUMNS:
             kw[c] = float(v) if v != "" else None
-        elif c == "pareto":
+        elif c in _BOOL_COLUMNS:
             kw[c] = v == "True"
         else:
             kw[c] = v

@@ -24,6 +24,7 @@ window, as dime.profile writes it), the window's energy is divided by it. With
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import math
 import sys
@@ -41,7 +42,7 @@ from dime.cliargs import (
     setup_logging,
 )
 from dime.errors import DimeError, UsageError
-from dime.fileio import atomic_write_text, check_output_path
+from dime.fileio import MAX_TABLE_BYTES, atomic_write_text, check_output_path, read_input_bytes
 
 log = logging.getLogger(__name__)
 
@@ -271,11 +272,12 @@ def join_energy(timing, power, *, offset_s: float | None = None,
     return out
 
 
-def _read_csv(path: str):
+def _read_csv(path: str, what: str):
     import pandas as pd
 
+    data = read_input_bytes(path, what, MAX_TABLE_BYTES)
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(io.BytesIO(data))
     except pd.errors.EmptyDataError:
         raise UsageError(f"{path}: empty file, not a CSV") from None
     except UnicodeDecodeError:
@@ -331,8 +333,8 @@ def pd_isna(values: np.ndarray) -> np.ndarray:
 def join_files(timing_path: str, power_path: str, out_path: str, **kw) -> int:
     """Read both CSVs, join, write `out_path` atomically; returns the number of rows joined."""
     check_output_path(out_path, "--out")
-    timing = _read_csv(timing_path)
-    power = _read_csv(power_path)
+    timing = _read_csv(timing_path, "timing CSV")
+    power = _read_csv(power_path, "power CSV")
     if power.empty:
         raise UsageError(f"power log {power_path} has no samples")
     out = join_energy(timing, power, timing_name=timing_path, power_name=power_path, **kw)
