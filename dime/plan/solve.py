@@ -298,7 +298,7 @@ def solution_data(system: System, problem: PlacementProblem, sol: Solution, argv
         f"{len(run)} {problem.roles[run[0].role].name} bundles in a row "
         f"({' | '.join(table.bundle_name(a.start, a.end) for a in run)}) were each profiled in isolation; "
         "run back to back they can cost more than their sum (profile with --context chain)"
-        for run in isolated_chains(sol.placement, problem.roles, contexts)
+        for run in isolated_chains(sol.placement, problem.roles, timing_contexts(system.profiles))
     ]
     return data
 
