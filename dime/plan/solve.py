@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 from dime.cliargs import (
     OneLineParser,
+    add_assumed_power_args,
+    assumed_powers,
     fraction,
     non_negative_int,
     positive_float,
@@ -32,6 +34,7 @@ from dime.core.placement import bundle_text, format_placement
 from dime.errors import UsageError
 from dime.fileio import atomic_write_text, check_output_path
 from dime.plan import BACKEND_NAMES, OBJECTIVES, Front, PlacementProblem, Solution, build_model, solve_front
+from dime.plan.energy import with_assumed_power
 from dime.plan.report import device_details, transfer_details
 from dime.plan.system import (
     Constraints,
@@ -77,6 +80,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bundle-sum", action="store_true",
                    help="DIME's semantics: any partition into bundles, costs summed; by default two same-setting "
                         "bundles in a row on one device are merged when their union is profiled")
+    add_assumed_power_args(p, "the source's; energy counts for the source unless the file says otherwise")
     p.add_argument("--trim", type=fraction, default=0.1, metavar="F",
                    help="fraction of runs dropped at each end before averaging (default 0.1)")
     p.add_argument("--solver", choices=BACKEND_NAMES, default="auto",
@@ -276,7 +280,9 @@ def problem_from_argv(argv: Sequence[str]) -> tuple[argparse.Namespace, System, 
     """The problem a solve command line describes (as recorded in its JSON's solve_args)."""
     args = build_parser().parse_args(list(argv))
     system = _system_from_args(args)
-    return args, system, build_problem(system, trim=args.trim)
+    edge_w, power_w = assumed_powers(args)
+    problem, _ = with_assumed_power(build_problem(system, trim=args.trim), edge_w, power_w)
+    return args, system, problem
 
 
 def solution_data(system: System, problem: PlacementProblem, sol: Solution, argv: Sequence[str]) -> dict:
