@@ -129,12 +129,15 @@ def plan_bundles(table: CostTable, max_bundle: int, probes: Probes) -> list[Bund
     use: those in the most plans first, then in the most challengers, then the largest sd."""
     in_plans: Counter[Bundle] = Counter()
     in_rivals: Counter[Bundle] = Counter()
+    rival_tables: dict[frozenset, CostTable] = {}  # many stand-in problems share a plan
     for problem in probe_problems(table, max_bundle, probes):
         sol = build_model(problem).solve("auto")
         plan = _predicted_here(problem, sol.placement)
         in_plans.update(plan)
-        keys = {(problem.roles[a.role].device, a.setting, a.start, a.end) for a in sol.placement}
-        rival = build_model(dataclasses.replace(problem, table=challenger_table(table, keys, probes.z))).solve("auto")
+        keys = frozenset((problem.roles[a.role].device, a.setting, a.start, a.end) for a in sol.placement)
+        if keys not in rival_tables:
+            rival_tables[keys] = challenger_table(table, set(keys), probes.z)
+        rival = build_model(dataclasses.replace(problem, table=rival_tables[keys])).solve("auto")
         in_rivals.update(b for b in _predicted_here(problem, rival.placement) if b not in plan)
     wanted = set(in_plans) | set(in_rivals)
 

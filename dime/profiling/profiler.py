@@ -47,7 +47,7 @@ from dime.fileio import atomic_write_text, check_output_path
 from dime.profiling.predict import DEFAULT_PARAMS, Chooser, budget_for
 from dime.profiling.predicted import fitted_on, measured_only, predict_profile, predicted_rows
 from dime.profiling.profilefile import ProfileFile
-from dime.profiling.reader import load_profiles
+from dime.profiling.reader import latency_of_rows, load_profiles
 from dime.profiling.schema import MEASURED, meta_path
 
 log = logging.getLogger(__name__)
@@ -279,8 +279,9 @@ def profile(
     bar = tqdm(total=total, desc=f"profile {model.name}", unit="bundle", disable=not progress, file=sys.stderr)
     counts = {"profiled": 0, "skipped": 0}
 
-    def measure(p_i: int, wanted: Sequence[tuple[int, int]]) -> None:
-        """Time the bundles of `wanted` not yet in the file, at points[p_i], in start order."""
+    def measure(p_i: int, wanted: Sequence[tuple[int, int]], latency: _MeasuredLatency | None = None) -> None:
+        """Time the bundles of `wanted` not yet in the file, at points[p_i], in start order
+        (and tell `latency` what they took)."""
         point = points[p_i]
         todo = [b for b in wanted if (model.name, config.device_name, point.label, model.bundle_name(*b)) not in pfile.done]
         counts["skipped"] += len(wanted) - len(todo)
@@ -298,6 +299,8 @@ def profile(
                                    powers[p_i if len(powers) > 1 else 0] if powers else None, model_inputs)
             pfile.append(rows)
             pfile.done.add((model.name, config.device_name, point.label, model.bundle_name(s, e)))
+            if latency is not None:
+                latency.add((s, e), rows)
             counts["profiled"] += 1
             bar.update(1)
 
@@ -307,8 +310,7 @@ def profile(
             continue
         latency = _MeasuredLatency(out, model.name, config.device_name, point.label)
         for chosen in choose(n, k, model.cut_bytes, per_point, latency):
-            measure(p_i, sorted(chosen))
-            latency.table = None  # read the file again for the next round
+            measure(p_i, sorted(chosen), latency)
     bar.close()
     summary = {"bundles": per_point if fraction is not None else len(bundles), "settings": len(points), **counts,
                "predicted": 0}
@@ -327,17 +329,25 @@ def profile(
 
 
 class _MeasuredLatency:
-    """The latency of a bundle measured at one setting, as `out` holds it (a chooser's
-    `value`; read again once a round has been measured)."""
+    """The latency of a bundle measured at one setting (a chooser's `value`), as the reader
+    would read it from `out`: for bundles timed in this run from the rows written (the same
+    text, parsed and trimmed alike), for those already in the file from the file as it was,
+    read once. A run and its resumption thus see the same numbers."""
 
     def __init__(self, out: Path, model: str, device: str, setting: str) -> None:
         self.out, self.model, self.device, self.setting = out, model, device, setting
-        self.table: CostTable | None = None
+        self.before: CostTable | None = None
+        self.fresh: dict[tuple[int, int], float] = {}
+
+    def add(self, bundle: tuple[int, int], rows: Sequence[dict[str, Any]]) -> None:
+        self.fresh[bundle] = latency_of_rows([r["latency_s"] for r in rows])
 
     def __call__(self, bundle: tuple[int, int]) -> float:
-        if self.table is None:
-            self.table = load_profiles([self.out], model=self.model)
-        return self.table.costs[(self.device, self.setting, *bundle)].latency_s
+        if bundle in self.fresh:
+            return self.fresh[bundle]
+        if self.before is None:
+            self.before = load_profiles([self.out], model=self.model)
+        return self.before.costs[(self.device, self.setting, *bundle)].latency_s
 
 
 def _load_inputs(samples: Path, manifest: Manifest, layer: str, device: torch.device) -> list[tuple[torch.Tensor, ...]]:
