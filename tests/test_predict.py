@@ -243,6 +243,17 @@ def test_the_plan_aware_choice_measures_what_optimal_plans_rest_on(seed):
     assert len(blind) == budget and not used <= blind
 
 
+def test_the_plan_aware_choice_with_bundles_shorter_than_the_model():
+    """K < L: the base holds the longest bundles at both ends, every round bundles of at most K
+    layers, and the budget is spent exactly, each bundle once."""
+    n, k = 12, 4
+    law = Law(n, seed=2)
+    budget = budget_for(0.4, n, k)
+    got = [b for r in PlanAwareChoice()(n, k, law.cut_bytes, budget, lambda b: law.cost(*b)) for b in r]
+    assert len(got) == len(set(got)) == budget
+    assert set(longest_bundles(n, k)) <= set(got) and all(e - s < k for s, e in got)
+
+
 # ---- dime.predict ------------------------------------------------------------------------
 def _partial(tmp_path: Path, n: int = 10, fraction: float = 0.3, settings=("threads=1", "threads=2")) -> tuple[Law, Path]:
     law = Law(n, seed=7)

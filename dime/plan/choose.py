@@ -65,10 +65,11 @@ class Probes:
     """The stand-in problems a plan-aware choice plans on (see the module's docstring)."""
 
     peer_speedups: tuple[float, ...] = (2.0, 4.0)
-    move_shares: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0, 3.0)
+    # at 1 the source already does everything: a fast peer saves less than the move costs
+    move_shares: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
     semantics: tuple[bool, ...] = (False, True)  # bundle_sum off (merge rule) and on
     z: float = Z_DEFAULT  # a challenger's optimism, in predicted sds
-    rounds: int = 32  # the budget past the base is spent in at most this many rounds
+    rounds: int = 16  # the budget past the base is spent in at most this many rounds
 
 
 DEFAULT_PROBES = Probes()
@@ -101,7 +102,7 @@ def probe_problems(table: CostTable, max_bundle: int, probes: Probes) -> list[Pl
     """The stand-in problems over `table` (probe_table's)."""
     n = table.n_layers
     model_s = sum(table.costs[(HERE, SETTING, i, i)].latency_s for i in range(n))
-    median_bytes = float(np.median(table.cut_bytes))
+    median_bytes = max(float(np.median(table.cut_bytes)), 1.0)
     out = []
     here = Role(HERE, (SETTING,))
     for x in probes.move_shares:
@@ -163,7 +164,7 @@ class PlanAwareChoice:
         singles = [value((i, i)) for i in range(n_layers)]
         model = BundleModel(singles, cut_bytes, self.params)
         # one bundle a round is the most adaptive; past `rounds` rounds the solves would cost
-        # more than they tell, so long budgets take a few a round
+        # more than measuring, so larger budgets take a few a round
         per_round = max(1, math.ceil((budget - len(base)) / max(self.probes.rounds, 1)))
         while len(chosen) < budget:
             measured = {b: value(b) for b in chosen}
