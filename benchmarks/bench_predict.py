@@ -295,9 +295,12 @@ def validation(files: Sequence[str], risk_sd: float) -> None:
               f"| {', '.join(f'{m} {100 * v:.2f}%' for m, v in per_model[name].items())} |", flush=True)
     print("\nLeave one profile out: the variant with the least mean regret on the other profiles, and the "
           "held-out profile's mean regret under it")
+    held_out = []
     for held in (f.model for f in fulls):
         pick = min(per_model, key=lambda v: np.mean([x for m, x in per_model[v].items() if m != held]))
+        held_out.append(per_model[pick][held])
         print(f"- {held}: {pick} ({100 * per_model[pick][held]:.2f}%)")
+    print(f"- mean over the held-out profiles: {100 * np.mean(held_out):.2f}%")
 
 
 def time_share(path: str, full: CostTable, measured: set[Key]) -> tuple[float, float]:
