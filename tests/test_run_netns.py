@@ -24,8 +24,8 @@ from clihelp import PY, assert_one_line_error, cli_env
 from nd_helpers import solution, system_file
 
 from dime.capture.models import load_model
-from dime.run import netns
-from dime.run.local import DEVICE_OPTIONS_FLAG
+from dime.run.control.local import DEVICE_OPTIONS_FLAG
+from dime.run.links import netns
 from dime.run.results import parse_map
 
 REASON = netns.unavailable_reason()

@@ -23,7 +23,7 @@ per (placement, network, scenario).
 
 This module holds the command lines: it turns flags into typed options (dime.run.options)
 and does not import torch, so that the launcher starts fast; the devices live in
-dime.run.roles, the launcher in dime.run.local.
+dime.run.control.roles, the launcher in dime.run.control.local.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from dime.core.costs import ROLE_NAMES
 from dime.core.links import parse_links
 from dime.errors import UsageError
 from dime.fileio import read_input_text
-from dime.run.local import DEVICE_OPTIONS_FLAG, SHAPER_CHOICES, run_local
+from dime.run.control.local import DEVICE_OPTIONS_FLAG, SHAPER_CHOICES, run_local
 from dime.run.measure import DRIVERS, SCENARIOS, SINGLE_STREAM, parse_scenarios
 from dime.run.options import (
     CLOUD_ROLE,
@@ -338,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if opts.source:
         precheck_source(opts.run, opts.model.name)
     from dime.run.results import format_row
-    from dime.run.roles import run_device  # torch: only in the device processes
+    from dime.run.control.roles import run_device  # torch: only in the device processes
 
     rows = run_device(opts, None if verbose < 0 else lambda row: print(format_row(row), flush=True))
     if opts.source and opts.run.out is not None and verbose >= 0:

@@ -20,8 +20,8 @@ from dime.errors import UsageError
 from dime.run.measure import SINGLE_STREAM
 
 EDGE_ROLE, CLOUD_ROLE = "edge", "cloud"  # the two devices' names when there is no system file
-SHAPER_USER = "user"  # user-space pacing at the sender, delay at the receiver (dime.run.linkemu)
-SHAPER_NETNS = "netns"  # rates (and delays, with netem) by the kernel (dime.run.netns)
+SHAPER_USER = "user"  # user-space pacing at the sender, delay at the receiver (dime.run.links.linkemu)
+SHAPER_NETNS = "netns"  # rates (and delays, with netem) by the kernel (dime.run.links.netns)
 SHAPER_NETNS_USER_DELAY = "netns+user-delay"  # kernel rates, delays added in user space
 SHAPERS = (SHAPER_USER, SHAPER_NETNS, SHAPER_NETNS_USER_DELAY)
 

@@ -30,7 +30,7 @@ from dime.core.links import Link
 from dime.core.network import NetLink, Network
 from dime.core.placement import check_placement, format_placement
 from dime.errors import DimeError, UsageError
-from dime.run.program import Program, build_program, hops_of
+from dime.run.data.program import Program, build_program, hops_of
 
 log = logging.getLogger("dime.run")
 

@@ -17,18 +17,13 @@ from dime.capture.models import SplitModel
 from dime.core.costs import moves
 from dime.errors import UsageError
 from dime.fileio import atomic_write
-from dime.run.chain import Chain
-from dime.run.compute import CPU, check_outputs, flat_tensors, time_whole_model, to_device
-from dime.run.measure import LatencyStats, MeasureSettings, OFFLINE, SINGLE_STREAM, measure_system, resolve_driver
-from dime.run.options import DeviceOptions, RunOptions
-from dime.run.peer import Group, disconnect, source_handshake
-from dime.run.pipeline import Pipeline
-from dime.run.placements import ModelShape, build_plan
-from dime.run.plan import Plan, RunConfig, pred_throughput_fps
-from dime.run.probe import ProbeResult, probe_first_end, probe_result, probe_second_end, probe_sizes
-from dime.run.process import check_settings, load_samples, device_info, shaping
-from dime.run.results import format_row, map_cell, rel_err, write_rows
-from dime.run.wire import (
+from dime.run.control.probe import ProbeResult, probe_first_end, probe_result, probe_second_end, probe_sizes
+from dime.run.control.process import check_settings, load_samples, device_info, shaping
+from dime.run.data.chain import Chain
+from dime.run.data.compute import CPU, check_outputs, flat_tensors, time_whole_model, to_device
+from dime.run.data.peer import Group, disconnect, source_handshake
+from dime.run.data.pipeline import Pipeline
+from dime.run.data.wire import (
     CMD_CONFIG,
     CMD_INFO,
     CMD_PING,
@@ -39,6 +34,11 @@ from dime.run.wire import (
     CMD_REFERENCE,
     CMD_STATS,
 )
+from dime.run.measure import LatencyStats, MeasureSettings, OFFLINE, SINGLE_STREAM, measure_system, resolve_driver
+from dime.run.options import DeviceOptions, RunOptions
+from dime.run.placements import ModelShape, build_plan
+from dime.run.plan import Plan, RunConfig, pred_throughput_fps
+from dime.run.results import format_row, map_cell, rel_err, write_rows
 
 log = logging.getLogger("dime.run")
 

@@ -14,8 +14,8 @@ from typing import Sequence
 
 import torch
 
+from dime.run.data.pipeline import Pipeline
 from dime.run.measure import Done
-from dime.run.pipeline import Pipeline
 
 POLL_S = 0.05
 

@@ -4,7 +4,7 @@ Each transfer is one flat byte buffer (a 16-byte header, then every live tensor 
 cut at a 64-byte aligned offset), whose shapes every device knows from the model's traced
 example run (SplitModel.cut_specs), so only bytes travel. Where the links are emulated in
 user space the buffer goes as two messages, the body and its last 64 bytes, so that the
-sender (dime.run.linkemu) can hold the release until the link's wire time has passed;
+sender (dime.run.links.linkemu) can hold the release until the link's wire time has passed;
 where the kernel shapes the links, as one.
 """
 

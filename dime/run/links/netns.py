@@ -591,7 +591,7 @@ def _send(host: str, port: int, nbytes: int) -> None:
 
 
 def _worker_cmd(topo: Topology, device: str, *args: str) -> list[str]:
-    return [*topo.exec_prefix(device), sys.executable, "-m", "dime.run.netns", *args]
+    return [*topo.exec_prefix(device), sys.executable, "-m", "dime.run.links.netns", *args]
 
 
 def probe_rate(topo: Topology, src: str, dst: str, nbytes: int, port: int = PROBE_PORT) -> ProbeResult:
@@ -622,7 +622,7 @@ def probe_rate(topo: Topology, src: str, dst: str, nbytes: int, port: int = PROB
 
 
 def _repo_root() -> str:
-    return str(Path(__file__).resolve().parents[2])
+    return str(Path(__file__).resolve().parents[3])
 
 
 def _worker_main(argv: Sequence[str]) -> int:
@@ -632,7 +632,7 @@ def _worker_main(argv: Sequence[str]) -> int:
     if argv[:1] == ["_send"] and len(argv) == 4:
         _send(argv[1], int(argv[2]), int(argv[3]))
         return 0
-    print("usage: python -m dime.run.netns _recv HOST PORT | _send HOST PORT BYTES", file=sys.stderr)
+    print("usage: python -m dime.run.links.netns _recv HOST PORT | _send HOST PORT BYTES", file=sys.stderr)
     return 2
 
 

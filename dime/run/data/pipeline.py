@@ -1,6 +1,6 @@
 """One device's part of one placement, as threads that pass queries along (the data plane).
 
-For its part of a Program (dime.run.program) a device runs:
+For its part of a Program (dime.run.data.program) a device runs:
 
 - a receiver per incoming stream: posts the next receive at once (gloo moves a message only
   once the receiver has posted it, so an eager receiver keeps the link busy), stamps the
@@ -10,7 +10,7 @@ For its part of a Program (dime.run.program) a device runs:
   bundles and packs the result into a buffer of the outgoing stream, or, on a relay, hands
   the received buffer on as it is;
 - a sender per outgoing stream: sends buffers in order, paced to the link's wire time when
-  the link is emulated in user space (dime.run.linkemu: two messages per transfer), else as
+  the link is emulated in user space (dime.run.links.linkemu: two messages per transfer), else as
   one message (the kernel shapes the link).
 
 Every stream is FIFO and carries the query id, so queries keep their order without any
@@ -32,11 +32,11 @@ from typing import Any, Callable, Sequence
 import torch
 
 from dime.core.network import Network
-from dime.run.compute import CPU, bundle_modules, run_modules, sync, to_device
-from dime.run.linkemu import LinkShaper
-from dime.run.peer import Group, PeerError
-from dime.run.program import Program, Stream, Task
-from dime.run.wire import DATA_END, DATA_RUN, STREAM_TAG, TAIL_BYTES, CutLayout
+from dime.run.data.compute import CPU, bundle_modules, run_modules, sync, to_device
+from dime.run.data.peer import Group, PeerError
+from dime.run.data.program import Program, Stream, Task
+from dime.run.data.wire import DATA_END, DATA_RUN, STREAM_TAG, TAIL_BYTES, CutLayout
+from dime.run.links.linkemu import LinkShaper
 
 log = logging.getLogger("dime.run")
 
@@ -112,7 +112,7 @@ class Pipeline:
         self.network = network
         self.torch_device = torch_device
         self.wait_s = wait_s
-        # the source's last task hands each query's outputs here (dime.run.chain sets it)
+        # the source's last task hands each query's outputs here (dime.run.data.chain sets it)
         self.on_output: Callable[[int, list[torch.Tensor]], None] | None = None
         self.name = name or str(device)
         self.tasks = program.tasks_of(device)
@@ -133,7 +133,7 @@ class Pipeline:
         self._send_pools = {s.sid: BufferPool(layouts[s.sid], n_buf) for s in program.streams_out_of(device)}
         self._send_q: dict[int, queue.Queue[Frame]] = {s.sid: queue.Queue() for s in program.streams_out_of(device)}
         self._layouts = layouts
-        self._pace = pace  # user-space pacing: each transfer is two messages (dime.run.linkemu)
+        self._pace = pace  # user-space pacing: each transfer is two messages (dime.run.links.linkemu)
         self._shapers: dict[tuple[int, str], LinkShaper] = {}
         if pace:
             for s in program.streams_out_of(device):

@@ -11,15 +11,12 @@ import torch
 
 from dime.capture.models import SplitModel
 from dime.errors import UsageError
-from dime.run.compute import CPU, time_whole_model
-from dime.run.options import DeviceOptions
-from dime.run.peer import Group, Membership, PeerError, device_handshake, disconnect
-from dime.run.pipeline import Pipeline
-from dime.run.placements import check_solution_model, parse_solution, read_solution
-from dime.run.plan import Plan
-from dime.run.probe import probe_first_end, probe_second_end
-from dime.run.process import check_settings, load_samples, device_info, shaping
-from dime.run.wire import (
+from dime.run.control.probe import probe_first_end, probe_second_end
+from dime.run.control.process import check_settings, load_samples, device_info, shaping
+from dime.run.data.compute import CPU, time_whole_model
+from dime.run.data.peer import Group, Membership, PeerError, device_handshake, disconnect
+from dime.run.data.pipeline import Pipeline
+from dime.run.data.wire import (
     CMD_CONFIG,
     CMD_INFO,
     CMD_PING,
@@ -30,6 +27,9 @@ from dime.run.wire import (
     CMD_REFERENCE,
     CMD_STATS,
 )
+from dime.run.options import DeviceOptions
+from dime.run.placements import check_solution_model, parse_solution, read_solution
+from dime.run.plan import Plan
 
 log = logging.getLogger("dime.run")
 

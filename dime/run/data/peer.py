@@ -28,8 +28,8 @@ from typing import Sequence
 import torch
 
 from dime.errors import DimeError
+from dime.run.data.wire import CTRL_LEN, CTRL_TAG, DATA_TAG
 from dime.run.options import ConnectOptions
-from dime.run.wire import CTRL_LEN, CTRL_TAG, DATA_TAG
 
 log = logging.getLogger("dime.run")
 

@@ -6,7 +6,7 @@ costs what the cost model says (dime.core.costs.Link.transfer_latency_s):
     8 B / (r * 1e6)   on the wire: the direction is busy for that long (the pipelined period
                       counts it), so the sender holds the direction that long, and
     rtt / 2           of delay, which occupies nothing: the receiver holds the data back
-                      until rtt / 2 after it arrived (dime.run.pipeline), so pipelined
+                      until rtt / 2 after it arrived (dime.run.data.pipeline), so pipelined
                       queries overlap their delays as on a real link.
 
 The sender takes the direction's lock, hands all but the last few bytes to the transport,
@@ -18,7 +18,7 @@ the emulated link; the transfer is counted as an overrun (when over by more than
 OVERRUN_SLACK_S) and not slowed further.
 
 This needs no root, works the same across real machines, and touches only dime's own
-traffic. `dime.run.netns` shapes links with the kernel instead.
+traffic. `dime.run.links.netns` shapes links with the kernel instead.
 """
 
 from __future__ import annotations

@@ -3,13 +3,13 @@
 Each device runs as its own `python -m dime.run` process, pinned to its own cores, and gets
 its DeviceOptions as a JSON file. With `--shaper user` they meet on 127.0.0.1 and the links
 are emulated in user space; with `--shaper netns` each runs in a network namespace of its
-own, joined to its neighbours by veth pairs whose rates the kernel sets (dime.run.netns),
+own, joined to its neighbours by veth pairs whose rates the kernel sets (dime.run.links.netns),
 one topology per network (a two-device run over several links runs once per link, each run
 appending its rows to --out and its outputs to --outputs).
 
 Interrupted (SIGINT, SIGTERM), the launcher ends every device (SIGTERM, then SIGKILL after
 GRACE_ON_EXIT_S) and removes its namespaces, ending whatever still runs inside them first;
-killed outright, it leaves both to the next kernel-shaped run (dime.run.netns.cleanup_stale).
+killed outright, it leaves both to the next kernel-shaped run (dime.run.links.netns.cleanup_stale).
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def choose_shaper(requested: str) -> str:
         raise UsageError(f"--shaper {requested!r}: choose from {', '.join(SHAPER_CHOICES)}")
     if requested == SHAPER_USER:
         return SHAPER_USER
-    from dime.run.netns import unavailable_reason
+    from dime.run.links.netns import unavailable_reason
 
     reason = unavailable_reason()
     if reason is None:
@@ -198,7 +198,7 @@ def _runs_per_network(opts: LocalOptions, shaper: str, tmp: Path) -> Iterator[Ru
 
 def _network_of(opts: LocalOptions) -> tuple[list[str], list[Any]]:
     """The devices and the netns links of the (one) network a run uses."""
-    from dime.run.netns import NetLink
+    from dime.run.links.netns import NetLink
 
     plan_opts = opts.run.plan
     names = [name for name, _ in opts.devices]
@@ -220,7 +220,7 @@ def _run_once(opts: LocalOptions, shaper: str, tmp: Path) -> None:
     env = dict(os.environ)
     with ExitStack() as stack:
         if shaper == SHAPER_NETNS:
-            from dime.run.netns import GLOO_IFNAME, Topology
+            from dime.run.links.netns import GLOO_IFNAME, Topology
 
             names, links = _network_of(opts)
             topo = stack.enter_context(Topology(names, links))

@@ -1,0 +1,1 @@
+"""How the links are made real (no torch): user-space pacing and kernel shaping."""
