@@ -197,6 +197,21 @@ def test_several_links_run_once_each_into_one_csv(launched, tmp_path):
     assert outputs_match(outputs) == ["split@conv2@4g", "split@conv2@wifi"]
 
 
+@pytest.mark.slow
+def test_a_schedule_changes_the_kernel_shaped_link_in_place(launched, tmp_path):
+    """cloud-only at 1000 Mbps, then 0.5 Mbps from 1 s to 3 s (`tc qdisc change` by the launcher):
+    a query of the slow phase waits for its 3072 input bytes at 0.5 Mbps, the others do not."""
+    out = tmp_path / "run.csv"
+    proc = launched.run(["--split", "cloud-only", "--link", "1000/1000", "--link-schedule",
+                         "edge-cloud=1:0.5/0.5,3:1000/1000", "--min-duration-s", "4", "--min-query-count", "4",
+                         "--warmup", "1", "--reference-runs", "0", "--probe-s", "0", "--driver", "plain", "--verify",
+                         "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    (r,) = rows(out)
+    assert r["schedule"] == "edge-cloud=1:0.5/0.5,3:1000/1000" and r["shaper"] == "netns"
+    assert float(r["min_s"]) < 3072 * 8 / 0.5e6 < float(r["max_s"])
+
+
 # ---- failures and clean-up -------------------------------------------------------------
 def _start_slow_run(launched: Launches) -> subprocess.Popen:
     """A run that lasts (200 queries over a 0.5 Mbps link); returns once it measures."""

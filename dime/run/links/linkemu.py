@@ -52,6 +52,13 @@ class ShapedSend:
     def overrun(self) -> bool:
         return self.real_s > self.target_s + OVERRUN_SLACK_S
 
+    @property
+    def wire_s(self) -> float:
+        """How long the bytes held the direction, as a rate estimate sees it: the link's wire time,
+        or the real send's where the real network was slower (below the slack, the excess is
+        the transport's per-message cost, which a rate does not describe)."""
+        return self.real_s if self.overrun else self.target_s
+
 
 @dataclass
 class ShaperStats:
@@ -84,12 +91,14 @@ class LinkShaper:
     transfer at a time (several streams of a pipeline may share the direction).
 
     `send_body` and `send_release` do the real sends (the body of a message, then its
-    last bytes); the shaper only decides how long to wait between them.
+    last bytes); the shaper only decides how long to wait between them. The rate is a number,
+    or a function that says the rate now (a link whose rate follows a schedule): a transfer
+    takes the rate of the moment its wire time begins.
     """
 
-    def __init__(self, rate_mbps: float, clock: Callable[[], float] = time.perf_counter,
+    def __init__(self, rate_mbps: float | Callable[[], float], clock: Callable[[], float] = time.perf_counter,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self.rate_mbps = rate_mbps
+        self._rate = rate_mbps if callable(rate_mbps) else (lambda: float(rate_mbps))
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -99,12 +108,16 @@ class LinkShaper:
     def of(cls, link: Link, direction: str, **kw: Any) -> "LinkShaper":
         return cls(link.rate_mbps(direction), **kw)
 
+    @property
+    def rate_mbps(self) -> float:
+        return self._rate()
+
     def wire_s(self, payload_bytes: int) -> float:
         return payload_bytes * 8 / (self.rate_mbps * 1e6)
 
     def send(self, payload_bytes: int, send_body: Callable[[], None], send_release: Callable[[], None]) -> ShapedSend:
-        target = self.wire_s(payload_bytes)
         with self._lock:
+            target = self.wire_s(payload_bytes)  # the rate when this transfer gets the direction
             t0 = self._clock()
             send_body()
             real = self._clock() - t0
