@@ -27,6 +27,16 @@ timed from the model's build. Both are checked to reach the same period. --varia
 steps one at a time (see VARIANTS).
 
     python benchmarks/bench_solve.py --throughput [--solvers cbc] [--time-limit 120] [--variants]
+
+With --dp, the label-setting DP against the ILP backends on the same scaling_problem instances
+(SYNTHETIC costs), in one run: devices 2, 3, 4, 6 x layers 15, 30, 60 x K 4, 8 x settings 2, 10
+(narrow with --devices/--layers/--ks/--settings). Objectives: least latency, and least energy
+within 1.2 x the least latency. DP time is end to end from the PlacementProblem (arrays, DP,
+evaluation); ILP time is the backend call as above (the ILP's build, reported apart, excluded).
+A DP objective that differs from an ILP's (relative 1e-9) is an error (exit 1). Then the time
+of the whole latency-energy front of 4 devices x 60 layers x K=8 x 10 settings.
+
+    python benchmarks/bench_solve.py --dp [--solvers cbc,highs] [--devices 4 --layers 60 --ks 8 --settings 10]
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import itertools
 import logging
 import math
 import random
@@ -49,10 +60,11 @@ from dime.core.costs import BundleCost, CostTable, Role, bundles
 from dime.core.links import Link, get_link
 from dime.core.network import NetLink, Network
 from dime.errors import SolverError
-from dime.plan import PlacementProblem, build_model
+from dime.plan import PlacementProblem, build_model, solve_front
 from dime.plan.backends import BackendUnavailableError, get_backend
 from dime.plan.moves import SCALE
 from dime.plan.runs import RunModel
+from dime.plan.dp import DpSolver
 
 INSTANCES = {"vit15_k15": (15, 15), "chain60_k10": (60, 10), "chain60_k60": (60, 60)}
 
@@ -289,6 +301,101 @@ def period_markdown(rows: list[PeriodRow]) -> str:
     return "\n".join(out)
 
 
+# -- the DP against the ILP backends ---------------------------------------------------------------
+
+DP_GRID = {"devices": (2, 3, 4, 6), "layers": (15, 30, 60), "ks": (4, 8), "settings": (2, 10)}
+FRONT_INSTANCE = (4, 60, 8, 10)
+
+
+@dataclass
+class DpRow:
+    instance: str
+    objective: str
+    dp_s: float
+    dp_value: float
+    ilp: dict[str, tuple[float | None, float | None, str]]  # solver -> (median solve s, value, status)
+    ilp_build_s: float
+
+    def mismatches(self) -> list[str]:
+        """The ILP backends that proved a different optimum."""
+        return [name for name, (_, v, status) in self.ilp.items()
+                if status == "optimal" and v is not None
+                and not math.isclose(v, self.dp_value, rel_tol=1e-9, abs_tol=1e-12)]
+
+
+def _median_time(fn, repeats: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def run_dp(solvers: list[str], repeats: int, time_limit_s: float | None, seed: int,
+           grid: list[tuple[int, int, int, int]]) -> list[DpRow]:
+    rows: list[DpRow] = []
+    for d, n, k, settings in grid:
+        inst = f"dev{d}_n{n}_k{k}_s{settings}"
+        problem = scaling_problem(d, n, k, settings, seed)
+        least = DpSolver(problem).solve("latency").objective
+        t0 = time.perf_counter()
+        model = build_model(problem)
+        model.linear_model()  # builds the ILP
+        build_s = time.perf_counter() - t0
+        for objective, budget in (("latency", None), ("energy@1.2xlat", 1.2 * least)):
+            name = objective.split("@")[0]
+            dp_s, sol = _median_time(lambda: DpSolver(problem).solve(name, max_latency_s=budget), repeats)
+            m = model.with_budgets(objective=name, max_latency_s=budget)
+            ilp = {solver: _ilp_solve(m, solver, repeats, time_limit_s) for solver in solvers}
+            rows.append(DpRow(inst, objective, dp_s, sol.objective, ilp, build_s))
+            logging.info("%s", rows[-1])
+    return rows
+
+
+def _ilp_solve(m, solver: str, repeats: int, time_limit_s: float | None) -> tuple[float | None, float | None, str]:
+    """(median backend time, objective, status) of `repeats` solves by one ILP backend."""
+    times, value, status = [], None, ""
+    try:
+        for _ in range(repeats):
+            sol = m.solve(solver, time_limit_s)
+            times.append(sol.solve_time_s)
+            value, status = sol.objective, sol.status
+    except BackendUnavailableError as e:
+        status = e.reason
+    except SolverError as e:
+        status = f"error: {e}"
+    return (statistics.median(times) if times else None), value, status
+
+
+def dp_markdown(rows: list[DpRow], solvers: list[str]) -> str:
+    head = "| instance | objective | dp s |" + "".join(f" {s} s | {s}/dp |" for s in solvers) + \
+        " ILP build s | objective value | equal |"
+    out = [head, "|---|---|---:|" + "---:|---:|" * len(solvers) + "---:|---:|---|"]
+    for r in rows:
+        cells = []
+        for s in solvers:
+            t, _, status = r.ilp[s]
+            cells += [f"{t:.3f}" if t is not None else "-",
+                      f"{t / r.dp_s:.0f}x" if t is not None and status == "optimal" else status or "-"]
+        bad = r.mismatches()
+        out.append(f"| {r.instance} | {r.objective} | {r.dp_s:.4f} | " + " | ".join(cells) +
+                   f" | {r.ilp_build_s:.3f} | {r.dp_value:.6g} | {'MISMATCH ' + ','.join(bad) if bad else 'yes'} |")
+    return "\n".join(out)
+
+
+def front_line(repeats: int, seed: int) -> str:
+    problem = scaling_problem(*FRONT_INSTANCE, seed)
+    t, front = _median_time(lambda: solve_front(problem), repeats)
+    d, n, k, s = FRONT_INSTANCE
+    return (f"front dev{d}_n{n}_k{k}_s{s}: {len(front.points)} points, whole latency-energy front in {t:.3f} s "
+            f"(median of {repeats})")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(","))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--instances", default=",".join(INSTANCES), help=f"comma list of {', '.join(INSTANCES)}")
@@ -300,6 +407,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grid", help="with --scaling/--throughput: only these DEVICES:LAYERS:K:SETTINGS, comma separated")
     p.add_argument("--throughput", action="store_true", help="the min period before/after the run model")
     p.add_argument("--variants", action="store_true", help="with --throughput: each step of the run model")
+    p.add_argument("--dp", action="store_true", help="the DP against the ILP backends (--solvers), and a front's time")
+    for key, values in DP_GRID.items():
+        p.add_argument(f"--{key}", default=",".join(map(str, values)), help="with --dp: comma list (default %(default)s)")
+    p.add_argument("--no-front", action="store_true", help="with --dp: skip the front's timing")
     p.add_argument("--out", help="also write the rows as CSV")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
@@ -314,6 +425,19 @@ def main(argv: list[str] | None = None) -> int:
                 w.writerow(PeriodRow.__dataclass_fields__)
                 for r in period_rows:
                     w.writerow([getattr(r, c) for c in PeriodRow.__dataclass_fields__])
+        return 0
+    if a.dp:
+        solvers = a.solvers.split(",")
+        grid = list(itertools.product(_ints(a.devices), _ints(a.layers), _ints(a.ks), _ints(a.settings)))
+        rows_dp = run_dp(solvers, a.repeats, a.time_limit, a.seed, grid)
+        print(dp_markdown(rows_dp, solvers))
+        if not a.no_front:
+            print()
+            print(front_line(a.repeats, a.seed))
+        bad = [f"{r.instance} {r.objective}" for r in rows_dp if r.mismatches()]
+        if bad:
+            print(f"error: the DP's objective differs from an ILP's on {', '.join(bad)}", file=sys.stderr)
+            return 1
         return 0
     if a.scaling:
         grid = [tuple(int(x) for x in g.split(":")) for g in a.grid.split(",")] if a.grid else SCALING

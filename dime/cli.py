@@ -14,7 +14,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "samples": ("dime.capture.samples", "save every layer's input tensors for sample images"),
     "profile": ("dime.profile", "profile every bundle of consecutive layers (--measure: a fraction, the rest predicted)"),
     "predict": ("dime.profiling.predictcli", "fill in unmeasured bundles of a partial profile with predictions"),
-    "solve": ("dime.plan.solve", "choose bundles, devices and settings (ILP)"),
+    "solve": ("dime.plan.solve", "choose bundles, devices and settings (exact DP or ILP)"),
     "sweep": ("dime.sweep.cli", "sweep budgets and links into CSV and plots"),
     "run": ("dime.run.cli", "run a split for real (edge and cloud processes) and measure it"),
     "validate": ("dime.run.validate", "measure the solver's and every single split against the predictions"),

@@ -195,3 +195,44 @@ def assignments(items: Sequence[str], flag: str) -> list[tuple[str, str]]:
             raise UsageError(f"{flag} {item!r}: give NAME=VALUE")
         out.append((name.strip(), value.strip()))
     return out
+
+
+def comma_list(text: str | None, what: str) -> list[str] | None:
+    """The items of a comma list (None: not given); an empty list is an error, not a default."""
+    if text is None:
+        return None
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    if not items:
+        raise UsageError(f"empty {what} list {text!r}")
+    return items
+
+
+def watts(text: str, flag: str) -> tuple[float, ...]:
+    """`W[,W...]`: one power, or one per setting, in watts."""
+    out = []
+    for item in comma_list(text, flag) or []:
+        try:
+            out.append(float(item))
+        except ValueError:
+            raise UsageError(f"{flag}: not a number of watts: {item!r}") from None
+    return tuple(out)
+
+
+def add_assumed_power_args(p: argparse.ArgumentParser, source: str = "the source's") -> None:
+    """--assume-edge-power W[,W] and --assume-power DEVICE=W[,W] (repeatable)."""
+    p.add_argument("--assume-edge-power", metavar="W",
+                   help="no edge energy in the profiles: assume W x latency joules, one W or one per edge "
+                        f"setting; every output says the energy is assumed (with --system: {source})")
+    p.add_argument("--assume-power", action="append", default=[], metavar="DEVICE=W[,W]",
+                   help="the same for any device whose energy counts (edge and cloud for two devices), "
+                        "repeatable")
+
+
+def assumed_powers(args: argparse.Namespace) -> tuple[tuple[float, ...] | None, tuple[tuple[str, tuple[float, ...]], ...]]:
+    """The edge's assumed power and each named device's, from add_assumed_power_args' flags."""
+    power = [(name, watts(value, f"--assume-power {name}"))
+             for name, value in assignments(args.assume_power, "--assume-power")]
+    if len({name for name, _ in power}) != len(power):
+        raise UsageError("--assume-power names a device twice")
+    edge = watts(args.assume_edge_power, "--assume-edge-power") if args.assume_edge_power else None
+    return edge, tuple(power)

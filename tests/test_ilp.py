@@ -349,7 +349,7 @@ class KnownAnswers:
                                      "latency_source": "measured", "latency_sd_s": None}
         assert d["placement"][-1]["end"] == "c" and d["placement"][-1]["device"] == "cloud"
         assert d["latency_s"] == sol.evaluation.latency_s
-        assert d["solver"] in BACKENDS
+        assert d["solver"] in BACKENDS + ("dp",)
 
 
 class TestKnownCbc(KnownAnswers):
@@ -461,7 +461,7 @@ def test_backend_statuses_on_infeasible_model():
 
 
 def test_unknown_backend():
-    with pytest.raises(UsageError, match="unknown solver 'cplex'; choose from auto, gurobi, cbc, highs"):
+    with pytest.raises(UsageError, match="unknown solver 'cplex'; choose from auto, dp, gurobi, cbc, highs"):
         build_model(_vit_like()).solve("cplex")
 
 
@@ -474,7 +474,8 @@ def test_is_installed_does_not_import():
 
 def test_gurobi_size_limit_and_auto_fallback():
     need("gurobi")
-    problem = _vit_like(30, 30, 4)  # 465 bundles x 5 settings > 2000 variables
+    # the merge rule's rows make > 2000 constraints; one setting per device, so that auto cannot use the DP
+    problem = dataclasses.replace(_vit_like(15, 15, 10), one_setting_per_device=True)
     model = build_model(problem)
     try:
         model.solve("gurobi")
@@ -484,7 +485,8 @@ def test_gurobi_size_limit_and_auto_fallback():
         pytest.skip("gurobi has an unrestricted license here")
     sol = model.solve("auto")
     assert sol.solver == "cbc"
-    assert sol.note == "gurobi: model too large for size-limited license (error 10010); used cbc"
+    assert sol.note == ("dp: not applicable: one setting per device; "
+                        "gurobi: model too large for size-limited license (error 10010); used cbc")
     # the fallback is remembered for re-solves of the same model
     assert model._auto.skipped == {"gurobi": "model too large for size-limited license (error 10010)"}
     assert model.with_budgets(max_latency_s=sol.objective * 2).solve("auto").solver == "cbc"

@@ -287,3 +287,28 @@ def test_note_on_chains_of_bundles_profiled_in_isolation(tmp_path, profile, tabl
         assert f"note: {notes[0]}" in p.stdout
     else:
         assert notes == [] and "note: " not in p.stdout
+
+
+def test_assumed_power_gives_a_front_and_says_so(tmp_path):
+    """The shipped profiles have no energy: an assumed edge power makes the front trade latency
+    for energy, every point's energy is W x its edge latency, and the output says it is assumed."""
+    prof = ROOT / "profiles" / "alexnet-xeon-2core.csv"
+    out = tmp_path / "front.json"
+    two = [prof, "--edge", "xeon-2core", "--edge-settings", "threads=1", "--cloud", "xeon-2core",
+           "--cloud-settings", "threads=2", "--link", "300/300/1"]
+    p = run(*two, "--assume-edge-power", "10", "--front", "--json", out)
+    assert p.returncode == 0, p.stderr
+    assert "assumed power" in p.stdout
+    points = json.loads(out.read_text())["points"]
+    assert len(points) >= 2
+    for pt in points:
+        edge_s = sum(b["latency_s"] for b in pt["placement"] if b["role"] == "edge")
+        assert pt["energy_j"] == pytest.approx(10 * edge_s, rel=1e-9)
+    lat = [pt["latency_s"] for pt in points]
+    en = [pt["energy_j"] for pt in points]
+    assert lat == sorted(lat) and en == sorted(en, reverse=True) and len(set(en)) == len(en)
+    # without the power there is nothing to trade; a bad power is one line
+    p = run(*two, "--front")
+    assert p.returncode == 0 and "no energy to trade" in p.stdout
+    assert "watts" in one_line_error(run(*two, "--assume-edge-power", "ten", "--front"), 2)
+    assert "twice" in one_line_error(run(*two, "--assume-power", "edge=1", "--assume-power", "edge=2"), 2)

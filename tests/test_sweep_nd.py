@@ -309,15 +309,22 @@ class BruteFront:
 def test_points_read_off_a_front_give_the_same_rows(nd, monkeypatch):
     _, problem, networks, _ = nd
     spec = CellSpec.from_problem(_problem(problem, networks, "a-b=wifi"), "a-b=wifi", points=4)
-    ilp = sweep.sweep_points(spec, CellSolver(spec))
+    ilp_spec = dataclasses.replace(spec, solver="cbc")
+    ilp_solver = CellSolver(ilp_spec)
+    ilp = sweep.sweep_points(ilp_spec, ilp_solver)  # one ILP solve per budget
+    assert {r.solver for r in ilp} == {"cbc"} and ilp_solver.count > len(ilp)
+    dp_solver = CellSolver(spec)
+    dp = sweep.sweep_points(spec, dp_solver)  # the default: one DP front for the whole cell
+    assert {r.solver for r in dp} == {"dp"} and dp_solver.count == 1
     monkeypatch.setattr(sweep_cell_module, "point_source",
                         lambda spec, solve: sweep.FrontPoints(BruteFront(spec.problem)))
-    front = sweep.sweep_points(spec, CellSolver(spec))
-    assert [(r.sweep, r.point, r.pareto) for r in front] == [(r.sweep, r.point, r.pareto) for r in ilp]
-    for a, b in zip(front, ilp):
-        assert a.solver == "bruteforce"
-        assert close(a.budget, b.budget, REL) and close(a.latency_s, b.latency_s, REL), (a, b)
-        assert close(a.energy_j, b.energy_j, REL), (a, b)
+    brute = sweep.sweep_points(spec, CellSolver(spec))
+    assert {r.solver for r in brute} == {"bruteforce"}
+    for front in (dp, brute):
+        assert [(r.sweep, r.point, r.pareto) for r in front] == [(r.sweep, r.point, r.pareto) for r in ilp]
+        for a, b in zip(front, ilp):
+            assert close(a.budget, b.budget, REL) and close(a.latency_s, b.latency_s, REL), (a, b)
+            assert close(a.energy_j, b.energy_j, REL), (a, b)
     with pytest.raises(InfeasibleError, match="--max-energy"):
         sweep.FrontPoints(BruteFront(spec.problem)).best("latency", max_energy_j=1e-12)
 

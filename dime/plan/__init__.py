@@ -1,7 +1,9 @@
-"""The placement ILP: model building (problem.py), a neutral linear form (linear.py), backends."""
+"""The placement planner: the problem (statement.py), the ILP (problem.py, linear.py, backends) and the
+exact label-setting DP (dp.py), behind one PlacementProblem -> Solution API."""
 
 from dime.core.costs import ROLE_NAMES
 from dime.plan.backends import AUTO_ORDER, BACKEND_NAMES, BACKENDS, get_backend
+from dime.plan.dp import Front, dp_unsupported, solve_front
 from dime.plan.linear import LinearModel
 from dime.plan.problem import (
     OBJECTIVES,
@@ -16,6 +18,7 @@ __all__ = [
     "AUTO_ORDER",
     "BACKENDS",
     "BACKEND_NAMES",
+    "Front",
     "OBJECTIVES",
     "ROLE_NAMES",
     "LinearModel",
@@ -23,6 +26,8 @@ __all__ = [
     "PlacementProblem",
     "Solution",
     "build_model",
+    "dp_unsupported",
     "get_backend",
     "solve",
+    "solve_front",
 ]

@@ -43,7 +43,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import math
 import os
 import re
 import time
@@ -55,179 +54,57 @@ import numpy as np
 
 from dime.core.costs import (
     Assignment,
-    CostTable,
     Evaluation,
     Role,
-    as_network,
     bundles,
     check_chain,
-    evaluate,
-    memory_use,
     merge_violation,
-    resolve_roles,
 )
-from dime.core.links import Link
-from dime.core.network import Network
 from dime.errors import InfeasibleError, SolverError, UsageError
 from dime.fileio import atomic_write
 from dime.plan.backends import AutoChoice, RawResult, run_backend
+from dime.plan.dp import DP, DpSolver, dp_unsupported, unsupported_error
 from dime.plan.linear import ERROR, INF, INFEASIBLE, LinearModel, ModelBuilder
 from dime.plan.moves import BYTES_SCALE, SCALE, add_moves
 from dime.plan.runs import RunCosts, RunModel, pipelines, run_costs
 from dime.plan.solution import Solution
+from dime.plan.statement import (  # noqa: F401  (re-exported: the ILP's users import them from here)
+    ENERGY,
+    LATENCY,
+    OBJECTIVES,
+    THROUGHPUT,
+    PlacementProblem,
+    _check_budget,
+    budget_with_slack,
+    energy_needed_error,
+    infeasible_error,
+    no_placement_error,
+    objective_value,
+)
 
 log = logging.getLogger(__name__)
-
-LATENCY = "latency"
-ENERGY = "energy"
-THROUGHPUT = "throughput"
-OBJECTIVES: tuple[str, ...] = (LATENCY, ENERGY, THROUGHPUT)
-
-
-def budget_with_slack(budget: float) -> float:
-    """A budget plus a hair of slack, so that a placement meeting it exactly stays feasible
-    after solvers round coefficients (CBC's preprocessing otherwise drops it)."""
-    return budget + max(1e-9 * budget, 1e-12)
 
 _KEEP: Any = object()  # "leave this budget as it is"
 
 
-def _check_budget(name: str, value: float | None) -> None:
-    if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise UsageError(f"{name} must be a positive number, got {value}")
+AUTO_DP_NOTE = "auto: exact label-setting DP (no memory limits, one setting per device or throughput objective)"
 
 
-def objective_value(objective: str, ev: Evaluation) -> float:
-    """The objective of an evaluated placement, in SI units (throughput: the period in s)."""
-    return {LATENCY: ev.latency_s, ENERGY: ev.energy_j, THROUGHPUT: ev.period_s}[objective]
+@dataclass
+class _Lazy:
+    """What a model and its with_budgets copies share, made on first need."""
 
-
-@dataclass(frozen=True)
-class PlacementProblem:
-    """Where to run each bundle of `table`'s model, on roles joined by `link`.
-
-    `link` is the one edge-cloud Link of two roles, or a Network of any number of roles;
-    `roles` are resolved on construction (names, energy flags: see core.costs.Role).
-    """
-
-    table: CostTable
-    roles: tuple[Role, ...]  # (edge, cloud) for a Link
-    link: Link | Network
-    max_bundle: int
-    objective: str = LATENCY  # "latency" | "energy" (of energy-counted roles) | "throughput"
-    max_latency_s: float | None = None
-    max_energy_j: float | None = None
-    private_layers: int = 0  # the first N layers must run on the source
-    one_setting_per_device: bool = False  # each role runs all its bundles at one setting
-    pin: tuple[tuple[int, int], ...] = ()  # (layer, role): that layer runs on that role
-    bundle_sum: bool = False  # DIME's semantics: any partition, costs summed (no merge rule)
-
-    def __post_init__(self) -> None:
-        net = as_network(self.link)
-        if len(self.roles) != net.n_devices:
-            what = "two roles (edge, cloud)" if isinstance(self.link, Link) else f"{net.n_devices} roles"
-            raise UsageError(f"a placement needs {what}, got {len(self.roles)}")
-        object.__setattr__(self, "roles", resolve_roles(self.roles, net.source))
-        object.__setattr__(self, "pin", tuple(sorted(dict(self.pin).items())))
-        if self.objective not in OBJECTIVES:
-            raise UsageError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
-        if not (isinstance(self.max_bundle, int) and self.max_bundle >= 1):
-            raise UsageError(f"max bundle must be a whole number >= 1, got {self.max_bundle}")
-        n = self.table.n_layers
-        if n < 1:
-            raise UsageError("the model has no layers")
-        if not (0 <= self.private_layers <= n):
-            raise UsageError(f"private layers must be in 0..{n}, got {self.private_layers}")
-        _check_budget("max latency", self.max_latency_s)
-        _check_budget("max energy", self.max_energy_j)
-        names = [r.name for r in self.roles]
-        if len(set(names)) != len(names):
-            raise UsageError(f"two roles share a name: {', '.join(names)}")
-        for r, role in enumerate(self.roles):
-            name = role.name
-            if not role.compute:
-                self._check_relay(r, role, net)
-                continue
-            if role.device not in self.table.settings:
-                raise UsageError(
-                    f"unknown {name} device {role.device!r}; known devices: {', '.join(self.table.settings)}"
-                )
-            if not role.settings:
-                raise UsageError(f"the {name} role has no settings")
-            unknown = [s for s in role.settings if s not in self.table.settings[role.device]]
-            if unknown:
-                raise UsageError(f"device {role.device} has no setting {unknown[0]!r}")
-            if role.memory_bytes is not None:
-                if not (isinstance(role.memory_bytes, int) and role.memory_bytes > 0):
-                    raise UsageError(f"memory of {name} must be a positive number of bytes, got {role.memory_bytes}")
-                if not self.table.param_bytes:
-                    raise UsageError(
-                        f"a memory limit on {name} needs the profiles' param_bytes column; "
-                        "profile again with this version of dime.profile"
-                    )
-        for layer, r in self.pin:
-            if not (0 <= layer < n and 0 <= r < len(self.roles)):
-                raise UsageError(f"pin: layer {layer} or role {r} out of range")
-            if not self.roles[r].compute:
-                raise UsageError(f"pin: {self.table.layer_names[layer]} is pinned to {self.roles[r].name}, "
-                                 "a relay that runs no layer")
-            if layer < self.private_layers and r != net.source:
-                raise UsageError(
-                    f"pin: {self.table.layer_names[layer]} is a private layer, it runs on {self.roles[net.source].name}"
-                )
-        unreachable = net.unreachable()
-        if unreachable:
-            raise UsageError(f"{self.roles[unreachable[0]].name} is not linked to {self.roles[net.source].name}")
-
-    @staticmethod
-    def _check_relay(r: int, role: Role, net: Network) -> None:
-        """A role without compute: no settings, no memory, not the source, and a name."""
-        if not role.name:
-            raise UsageError(f"relay role {r} (compute False) needs a name")
-        if r == net.source:
-            raise UsageError(f"the source {role.name} must compute: it holds the input and gets the output back")
-        if role.settings:
-            raise UsageError(f"{role.name} is a relay (compute False) and has settings {', '.join(role.settings)}")
-        if role.memory_bytes is not None:
-            raise UsageError(f"{role.name} is a relay (compute False) and has a memory limit")
-
-    @property
-    def k(self) -> int:
-        """The effective max bundle: no bundle is longer than the model."""
-        return min(self.max_bundle, self.table.n_layers)
-
-    @property
-    def network(self) -> Network:
-        return as_network(self.link)
-
-    @property
-    def source(self) -> int:
-        return self.network.source
-
-    def allowed(self, start: int, end: int, role: int) -> bool:
-        """Whether a bundle may run on a role: it computes, private layers stay on the
-        source, pins hold."""
-        if not self.roles[role].compute:
-            return False
-        if role != self.source and start < self.private_layers:
-            return False
-        return all(r == role for layer, r in self.pin if start <= layer <= end)
-
-    def evaluate(self, placement: Sequence[Assignment]) -> Evaluation:
-        return evaluate(self.table, self.roles, self.network, placement)
-
-    def memory_fits(self, placement: Sequence[Assignment]) -> bool:
-        return all(
-            memory_use(self.table, placement, r) <= role.memory_bytes
-            for r, role in enumerate(self.roles) if role.memory_bytes is not None
-        )
+    ilp: dict[str, Any] | None = None  # the attributes _build sets
+    dp: DpSolver | None = None
 
 
 class PlacementModel:
-    """The ILP of a PlacementProblem, built once.
+    """The ILP of a PlacementProblem, built once, on first need; and the DP where it applies.
 
     `with_budgets` returns a model that shares the constraint matrix and differs only in
-    the objective and the budget rows' right-hand sides, so sweeps re-solve cheaply.
+    the objective and the budget rows' right-hand sides, so sweeps re-solve cheaply. The
+    ILP is built when something needs it (an ILP backend, its size, write_lp): solving by
+    the DP never builds it, and re-solves by the DP read off the DP's front.
     """
 
     def __init__(self, problem: PlacementProblem) -> None:
@@ -238,7 +115,24 @@ class PlacementModel:
         self._auto = AutoChoice()
         self._auto_runs = AutoChoice()  # the run model has another size (see runs.py)
         self._run_costs: dict[int, RunCosts] = {}  # filled on the first throughput solve, shared by copies
-        self._build()
+        self._lazy = _Lazy()
+
+    def __getattr__(self, name: str) -> Any:
+        # Reached only for attributes not set yet: the ILP's, which _build sets. Build once for
+        # the model and all its with_budgets copies, then look again.
+        lazy = self.__dict__.get("_lazy")
+        if lazy is None or name.startswith("__"):
+            raise AttributeError(name)
+        if lazy.ilp is None:
+            before = set(self.__dict__)
+            self._build()
+            lazy.ilp = {k: v for k, v in self.__dict__.items() if k not in before}
+        else:
+            self.__dict__.update(lazy.ilp)
+        try:
+            return self.__dict__[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
     # -- building ---------------------------------------------------------------------
 
@@ -423,6 +317,8 @@ class PlacementModel:
     @property
     def has_energy(self) -> bool:
         """Whether every edge bundle in the model has a measured (or assumed) energy."""
+        if self._lazy.ilp is None and dp_unsupported(self.problem, LATENCY) is None:
+            return self._dp().has_energy
         return self._en_obj is not None
 
     @property
@@ -455,10 +351,7 @@ class PlacementModel:
 
     def _check_energy(self) -> None:
         if self._needs_energy() and self._en_obj is None:
-            raise UsageError(
-                f"{self._energy_missing}; --objective energy and --max-energy need edge energy: "
-                "profile with an energy meter or with --assume-power"
-            )
+            raise energy_needed_error(self._energy_missing)
 
     def linear_model(self) -> LinearModel:
         """The neutral model under the current objective and budgets."""
@@ -479,7 +372,10 @@ class PlacementModel:
     ) -> Solution:
         """Solve under the current objective and budgets.
 
-        `start`: a placement meeting every constraint and budget, for the solver to start
+        `backend` "dp" is the label-setting DP (UsageError where it does not apply), "auto"
+        the DP where it applies, else the first usable ILP backend.
+
+        `start`: a placement meeting every constraint and budget, for an ILP solver to start
         from (it never changes the optimum). The throughput objective is solved over runs
         where that model is exact (no energy budget, memory limit or one setting per role;
         runs.py), with the variables that no placement better than the start, or than the
@@ -493,12 +389,20 @@ class PlacementModel:
             why = self.infeasibility(start)
             if why is not None:
                 raise UsageError(f"the start placement {why}")
+        reason = dp_unsupported(self.problem, self.objective)
+        if backend.lower() == DP or (backend.lower() == "auto" and reason is None):
+            if reason is not None:
+                raise unsupported_error(reason)
+            sol = self._dp().solve(self.objective, self.max_latency_s, self.max_energy_j)
+            return dataclasses.replace(sol, note=AUTO_DP_NOTE) if backend.lower() == "auto" else sol
         if self.objective == THROUGHPUT:
             raw, used, note, decode = self._solve_period(backend, time_limit_s, start)
         else:
             initial = None if start is None else self._values_of(start)
             raw, used, note = run_backend(backend, self.linear_model(), time_limit_s, self._auto, initial)
             decode = self.placement_from_values
+        if backend.lower() == "auto":
+            note = f"dp: not applicable: {reason}; {note or f'used {used}'}"
         if raw.status == INFEASIBLE:
             raise self._explain_infeasible(used, time_limit_s)
         if raw.status == ERROR:
@@ -521,6 +425,11 @@ class PlacementModel:
             placement=tuple(placement),
             note=note,
         )
+
+    def _dp(self) -> DpSolver:
+        if self._lazy.dp is None:
+            self._lazy.dp = DpSolver(self.problem)
+        return self._lazy.dp
 
     def placement_from_values(self, values: np.ndarray, solver: str = "solver") -> list[Assignment]:
         chosen = [self._x[j] for j in range(self.num_x) if values[j] > 0.5]
@@ -668,28 +577,15 @@ class PlacementModel:
 
     def _explain_infeasible(self, backend: str, time_limit_s: float | None) -> InfeasibleError:
         lat, en = self.max_latency_s, self.max_energy_j
-        if self._least(backend, time_limit_s, LATENCY, max_latency_s=None, max_energy_j=None) is None:
+        least_lat = self._least(backend, time_limit_s, LATENCY, max_latency_s=None, max_energy_j=None)
+        if least_lat is None:
             return self._explain_structure(backend, time_limit_s)
-        if lat is not None:
-            best = self._least(backend, time_limit_s, LATENCY, max_latency_s=None, max_energy_j=None)
-            if best is not None and best > lat:
-                return InfeasibleError(
-                    f"no placement meets --max-latency {lat:g} s; the least feasible latency is {best:.6g} s"
-                )
-        if en is not None:
-            best = self._least(backend, time_limit_s, ENERGY, max_latency_s=None, max_energy_j=None)
-            if best is not None and best > en:
-                return InfeasibleError(
-                    f"no placement meets --max-energy {en:g} J; the least feasible energy is {best:.6g} J"
-                )
-        if lat is not None and en is not None:
-            best = self._least(backend, time_limit_s, LATENCY, max_latency_s=None)
-            if best is not None:
-                return InfeasibleError(
-                    f"no placement meets both --max-latency {lat:g} s and --max-energy {en:g} J; "
-                    f"the least latency within --max-energy {en:g} J is {best:.6g} s"
-                )
-        return InfeasibleError("no placement meets the constraints")
+        least_en = self._least(backend, time_limit_s, ENERGY, max_latency_s=None, max_energy_j=None) \
+            if en is not None and (lat is None or least_lat <= lat) else None
+        within = self._least(backend, time_limit_s, LATENCY, max_latency_s=None) \
+            if lat is not None and en is not None and least_lat <= lat and least_en is not None and least_en <= en \
+            else None
+        return infeasible_error(lat, en, least_lat, least_en, within)
 
     def _explain_structure(self, backend: str, time_limit_s: float | None) -> InfeasibleError:
         """No placement at all, budgets aside: name the device whose memory alone rules them out."""
@@ -710,7 +606,7 @@ class PlacementModel:
             return InfeasibleError(
                 "no placement fits the memory limits of " + ", ".join(p.roles[r].name for r in limited) + " together"
             )
-        return InfeasibleError("no placement meets the constraints (private layers and pins)")
+        return no_placement_error()
 
     # -- export -----------------------------------------------------------------------
 

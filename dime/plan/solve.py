@@ -4,6 +4,7 @@ Examples:
     python -m dime.solve profiles/vit_b_16_*.csv --edge jetson --cloud a100 --link 4g \\
         --objective energy --max-latency 0.2 --json placement.json
     python -m dime.solve --system examples/camera-jetson-server-cloud.toml --objective throughput
+    python -m dime.solve --system sys.toml --front --json front.json   # the latency-energy Pareto front
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from collections.abc import Sequence
 
 from dime.cliargs import (
     OneLineParser,
+    add_assumed_power_args,
+    assumed_powers,
     fraction,
     non_negative_int,
     positive_float,
@@ -27,10 +30,11 @@ from dime.cliargs import (
     setup_logging,
 )
 from dime.core.links import Link, get_link, parse_link
-from dime.core.placement import bundle_text
+from dime.core.placement import bundle_text, format_placement
 from dime.errors import UsageError
 from dime.fileio import atomic_write_text, check_output_path
-from dime.plan import BACKEND_NAMES, OBJECTIVES, PlacementProblem, Solution, build_model
+from dime.plan import BACKEND_NAMES, OBJECTIVES, Front, PlacementProblem, Solution, build_model, solve_front
+from dime.plan.energy import with_assumed_power
 from dime.plan.report import device_details, transfer_details
 from dime.plan.system import (
     Constraints,
@@ -76,10 +80,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bundle-sum", action="store_true",
                    help="DIME's semantics: any partition into bundles, costs summed; by default two same-setting "
                         "bundles in a row on one device are merged when their union is profiled")
+    add_assumed_power_args(p, "the source's; energy counts for the source unless the file says otherwise")
     p.add_argument("--trim", type=fraction, default=0.1, metavar="F",
                    help="fraction of runs dropped at each end before averaging (default 0.1)")
     p.add_argument("--solver", choices=BACKEND_NAMES, default="auto",
-                   help="auto (gurobi if licensed and the model fits, else cbc), gurobi, cbc or highs")
+                   help="auto (the exact dp solver where it applies: no memory limits, one setting per device "
+                        "or throughput objective; else gurobi if licensed and the model fits, else cbc), "
+                        "dp, gurobi, cbc or highs")
+    p.add_argument("--front", action="store_true",
+                   help="the whole latency-energy Pareto front (by the dp solver, within the budgets; the objective "
+                        "plays no part): print each point, and write them all with --json")
     p.add_argument("--time-limit", type=positive_float, metavar="S", help="solver time limit in seconds")
     p.add_argument("--json", metavar="FILE", help="write the solution as JSON")
     p.add_argument("--write-lp", metavar="FILE", help="write the ILP as LP (or MPS, for a .mps name)")
@@ -90,7 +100,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = OneLineParser(
         prog=prog or "python -m dime.solve",
-        description="Choose where each bundle of layers runs, edge or cloud, by an ILP over bundle profiles.",
+        description="Choose where each bundle of layers runs, edge or cloud, by an exact DP or ILP over bundle "
+                    "profiles.",
     )
     add_arguments(p)
     return p
@@ -128,36 +139,41 @@ def _network_text(problem: PlacementProblem) -> str:
     return "links: " + "; ".join(parts)
 
 
+def format_header(problem: PlacementProblem, goal: str) -> list[str]:
+    """The problem in two lines and a blank one: model, roles; network, `goal` and constraints."""
+    table = problem.table
+    lines = [
+        f"model {table.model}: {table.n_layers} layers; "
+        + "; ".join(f"{r.name} {r.device} ({', '.join(r.settings)})" if r.compute else f"{r.name} (relay)"
+                    for r in problem.roles)
+    ]
+    budgets = [goal, f"max bundle {problem.k}"]
+    if problem.max_latency_s is not None:
+        budgets.append(f"max latency {problem.max_latency_s:g} s")
+    if problem.max_energy_j is not None:
+        budgets.append(f"max energy {problem.max_energy_j:g} J")
+    if problem.private_layers:
+        budgets.append(f"private layers {problem.private_layers}")
+    if problem.pin:
+        budgets.append("pin " + ", ".join(
+            f"{table.layer_names[layer]}@{problem.roles[r].name}" for layer, r in problem.pin))
+    if problem.one_setting_per_device:
+        budgets.append("one setting per device")
+    if problem.bundle_sum:
+        budgets.append("bundle sums (DIME semantics, no merge rule)")
+    memory = [f"{r.name} {r.memory_bytes} B" for r in problem.roles if r.memory_bytes is not None]
+    if memory:
+        budgets.append("memory " + ", ".join(memory))
+    lines.append(f"{_network_text(problem)}; {'; '.join(budgets)}")
+    lines.append("")
+    return lines
+
+
 def format_report(problem: PlacementProblem, sol: Solution, data: dict, header: bool = True) -> str:
     """The human-readable result; every number is taken from `data` (the JSON dict)."""
     table = problem.table
     counted = [r.name for r in problem.roles if r.energy]
-    lines: list[str] = []
-    if header:
-        lines.append(
-            f"model {table.model}: {table.n_layers} layers; "
-            + "; ".join(f"{r.name} {r.device} ({', '.join(r.settings)})" if r.compute else f"{r.name} (relay)"
-                        for r in problem.roles)
-        )
-        budgets = [f"min {problem.objective}", f"max bundle {problem.k}"]
-        if problem.max_latency_s is not None:
-            budgets.append(f"max latency {problem.max_latency_s:g} s")
-        if problem.max_energy_j is not None:
-            budgets.append(f"max energy {problem.max_energy_j:g} J")
-        if problem.private_layers:
-            budgets.append(f"private layers {problem.private_layers}")
-        if problem.pin:
-            budgets.append("pin " + ", ".join(
-                f"{table.layer_names[layer]}@{problem.roles[r].name}" for layer, r in problem.pin))
-        if problem.one_setting_per_device:
-            budgets.append("one setting per device")
-        if problem.bundle_sum:
-            budgets.append("bundle sums (DIME semantics, no merge rule)")
-        memory = [f"{r.name} {r.memory_bytes} B" for r in problem.roles if r.memory_bytes is not None]
-        if memory:
-            budgets.append("memory " + ", ".join(memory))
-        lines.append(f"{_network_text(problem)}; {'; '.join(budgets)}")
-        lines.append("")
+    lines = format_header(problem, f"min {problem.objective}") if header else []
     rows = [("#", "layers", "bundle", "role", "device", "setting", "latency_s", "energy_j")]
     for i, (a, entry) in enumerate(zip(sol.placement, data["placement"]), 1):
         rows.append((
@@ -264,7 +280,9 @@ def problem_from_argv(argv: Sequence[str]) -> tuple[argparse.Namespace, System, 
     """The problem a solve command line describes (as recorded in its JSON's solve_args)."""
     args = build_parser().parse_args(list(argv))
     system = _system_from_args(args)
-    return args, system, build_problem(system, trim=args.trim)
+    edge_w, power_w = assumed_powers(args)
+    problem, _ = with_assumed_power(build_problem(system, trim=args.trim), edge_w, power_w)
+    return args, system, problem
 
 
 def solution_data(system: System, problem: PlacementProblem, sol: Solution, argv: Sequence[str]) -> dict:
@@ -291,6 +309,55 @@ def solution_data(system: System, problem: PlacementProblem, sol: Solution, argv
     return data
 
 
+def format_front(problem: PlacementProblem, front: Front, header: bool = True) -> str:
+    """Each point of the front in a row: latency, energy, period and placement."""
+    counted = [r.name for r in problem.roles if r.energy]
+    lines = format_header(problem, "latency-energy front") if header else []
+    for note in dict.fromkeys(p.note for p in front.points if p.note):
+        lines.append(f"note: {note}")
+    what = f"{' + '.join(counted)} energy" if counted else "energy"
+    lines.append(f"front: {len(front.points)} point{'s' if len(front.points) != 1 else ''}, latency ascending; "
+                 f"each has the least {what} within its latency")
+    names = [r.name for r in problem.roles]
+    rows = [("#", "latency_s", "energy_j", "period_s", "placement")]
+    for i, p in enumerate(front.points, 1):
+        ev = p.evaluation
+        rows.append((str(i), _fmt(ev.latency_s), _fmt(ev.energy_j), _fmt(ev.period_s),
+                     format_placement(problem.table.layer_names, p.placement, names)))
+    lines += _columns(rows, right={0, 1, 2, 3})
+    if any(p.evaluation.energy_assumed for p in front.points):
+        lines.append("energy: assumed power (W x latency), not measured")
+    if front.points:
+        lines.append(f"solver: dp, the front in {front.points[0].solve_time_s:.3g} s")
+    return "\n".join(lines)
+
+
+def _front(args: argparse.Namespace, system: System, problem: PlacementProblem, argv: Sequence[str]) -> None:
+    if args.solver not in ("auto", "dp"):
+        raise UsageError(f"--front is computed by the dp solver; drop --solver {args.solver}")
+    front = solve_front(problem)
+    print(format_front(problem, front, header=args.quiet == 0))
+    if args.json:
+        data = {
+            "model": problem.table.model,
+            "front": "latency-energy",
+            "energy_roles": [r.name for r in problem.roles if r.energy],
+            "solver": "dp",
+            "solve_time_s": front.points[0].solve_time_s if front.points else 0.0,
+            "points": [solution_data(system, problem, p, argv) for p in front.points],
+        }
+        _write_json(args.json, data)
+
+
+def _write_json(path: str, data: dict) -> None:
+    replaced = os.path.exists(path)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    if replaced:  # said even with -q: a solution someone kept is gone
+        log.warning("note: replaced the existing %s", path)
+    else:
+        log.info("wrote %s", path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -299,21 +366,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if target is not None:
             check_output_path(target, flag)
     args, system, problem = problem_from_argv(argv)
-    model = build_model(problem)
-    log.debug("model: %d variables, %d constraints", model.num_vars, model.num_constraints())
+    model = build_model(problem)  # the ILP is built only if a backend or --write-lp needs it
     if args.write_lp:
         model.write_lp(args.write_lp)
         log.info("wrote the ILP to %s", args.write_lp)
+    if args.front:
+        _front(args, system, problem, argv)
+        return 0
     sol = model.solve(args.solver, args.time_limit)
     data = solution_data(system, problem, sol, argv)
     print(format_report(problem, sol, data, header=args.quiet == 0))
     if args.json:
-        replaced = os.path.exists(args.json)
-        atomic_write_text(args.json, json.dumps(data, indent=2) + "\n")
-        if replaced:  # said even with -q: a solution someone kept is gone
-            log.warning("note: replaced the existing %s", args.json)
-        else:
-            log.info("wrote %s", args.json)
+        _write_json(args.json, data)
     return 0
 
 

@@ -41,7 +41,7 @@ from dime.sweep.cli import (
     options_from_args,
     run_sweep,
 )
-from dime.sweep.energy import (
+from dime.plan.energy import (
     assume_edge_power,
     assume_power,
     edge_energy_source,

@@ -1,9 +1,9 @@
 """One cell: the energy-budget and latency-budget sweeps of a (model, link setting), and its baselines.
 
 The points of a cell come from one function, `sweep_points`, which asks a *point source*
-for the best placement under each budget. `point_source` decides where they come from:
-today the cell's ILP, built once and re-solved per budget (`IlpPoints`); a whole
-latency-energy front read once gives the same rows (`FrontPoints`).
+for the best placement under each budget. `point_source` decides where they come from: the
+whole latency-energy front, found once by the DP where it applies (`FrontPoints`), else the
+cell's ILP, built once and re-solved per budget (`IlpPoints`); both give the same rows.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from dime.errors import InfeasibleError, SolverError
-from dime.plan import PlacementModel, Solution, build_model
+from dime.plan import PlacementModel, Solution, build_model, dp_unsupported, solve_front
 from dime.plan.problem import ENERGY, LATENCY
 from dime.sweep.baselines import baselines
-from dime.sweep.energy import energy_source
+from dime.plan.energy import energy_source
 from dime.sweep.rows import (
     CELL_FAILED,
     ENERGY_SWEEP,
@@ -92,12 +92,13 @@ class FrontPoints:
 
 
 def point_source(spec: CellSpec, solve: CellSolver) -> PointSource:
-    """Where the points of a cell come from: the seam for a whole-front backend.
-
-    Today the cell's ILP, re-solved per budget. A backend that yields the whole front in one
-    pass plugs in here (``FrontPoints(front)``, counting one solve) without changing the rows.
-    """
-    return IlpPoints(build_model(spec.problem), solve)
+    """Where the points of a cell come from: the DP's whole front (one solve) where the DP
+    applies and the cell's solver allows it (auto, dp), else the ILP re-solved per budget."""
+    problem = spec.problem
+    if spec.solver in ("auto", "dp") and dp_unsupported(problem) is None:
+        solve.count += 1
+        return FrontPoints(solve_front(problem))
+    return IlpPoints(build_model(problem), solve)
 
 
 def sweep_points(spec: CellSpec, solve: CellSolver) -> list[SweepRow]:

@@ -42,7 +42,10 @@ from typing import Sequence
 
 from dime.cliargs import (
     OneLineParser,
+    add_assumed_power_args,
     assignments,
+    assumed_powers,
+    comma_list,
     fraction,
     positive_float,
     positive_int,
@@ -62,25 +65,6 @@ from dime.sweep.spec import CellResult, CellSpec
 log = logging.getLogger(__name__)
 
 EXIT_CELLS_FAILED = 3  # the grid finished, but some cells failed (see their `error`)
-
-
-def _split(text: str | None, what: str) -> list[str] | None:
-    if text is None:
-        return None
-    items = [s.strip() for s in text.split(",") if s.strip()]
-    if not items:
-        raise UsageError(f"empty {what} list {text!r}")
-    return items
-
-
-def _watts(text: str, flag: str = "--assume-edge-power") -> tuple[float, ...]:
-    out = []
-    for item in _split(text, flag) or []:
-        try:
-            out.append(float(item))
-        except ValueError:
-            raise UsageError(f"{flag}: not a number of watts: {item!r}") from None
-    return tuple(out)
 
 
 DEFAULT_LINKS = "3g,4g,wifi"  # two devices, without --links
@@ -114,12 +98,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="longest bundle in layers (default: the largest K profiled for every chosen setting)")
     p.add_argument("--points", type=positive_int, default=20, metavar="N",
                    help="budgets per sweep (default 20)")
-    p.add_argument("--assume-edge-power", metavar="W",
-                   help="no edge energy in the profiles: assume W x latency joules, one W or one per edge "
-                   "setting; every output says the energy is assumed (with --system: the source's)")
-    p.add_argument("--assume-power", action="append", default=[], metavar="DEVICE=W[,W]",
-                   help="the same for any device whose energy counts (edge and cloud for two devices), "
-                        "repeatable")
+    add_assumed_power_args(p)
     p.add_argument("--bundle-sum", action="store_true",
                    help="DIME's semantics: any partition into bundles, costs summed; by default two same-setting "
                         "bundles in a row on one device are merged when their union is profiled")
@@ -162,24 +141,21 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
         for name, value in assignments(link_texts, "--links"):
             if any(name == n for n, _ in rates):
                 raise UsageError(f"--links names {name} twice; give all its rates in one list")
-            _split(value, f"--links {name}")  # an empty list is an error, not the default
+            comma_list(value, f"--links {name}")  # an empty list is an error, not the default
             rates.append((name, tuple(parse_links(value))))
     else:
         named = [t for t in link_texts if "=" in t]
         if named:
             raise UsageError(f"--links {named[0]}: NAME=LIST names a link of a system file; give --system FILE")
         text = ",".join(link_texts) if link_texts else DEFAULT_LINKS
-        _split(text, "--links")
+        comma_list(text, "--links")
         links = parse_links(text)
         if len({lk.name for lk in links}) != len(links):
             raise UsageError(f"--links names a link twice: {text}")
-    power = [(name, _watts(value, f"--assume-power {name}"))
-             for name, value in assignments(args.assume_power, "--assume-power")]
-    if len({name for name, _ in power}) != len(power):
-        raise UsageError("--assume-power names a device twice")
+    edge_w, power = assumed_powers(args)
 
     def items(text: str | None, what: str) -> tuple[str, ...] | None:
-        got = _split(text, what)
+        got = comma_list(text, what)
         return None if got is None else tuple(got)
 
     return SweepOptions(
@@ -195,8 +171,8 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
         link_rates=tuple(rates),
         max_bundle=args.max_bundle,
         points=args.points,
-        assume_edge_power_w=_watts(args.assume_edge_power) if args.assume_edge_power else None,
-        assume_power_w=tuple(power),
+        assume_edge_power_w=edge_w,
+        assume_power_w=power,
         bundle_sum=args.bundle_sum,
         trim=args.trim,
         solver=args.solver,

@@ -23,7 +23,7 @@ from dime.fileio import MAX_TABLE_BYTES, input_problem
 from dime.plan import PlacementProblem
 from dime.plan.system import Constraints, build_problem, load_system, two_devices
 from dime.profiling.reader import load_profiles
-from dime.sweep.energy import assume_power, energy_source
+from dime.plan.energy import energy_source, with_assumed_power
 from dime.sweep.spec import CellSpec
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def build_cells(opts: SweepOptions) -> list[CellSpec]:
     """Read and check every model's profiles; one CellSpec per (model, link setting). Raises on bad input."""
     cells: list[CellSpec] = []
     for problem, where in _problems(opts):
-        problem, assumed = _assume_power(problem, opts)
+        problem, assumed = with_assumed_power(problem, opts.assume_edge_power_w, opts.assume_power_w)
         source = energy_source(problem.table, problem.roles, problem.max_bundle, assumed, where)
         if opts.system is not None:
             settings = link_settings(problem, opts.link_rates, where)
@@ -161,23 +161,6 @@ def _system_problems(path: Path, opts: SweepOptions) -> Iterator[tuple[Placement
         models = list(dict.fromkeys(m for ms in found for m in (ms or []) if m)) or [None]
     for model in models:
         yield build_problem(dataclasses.replace(system, model=model), trim=opts.trim), str(path)
-
-
-def _assume_power(problem: PlacementProblem, opts: SweepOptions) -> tuple[PlacementProblem, dict[str, str]]:
-    """The problem with the assumed powers in its table, and their labels by device."""
-    watts = dict(opts.assume_power_w)
-    flag = "--assume-power"
-    if opts.assume_edge_power_w is not None:
-        source = problem.roles[problem.source].name
-        if source in watts:
-            raise UsageError(f"--assume-edge-power and --assume-power {source}=... both give the power of {source}")
-        watts[source] = opts.assume_edge_power_w
-        if len(watts) == 1:
-            flag = "--assume-edge-power"
-    if not watts:
-        return problem, {}
-    table, labels = assume_power(problem.table, problem.roles, watts, flag)
-    return dataclasses.replace(problem, table=table), labels
 
 
 def _models_in(path: str) -> list[str] | None:

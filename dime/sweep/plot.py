@@ -17,7 +17,7 @@ from dime.sweep.baselines import (
     LAYERWISE_ENERGY,
     NEUROSURGEON,
 )
-from dime.sweep.energy import energy_note
+from dime.plan.energy import energy_note
 from dime.sweep.rows import BASELINE, CELL_FAILED, ENERGY_SWEEP, LATENCY_SWEEP, SweepRow
 
 # name -> (marker, colour, size, label); larger markers are drawn below smaller ones so

@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 
 BACKENDS: dict[str, type[Backend]] = {"gurobi": GurobiBackend, "cbc": CbcBackend, "highs": HighsBackend}
 AUTO_ORDER: tuple[str, ...] = ("gurobi", "cbc", "highs")
-BACKEND_NAMES: tuple[str, ...] = ("auto",) + tuple(BACKENDS)
+# "dp" is the label-setting DP (dime.plan.dp): no LinearModel, so not a Backend; the model dispatches it.
+BACKEND_NAMES: tuple[str, ...] = ("auto", "dp") + tuple(BACKENDS)
 
 __all__ = [
     "AUTO_ORDER",

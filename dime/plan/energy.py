@@ -1,4 +1,4 @@
-"""Energy for sweeps: measured, or assumed as W x latency and labelled so.
+"""Energy for solves and sweeps: measured, or assumed as W x latency and labelled so.
 
 Two devices: the edge's energy counts. A system file: every device whose energy counts
 (the source's by default). Profiles are keyed by the profiled device, so two devices that
@@ -13,6 +13,7 @@ from typing import Iterable, Mapping, Sequence
 
 from dime.core.costs import CostTable, Role
 from dime.errors import UsageError
+from dime.plan.statement import PlacementProblem
 
 
 def assume_edge_power(table: CostTable, edge: Role, watts: Sequence[float]) -> tuple[CostTable, str]:
@@ -164,3 +165,23 @@ def energy_note(sources: Iterable[str], what: str = "edge energy") -> str:
         note = f"{what} ASSUMED = W × latency ({'; '.join(assumed)}), not measured"
         return note + (f"; measured: {', '.join(measured)}" if measured else "")
     return f"{what} measured ({', '.join(measured)})" if measured else ""
+
+
+def with_assumed_power(
+    problem: PlacementProblem, edge_w: Sequence[float] | None, power_w: Iterable[tuple[str, Sequence[float]]],
+) -> tuple[PlacementProblem, dict[str, str]]:
+    """The problem with assumed powers in its table (`edge_w`: the source's, `power_w`: by
+    device name), and their labels by device; unchanged when no power is given."""
+    watts = dict(power_w)
+    flag = "--assume-power"
+    if edge_w is not None:
+        source = problem.roles[problem.source].name
+        if source in watts:
+            raise UsageError(f"--assume-edge-power and --assume-power {source}=... both give the power of {source}")
+        watts[source] = edge_w
+        if len(watts) == 1:
+            flag = "--assume-edge-power"
+    if not watts:
+        return problem, {}
+    table, labels = assume_power(problem.table, problem.roles, watts, flag)
+    return dataclasses.replace(problem, table=table), labels
