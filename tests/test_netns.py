@@ -84,13 +84,16 @@ def test_user_delay_is_reported_per_route():
 
 @needs_netns
 def test_a_link_changes_its_rate_in_place():
-    """`tc qdisc change` (a --link-schedule step): a -> b from 16 to 6 Mbps, b -> c as it was."""
+    """`tc qdisc change` (a --link-schedule step): a -> b from 16 to 6 Mbps and back, b -> c as it was."""
     with netns.Topology(CHAIN, chain_links()) as topo:
         new = topo.change_link(0, 6, 40)
         assert (new.up_mbps, new.down_mbps) == (6, 40) and topo.links[0] == new
         rate = netns.probe_rate(topo, "a", "b", 600_000)
         assert rate.configured_mbps == 6 and abs(rate.error) < 0.03, rate
         assert topo.tbf("b", "c") == netns.tbf_params(30)
+        topo.change_link(0, 16, 40)  # and back up: the queue and tokens of the slow spell do not hold it back
+        rate = netns.probe_rate(topo, "a", "b", 1_500_000)
+        assert rate.configured_mbps == 16 and abs(rate.error) < 0.03, rate
 
 
 @needs_netns

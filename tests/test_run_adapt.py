@@ -20,7 +20,7 @@ from dime.errors import UsageError
 from dime.run.control.session import SwitchCost
 from dime.run.data.reports import pack_report, unpack_report
 from dime.run.links.estimate import RateEstimator, Transfer
-from dime.run.links.linkemu import LinkShaper, ShapedSend
+from dime.run.links.linkemu import LinkShaper
 from dime.run.links.netns import unavailable_reason
 from dime.run.links.schedule import (
     Clock,
@@ -173,11 +173,6 @@ def test_transfer_reports_round_trip():
     assert unpack_report(pack_report([])) is None  # the last report of a pipeline
 
 
-def test_the_paced_wire_time_is_the_links_unless_the_real_send_overran():
-    assert ShapedSend(1000, 0.008, 0.00005, 0.00795, 0.008).wire_s == 0.008  # the transport's cost is no rate
-    assert ShapedSend(1000, 0.008, 0.5, 0.0, 0.5).wire_s == 0.5  # a slower real network is
-
-
 # ---- re-planning decisions (no processes) ----------------------------------------------
 class FakeSession:
     """What the adapter asks of a session: the current config, the plan, switches."""
@@ -216,7 +211,7 @@ def _best(problem, up_mbps: float, down_mbps: float = 1000.0):
     """What the solver places for these rates (merged as the run merges it)."""
     import dataclasses
 
-    from dime.plan import solve
+    from dime.plan.problem import solve
     from dime.run.plan import merged_config
 
     net = problem.network
@@ -337,7 +332,7 @@ def _system_best(system: Path, link: int, up_mbps: float) -> str:
     """The placement text the solver gives the system with link `link` at `up_mbps` up."""
     import dataclasses
 
-    from dime.plan import solve
+    from dime.plan.problem import solve
     from dime.plan.system import build_problem, load_system
     from dime.run.plan import merged_config
 

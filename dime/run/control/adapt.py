@@ -38,8 +38,10 @@ from typing import Any, Callable, Sequence
 
 from dime.core.links import UP
 from dime.core.network import Network
-from dime.plan import PlacementProblem, Solution, solve
-from dime.plan.problem import objective_value
+from dime.plan.dp import dp_unsupported
+from dime.plan.problem import solve  # the function (`from dime.plan import solve` may give the module)
+from dime.plan.solution import Solution
+from dime.plan.statement import PlacementProblem, objective_value
 from dime.run.control.session import Session, SwitchCost
 from dime.run.links.estimate import Key, RateEstimator, Transfer
 from dime.run.links.schedule import Clock, Schedule, change_times, network_at
@@ -73,8 +75,11 @@ class Replan:
 
 
 def solver_for(problem: PlacementProblem) -> tuple[str, str]:
-    """(backend, why) for re-solving `problem`."""
-    return "auto", "the ILP (the exact DP is not in this version)"
+    """(backend, what it is) for re-solving `problem`: the exact DP (milliseconds), else the ILP."""
+    reason = dp_unsupported(problem)
+    if reason is None:
+        return "dp", "the exact DP"
+    return "auto", f"the ILP: the DP cannot hold {reason}"
 
 
 class Replanner:

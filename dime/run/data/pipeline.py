@@ -20,8 +20,10 @@ it takes part in, for the source's rate estimates (dime.run.links.estimate), wit
 traffic on the links:
 
 - a paced direction (user-space emulation) is timed by its sender: the pacer holds the
-  direction for the wire time at the rate of that moment, or for the real send where that took
-  longer (an overrun: the real network is the slower one), and that is the wire time;
+  direction for the wire time at the rate of that moment, and that is the wire time. Not the
+  real send's time where it took longer (an overrun): with queries in flight that is mostly
+  gloo waiting for the receiver to post its receive (back-pressure), not a slower link, and
+  it sent the estimates of a 1000 Mbps link down to 10 Mbps;
 - a kernel-shaped (or real) direction is timed by its receiver: from when the sender began
   (stamped into the header; one CLOCK_MONOTONIC, so every device on this machine, as `dime.run
   local` runs them), or when the receive was posted (gloo sends nothing before), or when the
@@ -417,7 +419,7 @@ class Pipeline:
                 sent = shaper.send(layout.payload_bytes, lambda: group.send(rank, body, tag),
                                    lambda: group.send(rank, tail, tag))
                 if record is not None:
-                    record(Transfer(s.link, s.direction, layout.payload_bytes, sent.wire_s))
+                    record(Transfer(s.link, s.direction, layout.payload_bytes, sent.target_s))
             frame.release()
             if frame.kind == DATA_END:
                 self._stream_done()

@@ -52,13 +52,6 @@ class ShapedSend:
     def overrun(self) -> bool:
         return self.real_s > self.target_s + OVERRUN_SLACK_S
 
-    @property
-    def wire_s(self) -> float:
-        """How long the bytes held the direction, as a rate estimate sees it: the link's wire time,
-        or the real send's where the real network was slower (below the slack, the excess is
-        the transport's per-message cost, which a rate does not describe)."""
-        return self.real_s if self.overrun else self.target_s
-
 
 @dataclass
 class ShaperStats:
