@@ -36,7 +36,6 @@ import json
 import math
 import os
 import re
-import statistics
 import subprocess
 import sys
 import time
@@ -124,7 +123,7 @@ def _best_plans(system: Path, case: Case, steps: list[tuple[float, float]]) -> l
     return out
 
 
-def run_case(case: Case, out: Path, phase_s: float, shaper: str, quiet: bool) -> list[dict]:
+def run_case(case: Case, out: Path, phase_s: float, shaper: str, quiet: bool, offline_factor: float) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     system = out / "system.toml"
     system.write_text(case.system.format(root=ROOT))
@@ -137,7 +136,7 @@ def run_case(case: Case, out: Path, phase_s: float, shaper: str, quiet: bool) ->
     _py("-m", "dime.solve", "--system", str(system), "--json", str(sol), "-q", env=env)
     total_s = 3 * phase_s
     procs = ["--cores", "edge=0", "--cores", "cloud=0,1", "--threads", "edge=1", "--threads", "cloud=2"]
-    offline = _offline_count(system, case, steps, total_s)
+    offline = _offline_count(system, case, steps, total_s, offline_factor)
     for mode, flags in MODES.items():
         for scenario in ("single-stream", "offline"):
             tag = f"{mode}-{scenario}"
@@ -154,9 +153,11 @@ def run_case(case: Case, out: Path, phase_s: float, shaper: str, quiet: bool) ->
     return summarize(case, out, steps, best)
 
 
-def _offline_count(system: Path, case: Case, steps: list[tuple[float, float]], total_s: float) -> int:
-    """Enough offline queries to last past the schedule at the best plans' predicted throughput
-    (4 in flight), whichever plan runs: the run ends when they are all done."""
+def _offline_count(system: Path, case: Case, steps: list[tuple[float, float]], total_s: float,
+                   factor: float) -> int:
+    """`factor` x the schedule's seconds x the best plans' highest predicted throughput (4 in
+    flight): offline issues them all at once and ends when they are done, past the schedule's
+    end where the machine is slower than predicted (the last phase then lasts longer)."""
     from dime.core.placement import parse_placement
     from dime.plan.system import build_problem, load_system
 
@@ -166,7 +167,7 @@ def _offline_count(system: Path, case: Case, steps: list[tuple[float, float]], t
     for plan in _best_plans(system, case, steps):
         ev = problem.evaluate(parse_placement(problem.table.layer_names, plan, names))
         fps.append(min(4 / ev.latency_s, 1 / ev.period_s))
-    return int(math.ceil(1.3 * total_s * max(fps)))
+    return int(math.ceil(factor * total_s * max(fps)))
 
 
 def _phase(t: float, steps: list[tuple[float, float]]) -> int:
@@ -213,6 +214,8 @@ def summarize(case: Case, out: Path, steps: list[tuple[float, float]], best: lis
                 "replans": sum(1 for r in replans if start <= float(r["at_s"] or 0) < end),
                 "switches": sum(1 for r in replans if r["switched"] == "True" and start <= float(r["at_s"] or 0) < end),
                 "to_new_plan_s": first_new, "plan_at_end": plans[-1] if plans else "",
+                "solve_ms_max": _ms(max((float(r["solve_s"]) for r in replans if start <= float(r["at_s"] or 0) < end),
+                                        default=None)),
             })
     for row in table:
         a, o = settled.get(("adapt", row["phase"])), settled.get(("oracle", row["phase"]))
@@ -233,12 +236,12 @@ def markdown(table: list[dict]) -> str:
         return "-" if v is None else fmt.format(v)
 
     lines = ["| case | mode | phase (from) | Mbps | P50 / P95 (ms) | frames/s x4 | lost | re-plans (switches) "
-             "| step to new plan (s) | settled P50 vs oracle | plan at the end of the phase |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| longest solve (ms) | step to new plan (s) | settled P50 vs oracle | plan at the end of the phase |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in table:
         lines.append(f"| {r['case']} | {r['mode']} | {r['phase']} ({r['from_s']:g} s) | {r['mbps']:g} "
                      f"| {f(r['p50_ms'])} / {f(r['p95_ms'])} | {f(r['fps_x4'])} | {r['lost']} "
-                     f"| {r['replans']} ({r['switches']}) | {f(r['to_new_plan_s'], '{:.2f}')} "
+                     f"| {r['replans']} ({r['switches']}) | {f(r['solve_ms_max'])} | {f(r['to_new_plan_s'], '{:.2f}')} "
                      f"| {f(r['settled_p50_vs_oracle'], '{:+.1%}')} | {r['plan_at_end'].replace('|', chr(92) + '|')} |")
     return "\n".join(lines)
 
@@ -274,6 +277,9 @@ def main() -> int:
     p.add_argument("--shaper", default="netns", choices=("netns", "user"))
     p.add_argument("--out-dir", type=Path, required=True, help="every run's CSVs and logs, phases.csv, summary.md")
     p.add_argument("--figures", type=Path, default=ROOT / "docs" / "figures", help="where the plots go")
+    p.add_argument("--offline-factor", type=float, default=1.0,
+                   help="offline queries = F x schedule seconds x the best plans' highest predicted frames/s at 4 in "
+                        "flight (default 1.0)")
     p.add_argument("-q", "--quiet", action="store_true", help="the runs' logs at -q (default -v, into each log)")
     args = p.parse_args()
     names = [c.strip() for c in args.cases.split(",") if c.strip()]
@@ -285,7 +291,7 @@ def main() -> int:
     for name in names:
         case = CASES[name]
         out = args.out_dir / name
-        table += run_case(case, out, args.phase_s, args.shaper, args.quiet)
+        table += run_case(case, out, args.phase_s, args.shaper, args.quiet, args.offline_factor)
         steps = [(0.0, case.fast_mbps), (args.phase_s, SLOW_MBPS), (2 * args.phase_s, case.fast_mbps)]
         plot(case, out, steps, args.figures / f"adapt-{name}.png")
     text = markdown(table)

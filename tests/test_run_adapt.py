@@ -114,10 +114,24 @@ def test_the_pacer_takes_the_rate_of_the_moment_its_transfer_begins():
     (["--split", "0", "--link-schedule", "edge-router=1:5/5"], "no link 'edge-router'"),
     (["--split", "0", "--link-schedule", "edge-cloud=1:5/5,1.5:6/6"], "at most once per 1 s"),
     (["--split", "0", "--link-schedule", "edge-cloud=1:5/5", "--scenario", "single-stream,offline"], "one --scenario"),
-    (["--split", "0,1", "--link-schedule", "edge-cloud=1:5/5"], "one placement over one network"),
+    (["--split", "all", "--link-schedule", "edge-cloud=1:5/5"], "one placement over one network"),
+    (["--split", "0", "--link", "4g,wifi", "--link-schedule", "edge-cloud=1:5/5"], "one placement over one network"),
 ])
 def test_bad_schedules_are_one_line_errors(extra, needle):
     proc = _local(["--link", "100/100", "--shaper", "user", *extra], timeout=60)
+    assert_one_line_error(proc)
+    assert needle in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--adapt"], "give its profiles"),
+    (["--adapt", "schedule"], "--adapt schedule re-plans at the steps of --link-schedule"),
+    (["--replans-out", "r.csv"], "--replans-out needs --adapt"),
+    (["--adapt", "--scenario", "single-stream,server"], "--adapt runs through one measurement"),
+    (["--adapt", "--objective", "energy"], "invalid choice"),
+])
+def test_bad_adapt_options_are_one_line_errors(extra, needle, tmp_path):
+    proc = _local(["--split", "0", "--link", "100/100", "--shaper", "user", *extra], timeout=60)
     assert_one_line_error(proc)
     assert needle in proc.stderr, proc.stderr
 
@@ -387,6 +401,8 @@ def test_a_user_shaped_schedule_is_followed_by_the_plan(relay, tmp_path):
     rs = csv_rows(replans)
     switched = [r for r in rs if r["switched"] == "True"]
     assert [r["new"] for r in switched] == runs[1:]
+    # the estimate followed the step: the pacer's hold at 0.5 Mbps is what the source solved for
+    assert f"a->{first[2]}=0.5;" in switched[0]["rates"], switched[0]
     assert int(row["switches"]) == len(switched) and row["adapt"] == "measured"
     assert float(row["switch_s"]) > 0 and all(float(r["drain_s"]) <= float(r["switch_s"]) for r in switched)
 
@@ -507,3 +523,29 @@ def test_a_kernel_shaped_schedule_is_followed_by_the_plan(launched, tmp_path):
     assert len(qs) == int(row["count"]) and all(q["ok"] == "True" for q in qs)
     runs = _runs(qs)
     assert runs[0] == fast and slow in runs and runs[-1] == fast, runs
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(NETNS_REASON is not None, reason=f"kernel link shaping unavailable: {NETNS_REASON}")
+def test_a_device_killed_during_a_kernel_shaped_switch_leaves_no_namespace(launched, tmp_path):
+    """The same over kernel-shaped links (64x64 inputs, 0.5 Mbps: 0.8 s per query): one line, and
+    the `launched` fixture finds no namespace and no device process left."""
+    from dime.capture.models import load_model
+
+    model = load_model(SKIPNET, cuts=SKIP_CUTS, input_shape=(1, 3, 64, 64))
+    system = _speeds_system(tmp_path, relay=False, model=model)
+    sol = tmp_path / "sol.json"
+    subprocess.run([PY, "-m", "dime.solve", "--system", str(system), "--json", str(sol), "-q"], env=cli_env(),
+                   check=True, capture_output=True)
+    proc = launched.start(["--input-shape", "1,3,64,64", "--system", str(system), "--solution", str(sol), "--adapt",
+                           "--link-schedule", "a-c=1:0.5/0.5", "--min-duration-s", "60", *ADAPT_QUICK], verbose=True)
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if "switching" in line:
+            break
+    (cloud,) = [p for p in _processes_with(f"{tmp_path}/") if b"/c.json" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    subprocess.run(["kill", "-9", str(cloud)], check=True)
+    _, err = proc.communicate(timeout=60)
+    assert_one_line_error(subprocess.CompletedProcess([], proc.returncode, "", "".join(lines) + err))
+    assert "error: c: exited by signal 9 (SIGKILL)" in err, err

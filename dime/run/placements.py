@@ -245,6 +245,24 @@ def check_plan_options(opts: PlanOptions) -> None:
     if opts.schedule:
         names, network, where = _devices_and_network(opts)
         resolve_schedule(opts.schedule, names, network, where)
+        check_one_placement(opts, "--link-schedule")
+
+
+def check_one_placement(opts: PlanOptions, flag: str) -> None:
+    """Refuse, without the model, options that give several placements or networks to a flag
+    that runs one through one measurement (what only the model can tell, build_plan checks)."""
+    if opts.plan is not None:
+        n = len(read_plan(opts.plan).configs)
+    elif opts.system is not None:
+        n = len(opts.solutions)
+    else:
+        splits = [s.strip() for s in (opts.split or "").split(",") if s.strip()]
+        n = (len(opts.solutions) + (2 if "all" in splits else len(set(splits)))) * len(opts.links)
+        if len(set(splits)) > 1 and not opts.solutions and len(opts.links) == 1:
+            return  # two split points may name one layer (0 and its name): the model will tell
+    if n > 1:
+        raise UsageError(f"{flag} runs one placement over one network through one measurement; these options "
+                         f"give {n} (give one --solution or --split, one --link)")
 
 
 def _devices_and_network(opts: PlanOptions) -> tuple[tuple[str, ...], Network, str]:
@@ -452,6 +470,7 @@ def precheck_source(opts: RunOptions, model_name: str | None = None) -> None:
         if path is not None:
             check_output_path(path, flag)
     if opts.adapt.on:
+        check_one_placement(opts.plan, "--adapt")
         adapt_problem(opts.plan, opts.adapt.objective, model_name)
 
 

@@ -34,9 +34,10 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
-from dime.core.links import UP
+from dime.core.costs import Assignment
+from dime.core.links import DOWN, UP
 from dime.core.network import Network
 from dime.plan.dp import dp_unsupported
 from dime.plan.problem import solve  # the function (`from dime.plan import solve` may give the module)
@@ -99,7 +100,7 @@ class Replanner:
         sol = solve(self.for_network(network), self.backend)
         return sol, time.perf_counter() - t0
 
-    def value(self, placement: Sequence[Any], network: Network) -> float:
+    def value(self, placement: Sequence[Assignment], network: Network) -> float:
         """The objective (latency or period, s) of `placement` over `network`."""
         return objective_value(self.problem.objective, self.for_network(network).evaluate(placement))
 
@@ -120,7 +121,7 @@ def direction_names(names: Sequence[str], network: Network) -> dict[Key, str]:
     out = {}
     for i, nl in enumerate(network.links):
         out[(i, UP)] = f"{names[nl.a]}->{names[nl.b]}"
-        out[(i, "down")] = f"{names[nl.b]}->{names[nl.a]}"
+        out[(i, DOWN)] = f"{names[nl.b]}->{names[nl.a]}"
     return out
 
 
@@ -135,7 +136,7 @@ def with_rates(network: Network, rates: dict[Key, float]) -> Network:
 
 
 def rates_of(network: Network) -> dict[Key, float]:
-    return {(i, d): nl.link.rate_mbps(d) for i, nl in enumerate(network.links) for d in (UP, "down")}
+    return {(i, d): nl.link.rate_mbps(d) for i, nl in enumerate(network.links) for d in (UP, DOWN)}
 
 
 class Adapter:
