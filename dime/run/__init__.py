@@ -10,15 +10,20 @@ The folder reads top down, each subpackage one concern, imports pointing down on
   ``measure.py`` (LoadGen). These stay at the top because every subpackage and every command
   uses them, and a reader of a command line finds them first.
 - ``control/``: who drives. The local launcher (``local.py``, no torch), one device process
-  (``roles.py``, ``process.py``), the source that drives a run (``source.py``), every other
-  device (``serve.py``), the link probes the source orchestrates (``probe.py``).
+  (``roles.py``, ``process.py``), the source that drives a run (``source.py``), its placements
+  behind one chain of queries, switched at a query boundary (``session.py``), its re-planning
+  with --adapt (``adapt.py``), every other device (``serve.py``), the link probes the source
+  orchestrates (``probe.py``).
 - ``data/``: what moves between devices. The wire format (``wire.py``), the bounded connection
   (``peer.py``), what each device does for a query (``program.py``, no torch), bundles on a
-  torch device (``compute.py``), a device's threads for one placement (``pipeline.py``) and the
-  source's queries in and out (``chain.py``).
-- ``links/``: how the links are made real, no torch: user-space pacing (``linkemu.py``) and
-  kernel shaping in network namespaces (``netns.py``, which also runs itself as
-  ``python -m dime.run.links.netns`` inside a namespace for its rate probe).
+  torch device (``compute.py``), a device's threads for one placement (``pipeline.py``), the
+  source's queries in and out (``chain.py``) and the transfer reports behind its rate
+  estimates (``reports.py``).
+- ``links/``: how the links are made real and known, no torch: user-space pacing
+  (``linkemu.py``), kernel shaping in network namespaces (``netns.py``, which also runs itself
+  as ``python -m dime.run.links.netns`` inside a namespace for its rate probe), rates that
+  change during a run (``schedule.py``) and rate estimates from a run's transfers
+  (``estimate.py``).
 
 ``control`` imports ``data`` and ``links``; ``data`` imports ``links`` (the pacer); ``links``
 imports neither. That is why the probe lives in ``control`` (it talks over the connection of

@@ -22,6 +22,7 @@ from dime.errors import ModelError
 CTRL_TAG = 1
 DATA_TAG = 2  # the bytes that follow a control message (JSON)
 PROBE_TAG = 3  # a link probe's transfers and its ping-pong, between the link's two ends
+# tag 4: transfer reports to the source with --adapt (dime.run.data.reports.REPORT_TAG)
 STREAM_TAG = 100  # stream s of a config's program travels on tag STREAM_TAG + s
 CTRL_LEN = 6
 CMD_PLAN = 1  # a: plan JSON length; the JSON follows on DATA_TAG
