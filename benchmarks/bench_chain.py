@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from dime.capture.models import load_model  # noqa: E402
-from dime.run.process import load_samples  # noqa: E402
+from dime.run.control.process import load_samples  # noqa: E402
 
 IMAGES = ROOT.parent / "shared" / "data" / "imagenette_samples"
 

@@ -1,4 +1,4 @@
-"""Achieved vs configured rates of links shaped by the kernel (dime.run.netns), as root.
+"""Achieved vs configured rates of links shaped by the kernel (dime.run.links.netns), as root.
 
     .venv/bin/python benchmarks/netns_probe.py [--links 4g,wifi,100/100] [--via tcp,dime]
         [--seconds 3] [--repeats 3] [--sizes 4096,40960,409600] [--burst-frames N --burst-ms MS]
@@ -7,7 +7,7 @@ For each link, two namespaces (edge, cloud) joined by a tbf-shaped veth pair, an
 direction a transfer of about --seconds worth of the configured rate, measured:
 
 * ``--via tcp``: a TCP sender in one namespace, a receiver in the other
-  (dime.run.netns.probe_rate: payload rate after the first 10% of the bytes); the median of
+  (dime.run.links.netns.probe_rate: payload rate after the first 10% of the bytes); the median of
   --repeats transfers;
 * ``--via dime``: dime.run's own link probe, gloo over the veth pairs, as a run makes it
   (``python -m dime.run local --shaper netns --split cloud-only --probe-s SECONDS`` on the
@@ -18,7 +18,7 @@ direction a transfer of about --seconds worth of the configured rate, measured:
 bucket full, as before a query's transfer): one-way time, first byte sent to last byte
 received, against the cost model's 8B/rate + rtt/2 (rtt: the link's, added in user space
 where the kernel has no netem, so not part of these times). --burst-frames and --burst-ms
-override dime.run.netns.MIN_BURST_FRAMES and BURST_S for the tcp and size measurements
+override dime.run.links.netns.MIN_BURST_FRAMES and BURST_S for the tcp and size measurements
 (the dime probe always uses the defaults). Exits 1 when a rate is more than --tolerance off.
 """
 
@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from dime.cliargs import run_main  # noqa: E402
 from dime.core.links import Link, parse_links  # noqa: E402
 from dime.errors import ShaperError  # noqa: E402
-from dime.run import netns  # noqa: E402
+from dime.run.links import netns  # noqa: E402
 
 SIZES_PORT = 5202
 IDLE_S = 0.2  # between timed transfers: the bucket refills, TCP is idle as between queries

@@ -22,16 +22,18 @@ def skipnet():
     return load_model(SKIPNET, cuts=SKIP_CUTS, input_shape=(1, 3, 16, 16))
 
 
-def fake_profile(path: Path, devices=("cpu",)) -> None:
-    """Made-up costs: 1 ms per layer in a bundle, 0.9 ms per layer for longer bundles."""
-    m = skipnet()
+def fake_profile(path: Path, devices=("cpu",), ms_per_layer: dict[str, float] | None = None, model=None) -> None:
+    """Made-up costs: 1 ms per layer in a bundle (or the device's `ms_per_layer`), 0.9 of that per
+    layer for longer bundles; the cut sizes of `model` (default: skipnet at 16x16)."""
+    m = model or skipnet()
     names, cb = m.layer_names, m.cut_bytes
     lines = ["model,device,setting,bundle,start,end,in_bytes,out_bytes,iteration,run,latency_s,energy_j"]
     for dev in devices:
+        per_layer = (ms_per_layer or {}).get(dev, 1.0) / 1000
         for s in range(len(names)):
             for e in range(s, len(names)):
                 for it in range(3):
-                    lat = 0.001 * (e - s + 1) * (0.9 if e > s else 1.0)
+                    lat = per_layer * (e - s + 1) * (0.9 if e > s else 1.0)
                     lines.append(f"{SKIPNET},{dev},threads=1,{'+'.join(names[s:e + 1])},{names[s]},{names[e]},"
                                  f"{cb[s]},{cb[e + 1]},{it},0,{lat},")
     path.write_text("\n".join(lines) + "\n")

@@ -282,7 +282,7 @@ def _solution_with(tmp_path: Path, change: Callable[[dict], None]) -> Path:
 def test_run_local_checks_the_solution_before_any_device_namespace_or_weight(capsys, tmp_path, monkeypatch):
     """A setting the system does not profile: one line naming it, before the launcher picks a
     shaper (namespaces) or starts a device (which loads the weights)."""
-    import dime.run.local as local
+    import dime.run.control.local as local
 
     def never(*a, **kw):
         raise AssertionError("the launcher went on past a bad solution")

@@ -1,4 +1,4 @@
-"""Kernel-shaped links (dime.run.netns): routes over a chain, shaped rate, clean-up on every exit.
+"""Kernel-shaped links (dime.run.links.netns): routes over a chain, shaped rate, clean-up on every exit.
 
 Needs root and network namespaces; the tests that create namespaces skip with the reason
 otherwise. Every test checks that `ip netns list` and the state files are as it found them.
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from dime.errors import UsageError
-from dime.run import netns
+from dime.run.links import netns
 
 REASON = netns.unavailable_reason()
 needs_netns = pytest.mark.skipif(REASON is not None, reason=f"kernel link shaping unavailable: {REASON}")
@@ -83,6 +83,20 @@ def test_user_delay_is_reported_per_route():
 
 
 @needs_netns
+def test_a_link_changes_its_rate_in_place():
+    """`tc qdisc change` (a --link-schedule step): a -> b from 16 to 6 Mbps and back, b -> c as it was."""
+    with netns.Topology(CHAIN, chain_links()) as topo:
+        new = topo.change_link(0, 6, 40)
+        assert (new.up_mbps, new.down_mbps) == (6, 40) and topo.links[0] == new
+        rate = netns.probe_rate(topo, "a", "b", 600_000)
+        assert rate.configured_mbps == 6 and abs(rate.error) < 0.03, rate
+        assert topo.tbf("b", "c") == netns.tbf_params(30)
+        topo.change_link(0, 16, 40)  # and back up: the queue and tokens of the slow spell do not hold it back
+        rate = netns.probe_rate(topo, "a", "b", 1_500_000)
+        assert rate.configured_mbps == 16 and abs(rate.error) < 0.03, rate
+
+
+@needs_netns
 def test_cleanup_after_an_exception():
     with pytest.raises(RuntimeError, match="boom"):
         with netns.Topology(CHAIN, chain_links()) as topo:
@@ -101,7 +115,7 @@ def test_a_live_run_is_not_stale():
 HOLDER = textwrap.dedent("""
     import json, sys, time
     from dime.cliargs import run_main
-    from dime.run import netns
+    from dime.run.links import netns
 
     def main(argv):
         links = [netns.NetLink(("a", "b"), 16, 40), netns.NetLink(("b", "c"), 30, 30)]
@@ -203,7 +217,7 @@ def test_bad_topologies_are_usage_errors():
 def test_unavailable_when_not_root(monkeypatch, caplog):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert netns.unavailable_reason() == "network namespaces need root"
-    with caplog.at_level(logging.WARNING, logger="dime.run.netns"):
+    with caplog.at_level(logging.WARNING, logger="dime.run.links.netns"):
         assert netns.available() is False
     assert "need root" in caplog.text and "--shaper user" in caplog.text
 

@@ -20,9 +20,9 @@ from dime.capture.models import load_model
 from dime.core.costs import Assignment
 from dime.core.links import Link
 from dime.core.network import Network
-from dime.run.chain import Chain
-from dime.run.pipeline import Pipeline
-from dime.run.program import build_program
+from dime.run.data.chain import Chain
+from dime.run.data.pipeline import Pipeline
+from dime.run.data.program import build_program
 
 SKIPNET = "toy_models:skipnet"
 

@@ -1,4 +1,4 @@
-"""What each device does for a query (dime.run.program) and the plan that carries it (no torch)."""
+"""What each device does for a query (dime.run.data.program) and the plan that carries it (no torch)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from dime.core.costs import Assignment, moves
 from dime.core.links import DOWN, UP, Link
 from dime.core.network import NetLink, Network
+from dime.run.data.program import build_program
 from dime.run.plan import DeviceInfo, Plan, Prediction, RunConfig, pred_throughput_fps, routes_of
-from dime.run.program import build_program
 
 FAST = Link("fast", 1000, 1000)
 SLOW = Link("slow", 1, 1)

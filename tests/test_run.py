@@ -21,12 +21,12 @@ from dime.cliargs import join_negative_values
 from dime.core.costs import CLOUD, EDGE, Assignment, segments
 from dime.core.links import DOWN, UP, get_link, parse_links
 from dime.errors import UsageError
-from dime.run.linkemu import LinkShaper, achieved_mbps
-from dime.run.local import free_port
+from dime.run.control.local import free_port
+from dime.run.data.wire import CutLayout
+from dime.run.links.linkemu import LinkShaper, achieved_mbps
 from dime.run.measure import MeasureSettings, measure, stats_from_latencies
 from dime.run.placements import parse_solution, parse_splits, split_placement
 from dime.run.results import parse_map
-from dime.run.wire import CutLayout
 
 SKIPNET = "toy_models:skipnet"
 # Cut after the pool too: that cut carries two tensors (the skip connection), which the automatic
@@ -168,10 +168,10 @@ def test_loadgen_driver_runs_each_scenario(scenario):
 def test_runtime_runs_each_planned_bundle_as_one_module():
     """A merged segment is one module; a segment of several bundles runs them in order, as planned."""
     from dime.core.network import Network
-    from dime.run.chain import Chain
-    from dime.run.pipeline import Pipeline
+    from dime.run.data.chain import Chain
+    from dime.run.data.pipeline import Pipeline
+    from dime.run.data.program import build_program
     from dime.run.plan import mergeable_runs
-    from dime.run.program import build_program
 
     m = load_model(SKIPNET, cuts=SKIP_CUTS, input_shape=(1, 3, 16, 16))
     x = torch.randn(1, 3, 16, 16)
@@ -433,8 +433,8 @@ def test_validate_rejects_two_settings_per_role(tmp_path):
 
 def test_plan_predicts_solutions_and_splits_from_a_profile(tmp_path):
     from dime.run.cli import build_parser, run_options
+    from dime.run.control.source import model_shape
     from dime.run.placements import build_plan
-    from dime.run.source import model_shape
 
     prof = tmp_path / "skipnet.csv"
     fake_profile(prof)
@@ -457,9 +457,9 @@ def test_plan_runs_a_mergeable_solution_as_one_bundle_and_predicts_the_union(tmp
     """A DIME-semantics solution (two single-layer edge bundles at one setting, union profiled) runs
     as the profiled 2-layer bundle, predicted by that bundle's own cost; the solution's placement is kept."""
     from dime.run.cli import build_parser, run_options
+    from dime.run.control.source import model_shape
     from dime.run.placements import build_plan
     from dime.run.plan import Plan
-    from dime.run.source import model_shape
 
     prof = tmp_path / "skipnet.csv"
     fake_profile(prof)

@@ -20,9 +20,9 @@ from dime.capture.models import load_model
 from dime.core.costs import Assignment
 from dime.core.links import Link
 from dime.core.network import NetLink, Network
-from dime.run.chain import Chain
-from dime.run.pipeline import Pipeline
-from dime.run.program import build_program
+from dime.run.data.chain import Chain
+from dime.run.data.pipeline import Pipeline
+from dime.run.data.program import build_program
 from dime.run.results import parse_map
 
 SKIPNET = "toy_models:skipnet"
@@ -319,7 +319,7 @@ def _child_pid(parent: int, marker: str) -> int:
 
 
 def _free_port() -> int:
-    from dime.run.local import free_port
+    from dime.run.control.local import free_port
 
     return free_port()
 

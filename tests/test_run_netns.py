@@ -24,8 +24,8 @@ from clihelp import PY, assert_one_line_error, cli_env
 from nd_helpers import solution, system_file
 
 from dime.capture.models import load_model
-from dime.run import netns
-from dime.run.local import DEVICE_OPTIONS_FLAG
+from dime.run.control.local import DEVICE_OPTIONS_FLAG
+from dime.run.links import netns
 from dime.run.results import parse_map
 
 REASON = netns.unavailable_reason()
@@ -195,6 +195,21 @@ def test_several_links_run_once_each_into_one_csv(launched, tmp_path):
     assert float(parse_map(rs[0]["achieved_mbps"])["edge->cloud"]) < 10 < float(
         parse_map(rs[1]["achieved_mbps"])["edge->cloud"])
     assert outputs_match(outputs) == ["split@conv2@4g", "split@conv2@wifi"]
+
+
+@pytest.mark.slow
+def test_a_schedule_changes_the_kernel_shaped_link_in_place(launched, tmp_path):
+    """cloud-only at 1000 Mbps, then 0.5 Mbps from 1 s to 3 s (`tc qdisc change` by the launcher):
+    a query of the slow phase waits for its 3072 input bytes at 0.5 Mbps, the others do not."""
+    out = tmp_path / "run.csv"
+    proc = launched.run(["--split", "cloud-only", "--link", "1000/1000", "--link-schedule",
+                         "edge-cloud=1:0.5/0.5,3:1000/1000", "--min-duration-s", "4", "--min-query-count", "4",
+                         "--warmup", "1", "--reference-runs", "0", "--probe-s", "0", "--driver", "plain", "--verify",
+                         "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    (r,) = rows(out)
+    assert r["schedule"] == "edge-cloud=1:0.5/0.5,3:1000/1000" and r["shaper"] == "netns"
+    assert float(r["min_s"]) < 3072 * 8 / 0.5e6 < float(r["max_s"])
 
 
 # ---- failures and clean-up -------------------------------------------------------------

@@ -16,8 +16,8 @@ from dime.core.costs import Assignment
 from dime.plan.system import build_problem, load_system
 from dime.run.placements import alternative_placements
 from dime.run.plan import DeviceInfo
-from dime.run.results import parse_map
 from dime.run.report import placement_markdown
+from dime.run.results import parse_map
 from dime.run.validate import in_flight_runs, system_plan
 
 A, B, C = 0, 1, 2

@@ -258,7 +258,7 @@ def load_system(path: str | Path) -> System:
                     _read_constraints(_Reader(label, "constraints", top.get("constraints", dict, {})), names,
                                       relays),
                     label)
-    net = _network(system)
+    net = system_network(system)
     unreachable = net.unreachable()
     if unreachable:
         raise top.error("link", f"device {names[unreachable[0]]!r} is unreachable from the source {source!r}")
@@ -307,7 +307,8 @@ def _read_constraints(r: _Reader, names: Sequence[str], relays: Sequence[str] = 
     )
 
 
-def _network(system: System) -> Network:
+def system_network(system: System) -> Network:
+    """The system's devices and links as a Network (device indices in file order)."""
     index = {d.name: i for i, d in enumerate(system.devices)}
     return Network(
         len(system.devices),
@@ -364,7 +365,7 @@ def build_problem(system: System, trim: float = 0.1) -> PlacementProblem:
     return PlacementProblem(
         table=table,
         roles=tuple(roles),
-        link=_network(system),
+        link=system_network(system),
         max_bundle=k,
         objective=c.objective,
         max_latency_s=c.max_latency_s,

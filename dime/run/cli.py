@@ -23,7 +23,7 @@ per (placement, network, scenario).
 
 This module holds the command lines: it turns flags into typed options (dime.run.options)
 and does not import torch, so that the launcher starts fast; the devices live in
-dime.run.roles, the launcher in dime.run.local.
+dime.run.control.roles, the launcher in dime.run.control.local.
 """
 
 from __future__ import annotations
@@ -53,12 +53,17 @@ from dime.core.costs import ROLE_NAMES
 from dime.core.links import parse_links
 from dime.errors import UsageError
 from dime.fileio import read_input_text
-from dime.run.local import DEVICE_OPTIONS_FLAG, SHAPER_CHOICES, run_local
+from dime.run.control.local import DEVICE_OPTIONS_FLAG, SHAPER_CHOICES, run_local
+from dime.run.links import SHAPER_USER
+from dime.run.links.schedule import parse_link_schedule
 from dime.run.measure import DRIVERS, SCENARIOS, SINGLE_STREAM, parse_scenarios
 from dime.run.options import (
+    ADAPT_MEASURED,
+    ADAPT_MODES,
+    ADAPT_OBJECTIVES,
     CLOUD_ROLE,
     EDGE_ROLE,
-    SHAPER_USER,
+    AdaptOptions,
     ConnectOptions,
     DeviceOptions,
     LocalOptions,
@@ -117,6 +122,10 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--rtt-ms", type=non_negative_float, metavar="MS", help="round-trip time; half added per transfer")
     g.add_argument("--probe-s", type=non_negative_float, default=0.2,
                    help="emulated seconds per link probe transfer, to report the achieved rate (0: no probe)")
+    g.add_argument("--link-schedule", action="append", default=[], metavar="LINK=T:RATE,...",
+                   help="change a link's rates T seconds into the measurement (RATE as UP/DOWN[/RTT]; LINK as a-b "
+                        "by its ends, edge-cloud for two devices; at most one change per second; repeatable, one "
+                        "per link). The kernel's tbf (--shaper netns) or the pacing (user) follows it")
     g = p.add_argument_group("measurement")
     g.add_argument("--scenario", default=SINGLE_STREAM, metavar="LIST",
                    help=f"comma list of {', '.join(SCENARIOS)} (default {SINGLE_STREAM})")
@@ -137,6 +146,27 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--verify", action="store_true", help="check the warm-up outputs against the full model")
     g.add_argument("--outputs", type=Path, metavar="FILE", help="save inputs and warm-up outputs (torch.save)")
     g.add_argument("--out", type=Path, metavar="CSV", help="append result rows to this CSV")
+    g.add_argument("--queries-out", type=Path, metavar="CSV",
+                   help="write a row per measured query: when it was issued, started and done (seconds into the "
+                        "schedule), and the placement it ran under")
+    g = p.add_argument_group("re-planning while queries flow (one placement, one scenario)")
+    g.add_argument("--adapt", nargs="?", const=ADAPT_MEASURED, choices=ADAPT_MODES, metavar="{measured,schedule}",
+                   help="re-plan when the link rates estimated from the run's own transfers move (measured, the "
+                        "default), or at each step of --link-schedule (schedule: an oracle that knows it); switch at "
+                        "a query boundary. Needs the profiles: --system, or --profile with the two devices")
+    g.add_argument("--objective", choices=ADAPT_OBJECTIVES, default="latency",
+                   help="what re-plans minimise: latency (the exact DP) or the pipelined period (the ILP)")
+    g.add_argument("--adapt-threshold", type=positive_float, default=0.2, metavar="F",
+                   help="re-solve when a direction's estimate moves by more than this share (default 0.2)")
+    g.add_argument("--adapt-margin", type=non_negative_float, default=0.05, metavar="F",
+                   help="switch only when the new plan is predicted this share better than the current one under "
+                        "the new rates (hysteresis; default 0.05)")
+    g.add_argument("--adapt-window", type=positive_int, default=5, metavar="N",
+                   help="transfers in each direction's median estimate (default 5; 3 make an estimate)")
+    g.add_argument("--adapt-explore-s", type=positive_float, default=2.0, metavar="S",
+                   help="a direction the plan left idle for this long is assumed back at its configured rate, so "
+                        "the plan that uses it is tried again (default 2)")
+    g.add_argument("--replans-out", type=Path, metavar="CSV", help="write a row per re-plan")
 
 
 def add_process_arguments(p: argparse.ArgumentParser) -> None:
@@ -226,6 +256,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         edge_device=args.edge_device, cloud_device=args.cloud_device, edge_setting=args.edge_setting,
         cloud_setting=args.cloud_setting, profiles=tuple(args.profile),
         links=tuple(parse_links(args.link, args.uplink_mbps, args.downlink_mbps, args.rtt_ms, "--link")),
+        schedule=tuple(parse_link_schedule(s) for s in args.link_schedule),
     )
     return RunOptions(
         plan=plan, scenarios=parse_scenarios(args.scenario), min_query_count=args.min_query_count,
@@ -233,6 +264,9 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         reference_runs=args.reference_runs, in_flight=args.in_flight, driver=args.driver,
         loadgen_logs=args.loadgen_logs, images=args.images, count=args.count, verify=args.verify,
         outputs=args.outputs, out=args.out, probe_s=args.probe_s,
+        adapt=AdaptOptions(args.adapt or "", args.objective, args.adapt_threshold, args.adapt_margin,
+                           args.adapt_window, min(3, args.adapt_window), args.adapt_explore_s),
+        queries_out=args.queries_out, replans_out=args.replans_out,
     )
 
 
@@ -338,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if opts.source:
         precheck_source(opts.run, opts.model.name)
     from dime.run.results import format_row
-    from dime.run.roles import run_device  # torch: only in the device processes
+    from dime.run.control.roles import run_device  # torch: only in the device processes
 
     rows = run_device(opts, None if verbose < 0 else lambda row: print(format_row(row), flush=True))
     if opts.source and opts.run.out is not None and verbose >= 0:

@@ -17,13 +17,15 @@ from typing import Any
 
 from dime.core.links import Link, parse_links
 from dime.errors import UsageError
+from dime.run.links import SHAPER_USER, SHAPERS
+from dime.run.links.schedule import LinkSchedule
 from dime.run.measure import SINGLE_STREAM
 
 EDGE_ROLE, CLOUD_ROLE = "edge", "cloud"  # the two devices' names when there is no system file
-SHAPER_USER = "user"  # user-space pacing at the sender, delay at the receiver (dime.run.linkemu)
-SHAPER_NETNS = "netns"  # rates (and delays, with netem) by the kernel (dime.run.netns)
-SHAPER_NETNS_USER_DELAY = "netns+user-delay"  # kernel rates, delays added in user space
-SHAPERS = (SHAPER_USER, SHAPER_NETNS, SHAPER_NETNS_USER_DELAY)
+ADAPT_MEASURED = "measured"  # --adapt: re-plan when the rates estimated from the run's transfers move
+ADAPT_SCHEDULE = "schedule"  # --adapt schedule: re-plan at each step of the link schedule (the oracle)
+ADAPT_MODES = (ADAPT_MEASURED, ADAPT_SCHEDULE)
+ADAPT_OBJECTIVES = ("latency", "throughput")
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,30 @@ class PlanOptions:
     cloud_setting: str | None = None
     profiles: tuple[str, ...] = ()
     links: tuple[Link, ...] = field(default_factory=lambda: tuple(parse_links(None)))
+    schedule: tuple[LinkSchedule, ...] = ()  # --link-schedule: rate changes during the run
+
+
+@dataclass(frozen=True)
+class AdaptOptions:
+    """--adapt: re-plan while the measurement runs (dime.run.control.adapt)."""
+
+    mode: str = ""  # "" (off), ADAPT_MEASURED or ADAPT_SCHEDULE
+    objective: str = "latency"  # what the re-plans minimise: latency, or the period (throughput)
+    threshold: float = 0.2  # re-solve when an estimate moves this much from the rate planned for
+    margin: float = 0.05  # switch when the new plan's prediction beats the current one's by this much
+    window: int = 5  # transfers in each direction's median
+    min_samples: int = 3  # transfers before a direction has an estimate
+    explore_s: float = 2.0  # an idle direction's low estimate is forgotten after this long
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("", *ADAPT_MODES):
+            raise UsageError(f"--adapt {self.mode!r}: choose from {', '.join(ADAPT_MODES)}")
+        if self.objective not in ADAPT_OBJECTIVES:
+            raise UsageError(f"--objective {self.objective!r}: choose from {', '.join(ADAPT_OBJECTIVES)}")
+
+    @property
+    def on(self) -> bool:
+        return bool(self.mode)
 
 
 @dataclass(frozen=True)
@@ -77,6 +103,9 @@ class RunOptions:
     outputs_append: bool = False  # add to the outputs an earlier run of this launch saved (one run per network)
     out: Path | None = None
     probe_s: float = 0.2
+    adapt: AdaptOptions = field(default_factory=AdaptOptions)
+    queries_out: Path | None = None  # a row per query: its times and the placement it ran under
+    replans_out: Path | None = None  # a row per re-plan
 
 
 @dataclass(frozen=True)
@@ -113,6 +142,9 @@ class DeviceOptions:
     run: RunOptions = field(default_factory=RunOptions)  # the source's; another device checks run.plan.solutions
     source: bool = False  # it holds the input, gets the output back and drives the run
     shaper: str = SHAPER_USER  # the source's choice; every device follows the plan's
+    # the source writes the schedule's start here (CLOCK_MONOTONIC seconds), for the launcher that
+    # shapes the links by the schedule (dime.run local --shaper netns)
+    clock_file: Path | None = None
 
     def __post_init__(self) -> None:
         if self.shaper not in SHAPERS:

@@ -20,7 +20,8 @@ from dime.core.network import Network
 from dime.core.placement import check_placement
 from dime.errors import UsageError
 from dime.fileio import MAX_TABLE_BYTES, check_input_dir, check_input_file, check_output_path, read_input_text
-from dime.run.options import PlanOptions, RunOptions
+from dime.run.links.schedule import resolve_schedule
+from dime.run.options import ADAPT_SCHEDULE, PlanOptions, RunOptions
 from dime.run.plan import DeviceInfo, Plan, RunConfig, from_file_costs, merged_config, routes_of
 
 if TYPE_CHECKING:
@@ -241,19 +242,63 @@ def check_plan_options(opts: PlanOptions) -> None:
         read_solution(path)
     for path in opts.profiles:
         check_input_file(path, "profile file", MAX_TABLE_BYTES)
+    if opts.schedule:
+        names, network, where = _devices_and_network(opts)
+        resolve_schedule(opts.schedule, names, network, where)
+        check_one_placement(opts, "--link-schedule")
+
+
+def check_one_placement(opts: PlanOptions, flag: str) -> None:
+    """Refuse, without the model, options that give several placements or networks to a flag
+    that runs one through one measurement (what only the model can tell, build_plan checks)."""
+    if opts.plan is not None:
+        n = len(read_plan(opts.plan).configs)
+    elif opts.system is not None:
+        n = len(opts.solutions)
+    else:
+        splits = [s.strip() for s in (opts.split or "").split(",") if s.strip()]
+        n = (len(opts.solutions) + (2 if "all" in splits else len(set(splits)))) * len(opts.links)
+        if len(set(splits)) > 1 and not opts.solutions and len(opts.links) == 1:
+            return  # two split points may name one layer (0 and its name): the model will tell
+    if n > 1:
+        raise UsageError(f"{flag} runs one placement over one network through one measurement; these options "
+                         f"give {n} (give one --solution or --split, one --link)")
+
+
+def _devices_and_network(opts: PlanOptions) -> tuple[tuple[str, ...], Network, str]:
+    """The device names and the (first) network of the run, without the model: what a schedule
+    names links by."""
+    if opts.plan is not None:
+        plan = read_plan(opts.plan)
+        return plan.device_names, plan.configs[0].network, str(opts.plan)
+    if opts.system is not None:
+        from dime.plan.system import load_system, system_network
+
+        system = load_system(opts.system)
+        return tuple(d.name for d in system.devices), system_network(system), str(opts.system)
+    return ROLE_NAMES, Network.two_roles(opts.links[0]), "the two devices"
 
 
 def build_plan(opts: PlanOptions, model: ModelShape) -> Plan:
     """The source's plan: the --plan file, the --system's solutions, or the two-device
-    solutions and splits over every link."""
+    solutions and splits over every link; with the schedule, which needs one placement over
+    one network (a schedule runs through one measurement)."""
     check_plan_options(opts)
     if opts.plan is not None:
         plan = read_plan(opts.plan)
         plan.check_model(model.name, model.layer_names, model.cut_bytes)
-        return plan
-    if opts.system is not None:
-        return _system_plan(opts, model)
-    return _two_device_plan(opts, model)
+    elif opts.system is not None:
+        plan = _system_plan(opts, model)
+    else:
+        plan = _two_device_plan(opts, model)
+    if opts.schedule:
+        if len(plan.configs) != 1:
+            raise UsageError(f"--link-schedule runs one placement over one network through one measurement; the "
+                             f"plan has {len(plan.configs)} (give one --solution or --split, one --link)")
+        names, _, where = _devices_and_network(opts)
+        plan = dataclasses.replace(plan, schedule=resolve_schedule(opts.schedule, plan.device_names,
+                                                                   plan.configs[0].network, where))
+    return plan
 
 
 def precheck_plan(opts: PlanOptions, model_name: str | None = None) -> None:
@@ -408,13 +453,54 @@ def precheck_source(opts: RunOptions, model_name: str | None = None) -> None:
 
     resolve_driver(opts.driver)
     check_plan_options(opts.plan)
+    for flag, given in (("--link-schedule", bool(opts.plan.schedule)), ("--adapt", opts.adapt.on)):
+        if given and len(opts.scenarios) != 1:
+            raise UsageError(f"{flag} runs through one measurement: give one --scenario, not "
+                             f"{','.join(opts.scenarios)}")
+    if opts.adapt.mode == ADAPT_SCHEDULE and not opts.plan.schedule:
+        raise UsageError("--adapt schedule re-plans at the steps of --link-schedule: give one")
+    if opts.replans_out is not None and not opts.adapt.on:
+        raise UsageError("--replans-out needs --adapt")
     for path in opts.plan.solutions:
         check_solution_model(read_solution(path), str(path), model_name)
     if opts.images is not None:
         check_input_dir(opts.images, "image folder")
-    for flag, path in (("--out", opts.out), ("--outputs", opts.outputs)):
+    for flag, path in (("--out", opts.out), ("--outputs", opts.outputs), ("--queries-out", opts.queries_out),
+                       ("--replans-out", opts.replans_out)):
         if path is not None:
             check_output_path(path, flag)
+    if opts.adapt.on:
+        check_one_placement(opts.plan, "--adapt")
+        adapt_problem(opts.plan, opts.adapt.objective, model_name)
+
+
+def adapt_problem(opts: PlanOptions, objective: str, model_name: str | None = None) -> PlacementProblem:
+    """The placement problem the source re-solves with --adapt: the system file's, or the one the
+    two-device flags describe, as dime.solve builds them (the plan's settings, its first link),
+    minimising `objective`."""
+    from dime.plan.system import Constraints, build_problem, load_system, two_devices
+
+    if opts.system is not None:
+        system = load_system(opts.system)
+        system = dataclasses.replace(system, model=model_name or system.model,
+                                     constraints=dataclasses.replace(system.constraints, objective=objective))
+    elif opts.profiles:
+        from dime.profiling.reader import load_profiles
+
+        devices = list(load_profiles(list(opts.profiles), model=model_name).settings)
+        edge = opts.edge_device or (devices[0] if len(devices) == 1 else None)
+        cloud = opts.cloud_device or (devices[0] if len(devices) == 1 else None)
+        if edge is None or cloud is None:
+            raise UsageError(f"--adapt: the profiles hold several devices ({', '.join(devices)}): give "
+                             "--edge-device and --cloud-device")
+        system = two_devices(list(opts.profiles), edge, cloud, opts.links[0],
+                             [opts.edge_setting] if opts.edge_setting else None,
+                             [opts.cloud_setting] if opts.cloud_setting else None, model_name,
+                             constraints=Constraints(objective=objective))
+    else:
+        raise UsageError("--adapt re-solves the placement problem: give its profiles (--system FILE, or --profile "
+                         "with --edge-device and --cloud-device)")
+    return build_problem(system)
 
 
 def with_plan_file(opts: RunOptions, plan: Path) -> RunOptions:

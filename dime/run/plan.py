@@ -30,7 +30,8 @@ from dime.core.links import Link
 from dime.core.network import NetLink, Network
 from dime.core.placement import check_placement, format_placement
 from dime.errors import DimeError, UsageError
-from dime.run.program import Program, build_program, hops_of
+from dime.run.data.program import Program, build_program, hops_of
+from dime.run.links.schedule import LinkSchedule, RateChange, Schedule, link_names
 
 log = logging.getLogger("dime.run")
 
@@ -157,7 +158,12 @@ class Plan:
     configs: tuple[RunConfig, ...]
     devices: tuple[DeviceInfo, ...] = (DeviceInfo("edge"), DeviceInfo("cloud"))
     source: int = 0
-    shaper: str = "user"  # how the links are realized: dime.run.options.SHAPERS (the source's choice)
+    shaper: str = "user"  # how the links are realized: dime.run.links.SHAPERS (the source's choice)
+    schedule: Schedule = ()  # rate changes during the run, by link index (dime.run.links.schedule)
+    # --adapt: the source may re-plan, so every device takes part, the computing ones build every bundle
+    # of up to adapt_max_bundle layers ahead, and every device reports its transfers (0: no re-planning)
+    adapt_max_bundle: int = 0
+    adapt_computing: tuple[int, ...] = ()
 
     @property
     def device_names(self) -> tuple[str, ...]:
@@ -178,11 +184,21 @@ class Plan:
         return sorted({a.role for c in self.configs for a in c.placement})
 
     def participants(self) -> list[int]:
-        """Devices that run a bundle or relay a transfer in some config, and the source."""
+        """Devices that run a bundle or relay a transfer in some config, and the source; every
+        device where the source may re-plan."""
+        if self.adapt_max_bundle:
+            return list(range(len(self.devices)))
         used = {self.source}
         for c in self.configs:
             used |= c.program(self.cut_bytes).devices()
         return sorted(used)
+
+    def link_schedules(self) -> tuple[LinkSchedule, ...]:
+        """The schedule by link name, as given (empty: none)."""
+        if not self.schedule:
+            return ()
+        names = link_names(self.device_names, self.configs[0].network)
+        return tuple(LinkSchedule(names[i], changes) for i, changes in self.schedule)
 
     def probe_links(self) -> list[tuple[int, int, Link]]:
         """The distinct links (a, b, link) whose two ends both take part: probed before measuring."""
@@ -204,6 +220,10 @@ class Plan:
             "source": self.source,
             "shaper": self.shaper,
             "configs": [c.to_json() for c in self.configs],
+            "schedule": [[i, [[c.at_s, c.uplink_mbps, c.downlink_mbps, c.rtt_ms] for c in changes]]
+                         for i, changes in self.schedule],
+            "adapt_max_bundle": self.adapt_max_bundle,
+            "adapt_computing": list(self.adapt_computing),
         }, indent=1)
 
     @classmethod
@@ -221,6 +241,10 @@ class Plan:
                 devices=tuple(DeviceInfo(str(x["name"]), str(x.get("profile_device", ""))) for x in d["devices"]),
                 source=int(d.get("source", 0)),
                 shaper=str(d.get("shaper", "user")),
+                schedule=tuple((int(i), tuple(RateChange(float(a), float(u), float(w), None if r is None else float(r))
+                                              for a, u, w, r in changes)) for i, changes in d.get("schedule") or ()),
+                adapt_max_bundle=int(d.get("adapt_max_bundle", 0)),
+                adapt_computing=tuple(int(i) for i in d.get("adapt_computing") or ()),
             )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
             raise UsageError(f"{where}: not a dime run plan ({type(e).__name__}: {e})") from None
@@ -232,6 +256,10 @@ class Plan:
                 c.program(plan.cut_bytes)
             except (ValueError, IndexError) as e:
                 raise UsageError(f"{where}: config {c.label}: {e}") from None
+        n_links = len(plan.configs[0].network.links) if plan.configs else 0
+        bad = next((i for i, _ in plan.schedule if not 0 <= i < n_links), None)
+        if bad is not None:
+            raise UsageError(f"{where}: the schedule changes link {bad}; the network has {n_links}")
         return plan
 
     def check_model(self, name: str, layer_names: Sequence[str], cut_bytes: Sequence[int]) -> None:

@@ -30,6 +30,19 @@ RESULT_COLUMNS: tuple[str, ...] = (
     # each device's whole model, timed as the profiler times it, right before this placement and after the last
     "whole_before_s", "whole_end_s",
     "samples", "warmup", "timestamp", "note",
+    "schedule",  # --link-schedule: the links' rate changes during the measurement, LINK=T:RATE,...; ...
+    # --adapt: measured or schedule, the re-plans made, how many of them switched and the seconds the switches took
+    "adapt", "replans", "switches", "switch_s",
+)
+# --queries-out: a row per measured query, its times in seconds from the schedule's (or measurement's) start
+QUERY_COLUMNS: tuple[str, ...] = (
+    "model", "config", "scenario", "in_flight", "query", "sample", "plan", "placement",
+    "issued_s", "started_s", "done_s", "latency_s", "ok",
+)
+# --replans-out: a row per re-plan (dime.run.control.adapt.Replan)
+REPLAN_COLUMNS: tuple[str, ...] = (
+    "model", "config", "at_s", "trigger", "reason", "rates", "solver", "solve_s", "old", "new",
+    "pred_old_s", "pred_new_s", "switched", "drain_s", "switch_s", "first_query",
 )
 
 

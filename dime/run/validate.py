@@ -8,7 +8,7 @@ N devices (`--system sys.toml`): for each model, the solver's placement for each
 `split@<layer>-><device>` (layers 0..k on the source, the rest on that device) for every k of
 `--splits`; relays (compute = false) only forward. Either way every placement is a RunConfig
 of dime.run.plan (merge rule, routes and predictions from one place), run for real by
-dime.run.local (one process per device, emulated or kernel-shaped links), once per
+dime.run.control.local (one process per device, emulated or kernel-shaped links), once per
 `--in-flight` value, and measured. Each row gets two predictions from the profiles:
 
     bundle     the placement's bundle costs + communication (what the solver optimises)
@@ -74,7 +74,7 @@ from dime.profiling.reader import (
     max_bundle_for,
 )
 from dime.run.cli import add_process_arguments, process_options
-from dime.run.local import SHAPER_CHOICES, run_local
+from dime.run.control.local import SHAPER_CHOICES, run_local
 from dime.run.measure import DRIVERS, OFFLINE, SCENARIOS, SINGLE_STREAM, parse_scenarios
 from dime.run.options import (
     CLOUD_ROLE,

@@ -1,10 +1,10 @@
 """The connection among the devices of a run, every wait bounded.
 
 The source listens at HOST:PORT. Every other device connects there and says which device
-it is (`dime.run device NAME 2`, one line on a plain socket, so that a listener that is not
+it is (`dime.run device NAME 3`, one line on a plain socket, so that a listener that is not
 a dime.run source, or never answers, fails in time with one line). Once every device the
 plan needs has joined, the source answers each with its rank, the world size and the port
-of the rendezvous store it then hosts (`dime.run source 2 RANK WORLD STORE_PORT`); a device
+of the rendezvous store it then hosts (`dime.run source 3 RANK WORLD STORE_PORT`); a device
 the plan does not need is told so (`... none`) and leaves; if one never joins, the others
 are told which (`... abort NAMES`). All ranks then join one gloo process group (rank 0 is
 the source) for the control messages and the transfers.
@@ -28,12 +28,12 @@ from typing import Sequence
 import torch
 
 from dime.errors import DimeError
+from dime.run.data.wire import CTRL_LEN, CTRL_TAG, DATA_TAG
 from dime.run.options import ConnectOptions
-from dime.run.wire import CTRL_LEN, CTRL_TAG, DATA_TAG
 
 log = logging.getLogger("dime.run")
 
-HELLO_VERSION = 2
+HELLO_VERSION = 3  # 3: re-plans (configs sent whole, the schedule clock, transfer reports)
 MAX_HELLO_BYTES = 400
 HELLO_WAIT_S = 5.0  # how long a connected client has to say which device it is
 _DEVICE_HELLO = re.compile(rb"dime\.run device (\S+) (\d+)\n")

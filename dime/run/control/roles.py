@@ -13,10 +13,10 @@ import logging
 from typing import Any, Callable
 
 from dime.capture.models import load_model, resolve_torch_device
+from dime.run.control.process import pin
+from dime.run.control.serve import serve
+from dime.run.control.source import run_source
 from dime.run.options import DeviceOptions
-from dime.run.process import pin
-from dime.run.serve import serve
-from dime.run.source import run_source
 
 log = logging.getLogger("dime.run")
 

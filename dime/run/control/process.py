@@ -6,6 +6,7 @@ import logging
 import os
 import platform
 import re
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -13,7 +14,9 @@ import torch
 
 from dime.capture.models import SplitModel
 from dime.errors import UsageError
-from dime.run.options import SHAPER_NETNS, SHAPER_NETNS_USER_DELAY, SHAPER_USER, ProcessOptions
+from dime.run.data.compute import build_bundles
+from dime.run.links import SHAPER_NETNS, SHAPER_NETNS_USER_DELAY, SHAPER_USER
+from dime.run.options import ProcessOptions
 from dime.run.plan import Plan
 
 log = logging.getLogger("dime.run")
@@ -61,6 +64,30 @@ def load_samples(model: SplitModel, images: Path | None, count: int, seed: int =
     from dime.capture.samples import model_samples
 
     return [vals for _, vals in model_samples(model, images, count, seed)[0]]
+
+
+def rss_bytes() -> int | None:
+    """This process's resident memory (Linux), else None."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def build_ahead(model: SplitModel, modules: dict[tuple[int, int], Any], plan: Plan, device: int) -> None:
+    """With --adapt, a computing device builds every bundle a re-plan may give it before the run
+    (off the critical path of a switch); logged with the time and the resident memory it took."""
+    if not plan.adapt_max_bundle or device not in plan.adapt_computing:
+        return
+    before, t0 = rss_bytes(), time.perf_counter()
+    n = build_bundles(model, modules, plan.adapt_max_bundle)
+    after = rss_bytes()
+    memory = f"; resident memory {before / 2**20:.0f} -> {after / 2**20:.0f} MiB" if before and after else ""
+    log.info("%s: built %d bundles of up to %d layers ahead in %.2f s%s", plan.device_names[device], n,
+             plan.adapt_max_bundle, time.perf_counter() - t0, memory)
 
 
 def device_info(process: ProcessOptions, device: torch.device) -> dict[str, Any]:

@@ -10,17 +10,17 @@ from typing import Any
 import torch
 
 from dime.capture.models import SplitModel
+from dime.core.placement import check_placement
 from dime.errors import UsageError
-from dime.run.compute import CPU, time_whole_model
-from dime.run.options import DeviceOptions
-from dime.run.peer import Group, Membership, PeerError, device_handshake, disconnect
-from dime.run.pipeline import Pipeline
-from dime.run.placements import check_solution_model, parse_solution, read_solution
-from dime.run.plan import Plan
-from dime.run.probe import probe_first_end, probe_second_end
-from dime.run.process import check_settings, load_samples, device_info, shaping
-from dime.run.wire import (
+from dime.run.control.probe import probe_first_end, probe_second_end
+from dime.run.control.process import build_ahead, check_settings, device_info, load_samples, shaping
+from dime.run.data.compute import CPU, time_whole_model
+from dime.run.data.peer import Group, Membership, PeerError, device_handshake, disconnect
+from dime.run.data.pipeline import Pipeline
+from dime.run.data.wire import (
+    CMD_CLOCK,
     CMD_CONFIG,
+    CMD_CONFIG_JSON,
     CMD_INFO,
     CMD_PING,
     CMD_PLAN,
@@ -30,6 +30,10 @@ from dime.run.wire import (
     CMD_REFERENCE,
     CMD_STATS,
 )
+from dime.run.links.schedule import Clock, LinkView
+from dime.run.options import DeviceOptions
+from dime.run.placements import check_solution_model, parse_solution, read_solution
+from dime.run.plan import Plan, RunConfig
 
 log = logging.getLogger("dime.run")
 
@@ -79,13 +83,18 @@ def _serve(plan: Plan, me: int, group: Group, model: SplitModel, device: torch.d
     pace, delay = shaping(plan.shaper)
     probe_links = plan.probe_links()
     modules: dict[tuple[int, int], Any] = {}
+    build_ahead(model, modules, plan, me)
     samples = None
+    clock = Clock()  # the schedule's start, once the source says so
     while True:
         msg = group.recv_ctrl(0)
         cmd = msg[0]
         if cmd == CMD_QUIT:
             return
         if cmd == CMD_PING:  # a placement without this device began: nothing to do
+            continue
+        if cmd == CMD_CLOCK:
+            clock.start()
             continue
         if cmd == CMD_PROBE and 0 <= msg[1] < len(probe_links):
             a, b, link = probe_links[msg[1]]
@@ -102,10 +111,16 @@ def _serve(plan: Plan, me: int, group: Group, model: SplitModel, device: torch.d
             samples = samples or load_samples(model, None, 2)
             whole_s = time_whole_model(model, samples, device, msg[1], modules)
             group.send_ctrl(0, CMD_REFERENCE, round(whole_s * 1e9))
-        elif cmd == CMD_CONFIG and 0 <= msg[1] < len(plan.configs) and msg[2] >= 1:
-            config = plan.configs[msg[1]]
+        elif (cmd == CMD_CONFIG and 0 <= msg[1] < len(plan.configs) or cmd == CMD_CONFIG_JSON and msg[1] > 0) \
+                and msg[2] >= 1:
+            if cmd == CMD_CONFIG:
+                config = plan.configs[msg[1]]
+            else:
+                config = _received_config(plan, group.recv_bytes(0, msg[1]))
             pipeline = Pipeline(config.program(plan.cut_bytes), me, model, modules, group, rank_of, config.network,
-                                msg[2], pace, delay, device, group.wait_s, name=names[me])
+                                msg[2], pace, delay, device, group.wait_s, name=names[me],
+                                links=LinkView(config.network, plan.schedule, clock),
+                                report_to=0 if plan.adapt_max_bundle else None)
             pipeline.start()
             try:
                 stats = pipeline.join()
@@ -118,3 +133,14 @@ def _serve(plan: Plan, me: int, group: Group, model: SplitModel, device: torch.d
             log.debug("%s: %d queries of %s over %s", names[me], stats.queries, config.label, config.network_label)
         else:
             raise PeerError(f"protocol error: control message {msg[:3]} from the source")
+
+
+def _received_config(plan: Plan, data: bytes) -> RunConfig:
+    """A config the source sends whole (a re-plan), checked as the plan's own are."""
+    try:
+        config = RunConfig.from_json(json.loads(data.decode()))
+        config.program(plan.cut_bytes)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as e:
+        raise PeerError(f"protocol error: the source sent a config that is not one ({type(e).__name__}: {e})") from None
+    check_placement(plan.layer_names, config.placement, plan.device_names, "the source's config")
+    return config

@@ -7,38 +7,33 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from dataclasses import dataclass
+import queue
 from datetime import datetime, timezone
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 
 from dime.capture.models import SplitModel
 from dime.core.costs import moves
 from dime.errors import UsageError
-from dime.fileio import atomic_write
-from dime.run.chain import Chain
-from dime.run.compute import CPU, check_outputs, flat_tensors, time_whole_model, to_device
-from dime.run.measure import LatencyStats, MeasureSettings, OFFLINE, SINGLE_STREAM, measure_system, resolve_driver
+from dime.fileio import atomic_write, atomic_write_text
+from dime.run.control.adapt import Adapter, Replanner
+from dime.run.control.probe import ProbeResult, probe_first_end, probe_result, probe_second_end, probe_sizes
+from dime.run.control.process import build_ahead, check_settings, device_info, load_samples, shaping
+from dime.run.control.session import Session, SourceRun
+from dime.run.data.chain import QueryTrace
+from dime.run.data.compute import CPU, check_outputs, flat_tensors, time_whole_model, to_device
+from dime.run.data.peer import Group, disconnect, source_handshake
+from dime.run.data.wire import CMD_CLOCK, CMD_INFO, CMD_PLAN, CMD_PROBE, CMD_PROBE_RESULT, CMD_QUIT, CMD_REFERENCE
+from dime.run.links.schedule import schedule_text
+from dime.run.measure import OFFLINE, SINGLE_STREAM, LatencyStats, MeasureSettings, measure_system, resolve_driver
 from dime.run.options import DeviceOptions, RunOptions
-from dime.run.peer import Group, disconnect, source_handshake
-from dime.run.pipeline import Pipeline
-from dime.run.placements import ModelShape, build_plan
+from dime.run.placements import ModelShape, adapt_problem, build_plan
 from dime.run.plan import Plan, RunConfig, pred_throughput_fps
-from dime.run.probe import ProbeResult, probe_first_end, probe_result, probe_second_end, probe_sizes
-from dime.run.process import check_settings, load_samples, device_info, shaping
-from dime.run.results import format_row, map_cell, rel_err, write_rows
-from dime.run.wire import (
-    CMD_CONFIG,
-    CMD_INFO,
-    CMD_PING,
-    CMD_PLAN,
-    CMD_PROBE,
-    CMD_PROBE_RESULT,
-    CMD_QUIT,
-    CMD_REFERENCE,
-    CMD_STATS,
-)
+from dime.run.results import QUERY_COLUMNS, REPLAN_COLUMNS, format_row, map_cell, rel_err, write_rows
+
+if TYPE_CHECKING:
+    from dime.plan.problem import PlacementProblem
 
 log = logging.getLogger("dime.run")
 
@@ -50,36 +45,15 @@ def model_shape(model: SplitModel) -> ModelShape:
     return ModelShape(model.name, tuple(model.layer_names), tuple(model.cut_bytes))
 
 
-@dataclass
-class _SourceRun:
-    """What the source carries from placement to placement."""
-
-    model: SplitModel
-    device: torch.device
-    opts: RunOptions
-    plan: Plan
-    group: Group
-    rank_of: list[int]  # by device index; -1: not in the run
-    samples: list[tuple[torch.Tensor, ...]]
-    driver: str
-    infos: dict[str, dict[str, Any]]  # by device name
-    probes: list[tuple[tuple[int, int, Any], ProbeResult]]
-    modules: dict[tuple[int, int], Any]
-    refs: dict[int, list[torch.Tensor]]  # the full model's outputs, by sample
-    pace: bool
-    delay: bool
-
-    @property
-    def me(self) -> int:
-        return self.plan.source
-
-
 def run_source(opts: DeviceOptions, model: SplitModel, device: torch.device = CPU,
                on_row: Callable[[Row], None] | None = None) -> list[Row]:
     """Drive the run; the result rows (also appended to the options' `out`). `on_row` sees each
     row as it is measured."""
     run_opts = opts.run
     plan = dataclasses.replace(build_plan(run_opts.plan, model_shape(model)), shaper=opts.shaper)
+    problem = None
+    if run_opts.adapt.on:
+        plan, problem = _adaptive(plan, run_opts, model)
     me = plan.device_names[plan.source]
     if opts.device != me:
         raise UsageError(f"device {opts.device!r} is not the source of the plan ({me!r} is)")
@@ -93,11 +67,14 @@ def run_source(opts: DeviceOptions, model: SplitModel, device: torch.device = CP
     rows: list[Row] = []
     saved: dict[str, list[list[torch.Tensor]]] = {}
     done = False
+    run: SourceRun | None = None
     try:
         infos = _send_plan(group, plan, device_info(opts.process, device))
         group.wait_s = opts.connect.op_timeout_s  # agreed on the plan: the handshake is over
-        run = _SourceRun(model, device, run_opts, plan, group, plan.rank_of(), samples, driver, infos, [], {}, {}, pace,
-                         delay)
+        run = SourceRun(model, device, run_opts, plan, group, plan.rank_of(), samples, driver, infos, [], {}, {}, pace,
+                        delay, clock_file=opts.clock_file, problem=problem,
+                        transfers=queue.Queue() if problem is not None else None)
+        build_ahead(model, run.modules, plan, plan.source)
         if run_opts.probe_s > 0:
             run.probes = _probe_links(run)
         for ci, config in enumerate(plan.configs):
@@ -123,6 +100,11 @@ def run_source(opts: DeviceOptions, model: SplitModel, device: torch.device = CP
         if not done and rows and run_opts.out is not None:
             write_rows(run_opts.out, rows)  # the placements measured before the failure are kept
             log.warning("wrote the %d row(s) measured before the failure to %s", len(rows), run_opts.out)
+        if run is not None:
+            for path, got, columns in ((run_opts.queries_out, run.query_rows, QUERY_COLUMNS),
+                                       (run_opts.replans_out, run.replan_rows, REPLAN_COLUMNS)):
+                if path is not None and got:
+                    write_rows(path, got, columns)
         disconnect()
     if run_opts.outputs is not None:
         if run_opts.outputs_append and run_opts.outputs.exists():
@@ -131,6 +113,23 @@ def run_source(opts: DeviceOptions, model: SplitModel, device: torch.device = CP
     if run_opts.out is not None:
         write_rows(run_opts.out, rows)
     return rows
+
+
+def _adaptive(plan: Plan, opts: RunOptions, model: SplitModel) -> tuple[Plan, PlacementProblem]:
+    """The plan of a run that re-plans, and the problem it re-solves: one placement, every device
+    of the system taking part, the computing ones ready to run any bundle a re-plan may give."""
+    if len(plan.configs) != 1:
+        raise UsageError(f"--adapt runs one placement over one network through one measurement; the plan has "
+                         f"{len(plan.configs)} (give one --solution or --split, one --link)")
+    problem = adapt_problem(opts.plan, opts.adapt.objective, model.name)
+    if tuple(problem.table.layer_names) != tuple(model.layer_names):
+        raise UsageError(f"--adapt: the profiles' layers {','.join(problem.table.layer_names)} are not the model's "
+                         f"{','.join(model.layer_names)}")
+    if [r.name for r in problem.roles] != list(plan.device_names):
+        raise UsageError(f"--adapt: the problem's devices {', '.join(r.name for r in problem.roles)} are not the "
+                         f"plan's {', '.join(plan.device_names)}")
+    computing = tuple(r for r, role in enumerate(problem.roles) if role.compute)
+    return dataclasses.replace(plan, adapt_max_bundle=problem.k, adapt_computing=computing), problem
 
 
 def _send_plan(group: Group, plan: Plan, own: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -147,7 +146,7 @@ def _send_plan(group: Group, plan: Plan, own: dict[str, Any]) -> dict[str, dict[
     return infos
 
 
-def _probe_links(run: _SourceRun) -> list[tuple[tuple[int, int, Any], ProbeResult]]:
+def _probe_links(run: SourceRun) -> list[tuple[tuple[int, int, Any], ProbeResult]]:
     """Probe every link whose ends both take part, one after the other."""
     plan, group, rank_of = run.plan, run.group, run.rank_of
     out = []
@@ -168,7 +167,7 @@ def _probe_links(run: _SourceRun) -> list[tuple[tuple[int, int, Any], ProbeResul
     return out
 
 
-def _references(run: _SourceRun) -> dict[str, float]:
+def _references(run: SourceRun) -> dict[str, float]:
     """Each computing device's whole model, timed now, one device after the other (empty:
     --reference-runs 0)."""
     n = run.opts.reference_runs
@@ -185,30 +184,41 @@ def _references(run: _SourceRun) -> dict[str, float]:
     return out
 
 
-def _measure_config(run: _SourceRun, ci: int, config: RunConfig) -> tuple[list[Row], list[list[torch.Tensor]]]:
+def _measure_config(run: SourceRun, ci: int, config: RunConfig) -> tuple[list[Row], list[list[torch.Tensor]]]:
     """Start every device's part, warm up (checking outputs with --verify), measure each
-    scenario, end the config; the rows and the warm-up outputs."""
-    plan, opts, group = run.plan, run.opts, run.group
-    program = config.program(plan.cut_bytes)
+    scenario, end the config; the rows and the warm-up outputs. With a schedule or --adapt the
+    clock starts after the warm-up, at a query boundary, and with --adapt the source re-plans
+    (and switches) while the measurement runs; with --verify every output is then checked."""
+    plan, opts = run.plan, run.opts
     log.info("[%d/%d] %s over %s: %s", ci + 1, len(plan.configs), config.label, config.network_label,
              plan.placement_text(config.placement))
-    others = [run.rank_of[d] for d in sorted(program.devices()) if d != run.me]
-    for r in others:
-        group.send_ctrl(r, CMD_CONFIG, ci, opts.in_flight)
-    for r in set(range(1, group.world)) - set(others):
-        group.send_ctrl(r, CMD_PING)  # idle in this placement: its wait for the next message starts again
-    pipeline = Pipeline(program, run.me, run.model, run.modules, group, run.rank_of, config.network, opts.in_flight,
-                        run.pace, run.delay, run.device, group.wait_s, name=plan.device_names[run.me])
-    chain = Chain(pipeline, run.samples, opts.in_flight)
-    pipeline.start()
-    outs = []
+    session = Session(run, opts.in_flight)
+    session.start(config, ci)
+    adapter: Adapter | None = None
     try:
+        chain = session.chain
+        assert chain is not None
+        outs = []
         for w in range(opts.warmup):
             idx = w % len(run.samples)
             got = chain.infer(idx)
             outs.append(got)
             if opts.verify:
                 check_outputs(f"{config.label} over {config.network_label}", got, _reference_outputs(run, idx))
+        if plan.schedule or opts.adapt.on:
+            session.switch(config, ci, between=lambda: _start_clock(run))
+        elif opts.queries_out is not None:
+            run.clock.start()  # the queries' times count from the measurement's start
+        if opts.adapt.on and opts.verify:
+            refs = [_reference_outputs(run, i) for i in range(len(run.samples))]
+            chain.check = lambda idx, got: check_outputs(
+                f"{plan.device_names[run.me]}: query of sample {idx}", got, refs[idx])
+        first = session.plan_no  # the measurement's first placement (the warm-up ran under an earlier number)
+        if opts.adapt.on:
+            assert run.problem is not None and run.transfers is not None
+            adapter = Adapter(session, Replanner(run.problem), opts.adapt, config.network, plan.schedule, run.clock,
+                              plan.device_names, run.transfers, config.network_label)
+            adapter.start()
         stats_by_scenario = []
         for scenario in opts.scenarios:
             settings = MeasureSettings(scenario=scenario, min_query_count=opts.min_query_count,
@@ -218,21 +228,62 @@ def _measure_config(run: _SourceRun, ci: int, config: RunConfig) -> tuple[list[R
             log_dir = None
             if opts.loadgen_logs is not None:
                 log_dir = opts.loadgen_logs / f"{ci:03d}-{config.label}-{config.network_label}-{scenario}"
+            if opts.queries_out is not None:
+                chain.trace = []
             stats_by_scenario.append(measure_system(chain.issue, len(run.samples), settings, run.driver, log_dir))
-        chain.close()
-        own = pipeline.join(group.wait_s)
+            if chain.trace is not None:
+                run.query_rows += _query_rows(run, config, scenario, chain.trace, session.placements, first)
+        if adapter is not None:
+            adapter.stop()
+            if adapter.error is not None:
+                raise adapter.error
+        session.end()
     except BaseException:
-        pipeline.stop()
+        if adapter is not None:
+            adapter.stop()
+        session.stop()
         raise
-    device_stats = {plan.device_names[run.me]: own.to_json()}
-    for r in others:
-        msg = group.recv_ctrl(r, CMD_STATS)
-        device_stats[group.names[r]] = json.loads(group.recv_bytes(r, msg[1]).decode())
-    rows = [make_row(run, config, stats, device_stats) for stats in stats_by_scenario]
+    replans = adapter.replans if adapter is not None else []
+    rows = []
+    for stats in stats_by_scenario:
+        row = make_row(run, config, stats, session.device_stats)
+        if opts.adapt.on:
+            switched = [r for r in replans if r.switched]
+            row.update(adapt=opts.adapt.mode, replans=len(replans), switches=len(switched),
+                       switch_s=sum(r.switch_s or 0.0 for r in switched))
+        rows.append(row)
+    run.replan_rows += [{"model": plan.model, "config": config.label, **dataclasses.asdict(r)} for r in replans]
     return rows, outs
 
 
-def _reference_outputs(run: _SourceRun, idx: int) -> list[torch.Tensor]:
+def _start_clock(run: SourceRun) -> None:
+    """The schedule starts now, on every device (and for the launcher, in the clock file)."""
+    for r in range(1, run.group.world):
+        run.group.send_ctrl(r, CMD_CLOCK)
+    t0 = run.clock.start()
+    if run.clock_file is not None:
+        atomic_write_text(run.clock_file, f"{t0!r}\n")
+    if run.plan.schedule:
+        log.info("the link schedule starts: %s", schedule_text(run.plan.link_schedules()))
+
+
+def _query_rows(run: SourceRun, config: RunConfig, scenario: str, trace: Sequence[QueryTrace],
+                placements: Sequence[str], first: int) -> list[Row]:
+    """A row per query, its times in seconds from the clock's start; `plan` numbers the
+    placements of the measurement from 0 (the session's placement `first`)."""
+    t0 = run.clock.t0 or 0.0
+    in_flight = 1 if scenario == SINGLE_STREAM else run.opts.in_flight
+    lost = [q for q in trace if not q.ok]
+    if lost:
+        log.warning("%d of %d queries were not answered", len(lost), len(trace))
+    return [{"model": run.plan.model, "config": config.label, "scenario": scenario, "in_flight": in_flight,
+             "query": q.query, "sample": q.sample, "plan": q.pipeline - first if q.pipeline >= 0 else None,
+             "placement": placements[q.pipeline] if 0 <= q.pipeline < len(placements) else "",
+             "issued_s": q.issued - t0, "started_s": q.started - t0, "done_s": q.done - t0,
+             "latency_s": q.done - q.issued, "ok": q.ok} for q in trace]
+
+
+def _reference_outputs(run: SourceRun, idx: int) -> list[torch.Tensor]:
     if idx not in run.refs:
         with torch.inference_mode():
             run.refs[idx] = [t.to(CPU) for t in flat_tensors(run.model.forward_full(*to_device(run.samples[idx], run.device)))]
@@ -251,7 +302,7 @@ def network_text(plan: Plan, config: RunConfig) -> str:
                      for nl in config.network.links)
 
 
-def make_row(run: _SourceRun, config: RunConfig, stats: LatencyStats, device_stats: dict[str, dict[str, Any]]) -> Row:
+def make_row(run: SourceRun, config: RunConfig, stats: LatencyStats, device_stats: dict[str, dict[str, Any]]) -> Row:
     plan = run.plan
     names = plan.device_names
     program = config.program(plan.cut_bytes)
@@ -328,6 +379,7 @@ def make_row(run: _SourceRun, config: RunConfig, stats: LatencyStats, device_sta
         "warmup": run.opts.warmup,
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "note": "; ".join(n for n in (stats.note, _merged_note(plan, config)) if n),
+        "schedule": schedule_text(plan.link_schedules()),
     }
 
 

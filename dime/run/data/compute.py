@@ -34,6 +34,20 @@ def bundle_modules(model: SplitModel, bundles: Sequence[Assignment], cache: dict
     return [cache[(a.start, a.end)] for a in bundles]
 
 
+def build_bundles(model: SplitModel, cache: dict[tuple[int, int], Any], max_bundle: int) -> int:
+    """Every bundle of at most `max_bundle` layers into `cache`, ahead of the placements that may
+    run them (a re-plan); how many were built. They share the model's parameters: what they add
+    is their graphs and code."""
+    n = len(model.layer_names)
+    built = 0
+    for s in range(n):
+        for e in range(s, min(n, s + max_bundle)):
+            if (s, e) not in cache:
+                cache[(s, e)] = model.bundle(s, e)
+                built += 1
+    return built
+
+
 def run_modules(mods: Sequence[Any], vals: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
     """A segment's bundles in order, each one's outputs the next one's inputs."""
     for mod in mods:

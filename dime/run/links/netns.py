@@ -81,7 +81,7 @@ from typing import Any, Iterable, Sequence
 from dime.core.links import Link
 from dime.errors import ShaperError, UsageError
 from dime.fileio import atomic_write_text
-from dime.run.options import SHAPER_NETNS, SHAPER_NETNS_USER_DELAY
+from dime.run.links import SHAPER_NETNS, SHAPER_NETNS_USER_DELAY
 
 log = logging.getLogger(__name__)
 
@@ -396,6 +396,30 @@ class Topology:
         """tbf settings of the direction src -> dst of their link."""
         return tbf_params(self.link_between(src, dst).rate_mbps(src))
 
+    def change_link(self, k: int, up_mbps: float, down_mbps: float, rtt_ms: float | None = None) -> NetLink:
+        """Change link k's rates in place (`tc qdisc change`: no packet is dropped, the queue
+        stays) and, with netem, its delay; None keeps the rtt. A link made without delay gets
+        none from here: with delays in user space (`delay_mode` user) the runtime adds them."""
+        old = self.links[k]
+        new = NetLink(old.ends, up_mbps, down_mbps, old.rtt_ms if rtt_ms is None else rtt_ms)
+        netem = self.delay_mode == "netem" and old.rtt_ms > 0
+        if self.delay_mode == "netem" and new.rtt_ms != old.rtt_ms and not netem:
+            raise ShaperError(f"link {old.ends[0]}-{old.ends[1]} was made without delay; its rtt cannot change")
+        dev = f"l{k}"
+        for end in old.ends:
+            ns = self._ns[end]
+            tbf = tbf_params(new.rate_mbps(end)).tc_args()
+            if netem:
+                _cmd(["tc", "-n", ns, "qdisc", "change", "dev", dev, "parent", "1:1", "handle", "10:", *tbf])
+                if new.rtt_ms != old.rtt_ms:
+                    _cmd(["tc", "-n", ns, "qdisc", "change", "dev", dev, "root", "handle", "1:", "netem",
+                          "delay", f"{new.rtt_ms / 2:g}ms", "limit", "100000"])
+            else:
+                _cmd(["tc", "-n", ns, "qdisc", "change", "dev", dev, "root", "handle", "1:", *tbf])
+        self.links[k] = new
+        log.info("netns: link %s-%s now %g/%g Mbps, rtt %g ms", *new.ends, new.up_mbps, new.down_mbps, new.rtt_ms)
+        return new
+
     # --- lifecycle --------------------------------------------------------------------
 
     def __enter__(self) -> "Topology":
@@ -481,10 +505,10 @@ class Topology:
                  len(self.links), self.delay_mode)
 
     def _choose_delay(self) -> str:
-        if not any(link.rtt_ms > 0 for link in self.links):
-            return "none"
         if self._delay_request == "user":
-            mode = "user"
+            mode = "user"  # asked for: also where every rtt is 0 now (a schedule may change them)
+        elif not any(link.rtt_ms > 0 for link in self.links):
+            return "none"
         else:
             ns = self._ns[self.devices[0]]
             probe = _cmd(["tc", "-n", ns, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"], check=False)
@@ -591,7 +615,7 @@ def _send(host: str, port: int, nbytes: int) -> None:
 
 
 def _worker_cmd(topo: Topology, device: str, *args: str) -> list[str]:
-    return [*topo.exec_prefix(device), sys.executable, "-m", "dime.run.netns", *args]
+    return [*topo.exec_prefix(device), sys.executable, "-m", "dime.run.links.netns", *args]
 
 
 def probe_rate(topo: Topology, src: str, dst: str, nbytes: int, port: int = PROBE_PORT) -> ProbeResult:
@@ -622,7 +646,7 @@ def probe_rate(topo: Topology, src: str, dst: str, nbytes: int, port: int = PROB
 
 
 def _repo_root() -> str:
-    return str(Path(__file__).resolve().parents[2])
+    return str(Path(__file__).resolve().parents[3])
 
 
 def _worker_main(argv: Sequence[str]) -> int:
@@ -632,7 +656,7 @@ def _worker_main(argv: Sequence[str]) -> int:
     if argv[:1] == ["_send"] and len(argv) == 4:
         _send(argv[1], int(argv[2]), int(argv[3]))
         return 0
-    print("usage: python -m dime.run.netns _recv HOST PORT | _send HOST PORT BYTES", file=sys.stderr)
+    print("usage: python -m dime.run.links.netns _recv HOST PORT | _send HOST PORT BYTES", file=sys.stderr)
     return 2
 
 

@@ -6,7 +6,7 @@ costs what the cost model says (dime.core.costs.Link.transfer_latency_s):
     8 B / (r * 1e6)   on the wire: the direction is busy for that long (the pipelined period
                       counts it), so the sender holds the direction that long, and
     rtt / 2           of delay, which occupies nothing: the receiver holds the data back
-                      until rtt / 2 after it arrived (dime.run.pipeline), so pipelined
+                      until rtt / 2 after it arrived (dime.run.data.pipeline), so pipelined
                       queries overlap their delays as on a real link.
 
 The sender takes the direction's lock, hands all but the last few bytes to the transport,
@@ -18,7 +18,7 @@ the emulated link; the transfer is counted as an overrun (when over by more than
 OVERRUN_SLACK_S) and not slowed further.
 
 This needs no root, works the same across real machines, and touches only dime's own
-traffic. `dime.run.netns` shapes links with the kernel instead.
+traffic. `dime.run.links.netns` shapes links with the kernel instead.
 """
 
 from __future__ import annotations
@@ -84,12 +84,14 @@ class LinkShaper:
     transfer at a time (several streams of a pipeline may share the direction).
 
     `send_body` and `send_release` do the real sends (the body of a message, then its
-    last bytes); the shaper only decides how long to wait between them.
+    last bytes); the shaper only decides how long to wait between them. The rate is a number,
+    or a function that says the rate now (a link whose rate follows a schedule): a transfer
+    takes the rate of the moment its wire time begins.
     """
 
-    def __init__(self, rate_mbps: float, clock: Callable[[], float] = time.perf_counter,
+    def __init__(self, rate_mbps: float | Callable[[], float], clock: Callable[[], float] = time.perf_counter,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self.rate_mbps = rate_mbps
+        self._rate = rate_mbps if callable(rate_mbps) else (lambda: float(rate_mbps))
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -99,12 +101,16 @@ class LinkShaper:
     def of(cls, link: Link, direction: str, **kw: Any) -> "LinkShaper":
         return cls(link.rate_mbps(direction), **kw)
 
+    @property
+    def rate_mbps(self) -> float:
+        return self._rate()
+
     def wire_s(self, payload_bytes: int) -> float:
         return payload_bytes * 8 / (self.rate_mbps * 1e6)
 
     def send(self, payload_bytes: int, send_body: Callable[[], None], send_release: Callable[[], None]) -> ShapedSend:
-        target = self.wire_s(payload_bytes)
         with self._lock:
+            target = self.wire_s(payload_bytes)  # the rate when this transfer gets the direction
             t0 = self._clock()
             send_body()
             real = self._clock() - t0

@@ -1,10 +1,10 @@
 """The wire format of a run: control messages and the flat buffer of a cut.
 
-Each transfer is one flat byte buffer (a 16-byte header, then every live tensor of the
+Each transfer is one flat byte buffer (a 24-byte header, then every live tensor of the
 cut at a 64-byte aligned offset), whose shapes every device knows from the model's traced
 example run (SplitModel.cut_specs), so only bytes travel. Where the links are emulated in
 user space the buffer goes as two messages, the body and its last 64 bytes, so that the
-sender (dime.run.linkemu) can hold the release until the link's wire time has passed;
+sender (dime.run.links.linkemu) can hold the release until the link's wire time has passed;
 where the kernel shapes the links, as one.
 """
 
@@ -22,6 +22,7 @@ from dime.errors import ModelError
 CTRL_TAG = 1
 DATA_TAG = 2  # the bytes that follow a control message (JSON)
 PROBE_TAG = 3  # a link probe's transfers and its ping-pong, between the link's two ends
+# tag 4: transfer reports to the source with --adapt (dime.run.data.reports.REPORT_TAG)
 STREAM_TAG = 100  # stream s of a config's program travels on tag STREAM_TAG + s
 CTRL_LEN = 6
 CMD_PLAN = 1  # a: plan JSON length; the JSON follows on DATA_TAG
@@ -34,11 +35,14 @@ CMD_INFO = 7  # a: JSON length; the device's description (torch device, threads,
 CMD_REFERENCE = 8  # source: a = runs; the device times its whole model, answers CMD_REFERENCE, a = nanoseconds
 CMD_STATS = 9  # a: JSON length; a device's account of the config that just ended
 CMD_PROBE_RESULT = 12  # a: up ns, b: down ns, c: ping ns (the link's first end to the source)
-# data header (int64[2] at the start of every transfer): [kind, query id]
+CMD_CONFIG_JSON = 13  # a: JSON length, b: queries in flight; a config the plan does not hold (a re-plan) follows
+CMD_CLOCK = 14  # the schedule starts now (dime.run.links.schedule.Clock)
+# data header (int64[3] at the start of every transfer): [kind, query id, when this hop's send began
+# (CLOCK_MONOTONIC ns, stamped by the sender where the receiver times transfers)]
 DATA_RUN = 10
 DATA_END = 11  # the source ends a config; it travels the whole chain like a query
 
-HEADER_BYTES = 16
+HEADER_BYTES = 24
 ALIGN_BYTES = 64
 TAIL_BYTES = 64
 
@@ -77,7 +81,7 @@ class CutLayout:
                 for (shape, dtype), off, n in zip(self.specs, self.offsets, self.sizes)]
 
     def pack(self, buf: torch.Tensor, kind: int, query: int, tensors: Sequence[torch.Tensor] | None) -> None:
-        buf[:HEADER_BYTES].view(torch.int64).copy_(torch.tensor([kind, query], dtype=torch.int64))
+        buf[:HEADER_BYTES].view(torch.int64).copy_(torch.tensor([kind, query, 0], dtype=torch.int64))
         if tensors is None:
             return
         if len(tensors) != len(self.specs):
@@ -91,5 +95,14 @@ class CutLayout:
             view.copy_(t)
 
     def unpack(self, buf: torch.Tensor) -> tuple[int, int, list[torch.Tensor]]:
-        kind, query = (int(v) for v in buf[:HEADER_BYTES].view(torch.int64))
+        kind, query, _ = (int(v) for v in buf[:HEADER_BYTES].view(torch.int64))
         return kind, query, self.views(buf)
+
+
+def stamp(buf: torch.Tensor, sent_ns: int) -> None:
+    """Write when this hop's send begins into a transfer's header."""
+    buf[16:HEADER_BYTES].view(torch.int64)[0] = sent_ns
+
+
+def sent_ns(buf: torch.Tensor) -> int:
+    return int(buf[16:HEADER_BYTES].view(torch.int64)[0])

@@ -3,13 +3,19 @@
 Each device runs as its own `python -m dime.run` process, pinned to its own cores, and gets
 its DeviceOptions as a JSON file. With `--shaper user` they meet on 127.0.0.1 and the links
 are emulated in user space; with `--shaper netns` each runs in a network namespace of its
-own, joined to its neighbours by veth pairs whose rates the kernel sets (dime.run.netns),
+own, joined to its neighbours by veth pairs whose rates the kernel sets (dime.run.links.netns),
 one topology per network (a two-device run over several links runs once per link, each run
 appending its rows to --out and its outputs to --outputs).
 
 Interrupted (SIGINT, SIGTERM), the launcher ends every device (SIGTERM, then SIGKILL after
 GRACE_ON_EXIT_S) and removes its namespaces, ending whatever still runs inside them first;
-killed outright, it leaves both to the next kernel-shaped run (dime.run.netns.cleanup_stale).
+killed outright, it leaves both to the next kernel-shaped run (dime.run.links.netns.cleanup_stale).
+
+A --link-schedule over kernel-shaped links is the launcher's to apply: the source writes the
+schedule's start into a clock file once it has warmed up (CLOCK_MONOTONIC, which every process on
+this machine shares, namespaces or not), and a thread of the launcher changes the tbf qdiscs in
+place at the scheduled seconds from then (`tc qdisc change`). Scheduled rtts are added in user
+space by the devices (netns+user-delay), which follow the schedule from the same start.
 """
 
 from __future__ import annotations
@@ -31,15 +37,9 @@ from typing import Any, Iterator, Sequence
 
 from dime.errors import DimeError, UsageError
 from dime.fileio import atomic_write_text, check_input_file
-from dime.run.options import (
-    SHAPER_NETNS,
-    SHAPER_USER,
-    ConnectOptions,
-    DeviceOptions,
-    LocalOptions,
-    ProcessOptions,
-    RunOptions,
-)
+from dime.run.links import SHAPER_NETNS, SHAPER_USER
+from dime.run.links.schedule import Schedule, resolve_named
+from dime.run.options import ConnectOptions, DeviceOptions, LocalOptions, ProcessOptions, RunOptions
 from dime.run.placements import precheck_plan, precheck_source, read_plan
 
 log = logging.getLogger("dime.run")
@@ -144,7 +144,7 @@ def choose_shaper(requested: str) -> str:
         raise UsageError(f"--shaper {requested!r}: choose from {', '.join(SHAPER_CHOICES)}")
     if requested == SHAPER_USER:
         return SHAPER_USER
-    from dime.run.netns import unavailable_reason
+    from dime.run.links.netns import unavailable_reason
 
     reason = unavailable_reason()
     if reason is None:
@@ -196,9 +196,40 @@ def _runs_per_network(opts: LocalOptions, shaper: str, tmp: Path) -> Iterator[Ru
         yield dataclasses.replace(opts.run, plan=dataclasses.replace(plan_opts, links=(link,)))
 
 
+class _ScheduleDriver:
+    """The launcher's thread that changes kernel-shaped links at the scheduled times."""
+
+    def __init__(self, topo: Any, schedule: Schedule, clock_file: Path) -> None:
+        self.topo, self.schedule, self.clock_file = topo, schedule, clock_file
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dime-schedule", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self.clock_file.exists():
+                if self._stop.wait(0.02):
+                    return
+            t0 = float(self.clock_file.read_text())
+            steps = sorted((c.at_s, i, c) for i, changes in self.schedule for c in changes)
+            for at_s, i, change in steps:
+                if self._stop.wait(max(0.0, t0 + at_s - time.monotonic())):
+                    return
+                self.topo.change_link(i, change.uplink_mbps, change.downlink_mbps, change.rtt_ms)
+                log.info("schedule: %.3f s in, link %s now %s", time.monotonic() - t0, "-".join(self.topo.links[i].ends),
+                         change.text().split(":", 1)[1])
+        except BaseException as e:  # the supervisor ends the run with it
+            self.error = e
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 def _network_of(opts: LocalOptions) -> tuple[list[str], list[Any]]:
     """The devices and the netns links of the (one) network a run uses."""
-    from dime.run.netns import NetLink
+    from dime.run.links.netns import NetLink
 
     plan_opts = opts.run.plan
     names = [name for name, _ in opts.devices]
@@ -218,12 +249,20 @@ def _network_of(opts: LocalOptions) -> tuple[list[str], list[Any]]:
 def _run_once(opts: LocalOptions, shaper: str, tmp: Path) -> None:
     tmp.mkdir()
     env = dict(os.environ)
+    driver: _ScheduleDriver | None = None
+    clock_file = tmp / "clock"
     with ExitStack() as stack:
         if shaper == SHAPER_NETNS:
-            from dime.run.netns import GLOO_IFNAME, Topology
+            from dime.run.links.netns import GLOO_IFNAME, Topology
 
             names, links = _network_of(opts)
-            topo = stack.enter_context(Topology(names, links))
+            schedule = resolve_named(opts.run.plan.schedule, ["-".join(lk.ends) for lk in links])
+            # a scheduled rtt: the devices add the delays, from the schedule (the kernel's netem cannot start late)
+            rtts = any(c.rtt_ms is not None for _, changes in schedule for c in changes)
+            topo = stack.enter_context(Topology(names, links, delay="user" if rtts else "auto"))
+            if schedule:
+                driver = _ScheduleDriver(topo, schedule, clock_file)
+                stack.callback(driver.stop)
             host, device_shaper = topo.address(opts.source), topo.shaper
             port = opts.port or 29500
             env["GLOO_SOCKET_IFNAME"] = GLOO_IFNAME
@@ -236,13 +275,13 @@ def _run_once(opts: LocalOptions, shaper: str, tmp: Path) -> None:
                 env["GLOO_SOCKET_IFNAME"] = "lo"
             exec_prefix = {}
         children = _start(opts, ConnectOptions(host, port, opts.timeout_s, opts.op_timeout_s), device_shaper,
-                          env, exec_prefix, tmp)
-        _supervise(children, opts.source)
+                          env, exec_prefix, tmp, clock_file if driver is not None else None)
+        _supervise(children, opts.source, driver)
         _raise_first_failure(children, opts.source)
 
 
 def _start(opts: LocalOptions, conn: ConnectOptions, shaper: str, env: dict[str, str],
-           exec_prefix: dict[str, list[str]], tmp: Path) -> list[_Child]:
+           exec_prefix: dict[str, list[str]], tmp: Path, clock_file: Path | None = None) -> list[_Child]:
     devices = default_cores(opts.devices, computing_devices(opts))
     log.info("local run: %s; rendezvous %s", ", ".join(
         f"{name} on cores {p.cores or 'any'} ({p.threads} thread(s))" for name, p in devices), conn.address)
@@ -252,7 +291,7 @@ def _start(opts: LocalOptions, conn: ConnectOptions, shaper: str, env: dict[str,
         for name, proc in sorted(devices, key=lambda d: d[0] != opts.source):
             source = name == opts.source
             options = DeviceOptions(name, opts.model, conn, proc, opts.run if source else RunOptions(), source,
-                                    shaper)
+                                    shaper, clock_file if source else None)
             path = tmp / f"{name}.json"
             atomic_write_text(path, options.to_json())
             children.append(_spawn(name, path, opts.verbose if source else opts.verbose - 1, env,
@@ -263,9 +302,9 @@ def _start(opts: LocalOptions, conn: ConnectOptions, shaper: str, env: dict[str,
     return children
 
 
-def _supervise(children: Sequence[_Child], source: str) -> None:
+def _supervise(children: Sequence[_Child], source: str, driver: _ScheduleDriver | None = None) -> None:
     """Wait for every device; stop the others when the source failed or finished, or a device
-    failed, so that none is left hanging."""
+    failed, so that none is left hanging; stop them all when the links cannot follow the schedule."""
     src = next(c for c in children if c.name == source)
     others = [c for c in children if c is not src]
     failed_at: float | None = None
@@ -273,6 +312,9 @@ def _supervise(children: Sequence[_Child], source: str) -> None:
     try:
         while None in [c.proc.poll() for c in children]:  # poll every child: it sets returncode
             time.sleep(0.05)
+            if driver is not None and driver.error is not None:
+                _end_all(children)
+                raise DimeError(f"the link schedule: {driver.error}")
             if src.proc.returncode not in (None, 0):
                 # the source failed first-hand (or gave up on a device): nothing left to serve
                 for c in others:

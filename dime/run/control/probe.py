@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import torch
 
 from dime.core.links import DOWN, UP, Link
-from dime.run.linkemu import LinkShaper, achieved_mbps
-from dime.run.peer import Group
-from dime.run.wire import PROBE_TAG, TAIL_BYTES
+from dime.run.data.peer import Group
+from dime.run.data.wire import PROBE_TAG, TAIL_BYTES
+from dime.run.links.linkemu import LinkShaper, achieved_mbps
 
 log = logging.getLogger("dime.run")
 

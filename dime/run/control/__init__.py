@@ -1,0 +1,1 @@
+"""Who drives a run: the local launcher, a device process, the source, the other devices, link probes."""
