@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from dime.core.costs import BundleCost, CostTable, Role
+from dime.core.costs import Assignment, BundleCost, CostTable, Role
 from dime.core.links import Link
 from dime.plan.problem import PlacementProblem, build_model
 from dime.plan.refine import Z_DEFAULT, challenger_table
@@ -116,7 +116,7 @@ def probe_problems(table: CostTable, max_bundle: int, probes: Probes) -> list[Pl
     return out
 
 
-def _predicted_here(problem: PlacementProblem, placement: Sequence) -> list[Bundle]:
+def _predicted_here(problem: PlacementProblem, placement: Sequence[Assignment]) -> list[Bundle]:
     table = problem.table
     out = []
     for a in placement:
@@ -169,7 +169,7 @@ class PlanAwareChoice:
         while len(chosen) < budget:
             measured = {b: value(b) for b in chosen}
             table = probe_table(model.fit(measured), measured, n_layers, k, cut_bytes, self.probes)
-            wanted = [b for b in plan_bundles(table, k, self.probes) if b not in measured]
+            wanted = plan_bundles(table, k, self.probes)  # predicted, hence not measured yet
             if not wanted:
                 break
             take = wanted[: min(budget - len(chosen), per_round)]
