@@ -1,5 +1,6 @@
 """`python -m dime.profile`: the command lives in `dime.profiling.profiler`; with --refine it
-also re-solves, in `dime.refine` (above the planner, which the profiler may not import)."""
+also re-solves, in `dime.refine`, and with --measure the planner chooses what to measure
+(dime.plan.choose): both are above the planner, which the profiler may not import."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from dime.refine import main as refine_main
 
         return refine_main(args)
+    from dime.plan.choose import PlanAwareChoice
     from dime.profiling.profiler import main as profile_main
 
-    return profile_main(args)
+    return profile_main(args, choose=PlanAwareChoice())
 
 
 if __name__ == "__main__":

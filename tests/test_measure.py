@@ -21,7 +21,8 @@ from dime.cliargs import run_main
 from dime.plan.solve import main as solve_main
 from dime.profile import main as profile_cli
 from dime.profiling import profiler
-from dime.profiling.predict import budget_for, choose_bundles, longest_bundles
+from dime.plan.choose import PlanAwareChoice
+from dime.profiling.predict import budget_for, longest_bundles
 from dime.profiling.predictcli import main as predict_main
 from dime.profiling.profilefile import ProfileFile
 from dime.profiling.reader import load_profiles
@@ -52,11 +53,13 @@ def measured_bundles(path: Path) -> Counter:
 
 
 def expected_choice(path: Path, fraction: float) -> set[str]:
-    """What --measure should have measured, from the single layers as the file holds them."""
+    """What --measure should have measured: the plan-aware chooser's rounds replayed on the values
+    the file holds (each round from the rounds before it)."""
     table = load_profiles(path)
     n = table.n_layers
-    singles = [table.costs[("toy", "threads=1", i, i)].latency_s for i in range(n)]
-    return {table.bundle_name(s, e) for s, e in choose_bundles(singles, table.cut_bytes, n, budget_for(fraction, n, n))}
+    chooser = PlanAwareChoice()(n, n, table.cut_bytes, budget_for(fraction, n, n),
+                                lambda b: table.costs[("toy", "threads=1", *b)].latency_s)
+    return {table.bundle_name(s, e) for r in chooser for s, e in r}
 
 
 def test_measure_a_fraction_resumes_the_same_choice_after_an_interruption(tmp_path, samples, monkeypatch):
@@ -71,12 +74,12 @@ def test_measure_a_fraction_resumes_the_same_choice_after_an_interruption(tmp_pa
         real_append(self, new_rows)
 
     monkeypatch.setattr(ProfileFile, "append", append_then_stop)
-    assert run_main(profiler.main, flags(samples, out, "--measure", "0.6")) == 130
+    assert run_main(profile_cli, flags(samples, out, "--measure", "0.6")) == 130
     monkeypatch.setattr(ProfileFile, "append", real_append)
     before = rows(out)
     assert len(Counter(r["bundle"] for r in before)) == 7 and not any(r["latency_source"] == "predicted" for r in before)
 
-    assert run_main(profiler.main, flags(samples, out, "--measure", "0.6")) == 0
+    assert run_main(profile_cli, flags(samples, out, "--measure", "0.6")) == 0
     after = rows(out)
     assert after[: len(before)] == before  # the measured rows are never changed
     measured = measured_bundles(out)
@@ -90,16 +93,26 @@ def test_measure_a_fraction_resumes_the_same_choice_after_an_interruption(tmp_pa
     assert {table.bundle_name(s, e) for s, e in longest_bundles(5, 5)} <= set(measured)
     meta = json.loads((tmp_path / "p.csv.meta.json").read_text())
     assert meta["measure"] == 0.6 and meta["prediction"]["max_bundle"] == 5
+    assert meta["measure_choice"]["choice"].startswith("plan-aware")
 
     # a third run has nothing to measure and predicts the same rows again
-    assert run_main(profiler.main, flags(samples, out, "--measure", "0.6")) == 0
+    assert run_main(profile_cli, flags(samples, out, "--measure", "0.6")) == 0
     assert rows(out) == after
     # --overwrite starts afresh; without --measure the rest is measured too, and nothing is predicted
-    assert run_main(profiler.main, flags(samples, out)) == 0
+    assert run_main(profile_cli, flags(samples, out)) == 0
     assert set(measured_bundles(out).values()) == {2} and len(measured_bundles(out)) == 15
     assert not any(r["latency_source"] == "predicted" for r in rows(out))
-    assert run_main(profiler.main, flags(samples, out, "--measure", "0.4", "--overwrite")) == 0
+    assert run_main(profile_cli, flags(samples, out, "--measure", "0.4", "--overwrite")) == 0
     assert len(measured_bundles(out)) == budget_for(0.4, 5, 5) == 6
+
+
+def test_the_profiler_alone_refuses_measure(tmp_path, samples, capsys):
+    """--measure needs the planner, which only dime.profile (above it) may import."""
+    out = tmp_path / "p.csv"
+    assert run_main(profiler.main, flags(samples, out, "--measure", "0.5")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "python -m dime.profile" in err[0], err
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("extra,needle", [
@@ -111,7 +124,7 @@ def test_measure_a_fraction_resumes_the_same_choice_after_an_interruption(tmp_pa
 ])
 def test_measure_and_bundles_errors_are_one_line(tmp_path, samples, capsys, extra, needle):
     out = tmp_path / "p.csv"
-    assert run_main(profiler.main, flags(samples, out, *extra)) == 2
+    assert run_main(profile_cli, flags(samples, out, *extra)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], err
     assert not out.exists() or not rows(out)

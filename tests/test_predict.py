@@ -14,9 +14,13 @@ import pytest
 from clihelp import PY, assert_one_line_error, cli_env
 
 from dime.cliargs import run_main
+from dime.plan import build_model
+from dime.plan.choose import DEFAULT_PROBES, HERE, PlanAwareChoice, probe_problems, probe_table
 from dime.plan.solve import main as solve_main
 from dime.profiling.predict import (
     BundleModel,
+    UncertaintyChoice,
+    base_bundles,
     budget_for,
     bundles_upto,
     choose_bundles,
@@ -179,6 +183,75 @@ def test_frequency_law_predicts_an_unmeasured_frequency(tmp_path):
     assert any("frequency law" in n and "untested on hardware" in n for n in predicted.notes)
     law_fit = fit_frequency_law(freqs[:3], [at(f)(0, 3) for f in freqs[:3]])
     assert law_fit.resid_sd == pytest.approx(0.0, abs=1e-15)
+
+
+# ---- what --measure measures: the plan-aware choice --------------------------------------
+def _cheapest_partition(n: int, cost) -> set[tuple[int, int]]:
+    """The bundles of the cheapest partition of the chain (the device alone, --bundle-sum), by
+    a plain shortest path over cuts (independent of dime.plan)."""
+    best = [0.0] + [float("inf")] * n
+    back = [0] * (n + 1)
+    for e in range(1, n + 1):
+        for s in range(e):
+            if best[s] + cost(s, e - 1) < best[e]:
+                best[e], back[e] = best[s] + cost(s, e - 1), s
+    out, e = set(), n
+    while e:
+        out.add((back[e], e - 1))
+        e = back[e]
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, pytest.param(3, marks=pytest.mark.slow), pytest.param(5, marks=pytest.mark.slow)])
+def test_the_plan_aware_choice_measures_what_optimal_plans_rest_on(seed):
+    """A chain made by a known law whose cuts save or cost (bytes against the pair's time), so that
+    optimal plans use multi-layer bundles that the base set lacks. With 30 % measured, the
+    plan-aware choice holds every bundle of this device in the optimal plan (on the law's true
+    costs) of the device alone under --bundle-sum and of every stand-in problem; the plan-blind
+    choice of as many bundles misses some."""
+    n = 12
+    law = Law(n, seed=seed)
+    budget = budget_for(0.3, n, n)
+    asked: list[tuple[int, int]] = []
+    yielded: set[tuple[int, int]] = set()
+
+    def value(b):
+        assert b in yielded  # a round depends on the values of earlier rounds only
+        asked.append(b)
+        return law.cost(*b)
+
+    rounds = []
+    for r in PlanAwareChoice()(n, n, law.cut_bytes, budget, value):
+        rounds.append(r)
+        yielded.update(r)
+    measured = [b for r in rounds for b in r]
+    assert len(measured) == len(set(measured)) == budget
+    assert set(base_bundles(n, n)) == set(rounds[0]) and all(len(r) == 1 for r in rounds[1:-1])
+    replay = [r for r in PlanAwareChoice()(n, n, law.cut_bytes, budget, lambda b: law.cost(*b))]
+    assert replay == rounds  # deterministic: a resumed profile measures the same set
+
+    alone = _cheapest_partition(n, law.cost)
+    assert any(e > s for s, e in alone - set(base_bundles(n, n)))  # the optimum needs more than the base
+    truth = {b: law.cost(*b) for b in bundles_upto(n, n)}
+    table = probe_table(BundleModel(law.single, law.cut_bytes).fit(truth), truth, n, n, law.cut_bytes, DEFAULT_PROBES)
+    used = set(alone)
+    for problem in probe_problems(table, n, DEFAULT_PROBES):
+        sol = build_model(problem).solve("auto")
+        used |= {(a.start, a.end) for a in sol.placement if problem.roles[a.role].device == HERE}
+    assert used <= set(measured)
+    blind = {b for r in UncertaintyChoice()(n, n, law.cut_bytes, budget, lambda b: law.cost(*b)) for b in r}
+    assert len(blind) == budget and not used <= blind
+
+
+def test_the_plan_aware_choice_with_bundles_shorter_than_the_model():
+    """K < L: the base holds the longest bundles at both ends, every round bundles of at most K
+    layers, and the budget is spent exactly, each bundle once."""
+    n, k = 12, 4
+    law = Law(n, seed=2)
+    budget = budget_for(0.4, n, k)
+    got = [b for r in PlanAwareChoice()(n, k, law.cut_bytes, budget, lambda b: law.cost(*b)) for b in r]
+    assert len(got) == len(set(got)) == budget
+    assert set(longest_bundles(n, k)) <= set(got) and all(e - s < k for s, e in got)
 
 
 # ---- dime.predict ------------------------------------------------------------------------

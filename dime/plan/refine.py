@@ -62,7 +62,8 @@ def predicted_keys(table: CostTable, keys: Sequence[Key]) -> list[Key]:
     return sorted(guessed, key=lambda k: -(table.costs[k].latency_sd_s or 0.0))
 
 
-def _shifted(c: BundleCost, z: float) -> BundleCost:
+def shifted_cost(c: BundleCost, z: float) -> BundleCost:
+    """The cost z sds above its mean (below, for z < 0), at least zero; energy likewise where it has an sd."""
     lat = max(0.0, c.latency_s + z * (c.latency_sd_s or 0.0))
     energy = c.energy_j
     if energy is not None and c.energy_sd_j is not None:
@@ -72,7 +73,7 @@ def _shifted(c: BundleCost, z: float) -> BundleCost:
 
 def challenger_table(table: CostTable, plan: set[Key], z: float = Z_DEFAULT) -> CostTable:
     """Predicted bundles at mean - z sd, except the plan's, at mean + z sd; measured ones as they are."""
-    costs = {k: (_shifted(c, z if k in plan else -z) if c.predicted else c) for k, c in table.costs.items()}
+    costs = {k: (shifted_cost(c, z if k in plan else -z) if c.predicted else c) for k, c in table.costs.items()}
     return dataclasses.replace(table, costs=costs)
 
 

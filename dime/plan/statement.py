@@ -7,6 +7,7 @@ energy-less problem) are shared so that both answer alike.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -141,8 +142,9 @@ class PlacementProblem:
         """The effective max bundle: no bundle is longer than the model."""
         return min(self.max_bundle, self.table.n_layers)
 
-    @property
+    @functools.cached_property
     def network(self) -> Network:
+        # cached: the DP asks for it (through `source`) once per bundle and role
         return as_network(self.link)
 
     @property

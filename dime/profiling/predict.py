@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -189,15 +189,20 @@ def _loo_scale(X: np.ndarray, y: np.ndarray, w: np.ndarray, cov: np.ndarray,
     return max(float(np.sqrt(np.mean(z**2))), 0.1), z
 
 
+def base_bundles(n_layers: int, max_bundle: int) -> list[Bundle]:
+    """What --measure measures first at every setting: the single layers and the longest bundles."""
+    return list(dict.fromkeys([(i, i) for i in range(n_layers)] + longest_bundles(n_layers, max_bundle)))
+
+
 def choose_bundles(singles: Sequence[float], cut_bytes: Sequence[int], max_bundle: int, budget: int,
-                   params: PredictorParams = DEFAULT_PARAMS) -> list[Bundle]:
-    """The bundles to measure, in order: every single layer, the longest bundles, then greedily
-    the one with the largest relative predictive sd until `budget` bundles (or every bundle)
-    are chosen. Depends on the singles' values (the priors' scales), not on any other
-    measurement."""
+                   params: PredictorParams = DEFAULT_PARAMS, start: Sequence[Bundle] | None = None) -> list[Bundle]:
+    """The bundles to measure, in order: `start` (default: every single layer and the longest
+    bundles), then greedily the one with the largest relative predictive sd until `budget`
+    bundles (or every bundle) are chosen. Depends on the singles' values (the priors' scales)
+    and on which bundles `start` holds, not on any other measurement."""
     n = len(singles)
     model = BundleModel(singles, cut_bytes, params)
-    chosen = list(dict.fromkeys([(i, i) for i in range(n)] + longest_bundles(n, max_bundle)))
+    chosen = list(dict.fromkeys(start if start is not None else base_bundles(n, max_bundle)))
     cands = [b for b in bundles_upto(n, max_bundle) if b not in set(chosen)]
     if len(chosen) >= budget or not cands:
         return chosen
@@ -227,11 +232,43 @@ def choose_bundles(singles: Sequence[float], cut_bytes: Sequence[int], max_bundl
     return chosen
 
 
+class Chooser(Protocol):
+    """What --measure measures at one setting. Called with the chain (layers, max bundle, cut
+    sizes), the budget and the latency of any bundle it chose before, it yields rounds of
+    bundles; the caller measures each round before asking for the next. It may depend on the
+    values of its own earlier rounds only, so that a resumed profile replays the same rounds."""
+
+    def __call__(self, n_layers: int, max_bundle: int, cut_bytes: Sequence[int], budget: int,
+                 value: Callable[[Bundle], float]) -> Iterator[list[Bundle]]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class UncertaintyChoice:
+    """The plan-blind choice: the single layers and the longest bundles, then (choose_bundles)
+    the least certain predictions given the single layers."""
+
+    params: PredictorParams = DEFAULT_PARAMS
+
+    def __call__(self, n_layers: int, max_bundle: int, cut_bytes: Sequence[int], budget: int,
+                 value: Callable[[Bundle], float]) -> Iterator[list[Bundle]]:
+        base = base_bundles(n_layers, max_bundle)
+        yield base
+        singles = [value((i, i)) for i in range(n_layers)]
+        rest = choose_bundles(singles, cut_bytes, max_bundle, budget, self.params, start=base)[len(base):]
+        if rest:
+            yield rest
+
+    def describe(self) -> dict[str, Any]:
+        return {"choice": "the least certain predictions (dime.profiling.predict.choose_bundles)"}
+
+
 def budget_for(fraction: float, n_layers: int, max_bundle: int) -> int:
     """Bundles to measure for a fraction of all bundles of 1..max_bundle layers (at least the
     single layers and the longest bundles)."""
     total = len(bundles_upto(n_layers, max_bundle))
-    least = len(set([(i, i) for i in range(n_layers)] + longest_bundles(n_layers, max_bundle)))
+    least = len(base_bundles(n_layers, max_bundle))
     return min(total, max(least, int(math.floor(fraction * total + 1e-9))))
 
 

@@ -40,13 +40,14 @@ from dime.cliargs import (
     run_main,
     setup_logging,
 )
+from dime.core.costs import CostTable
 from dime.core.costs import bundles as all_bundles
 from dime.errors import ModelError, UsageError
 from dime.fileio import atomic_write_text, check_output_path
-from dime.profiling.predict import DEFAULT_PARAMS, budget_for, choose_bundles, longest_bundles
+from dime.profiling.predict import DEFAULT_PARAMS, Chooser, budget_for
 from dime.profiling.predicted import fitted_on, measured_only, predict_profile, predicted_rows
 from dime.profiling.profilefile import ProfileFile
-from dime.profiling.reader import load_profiles
+from dime.profiling.reader import latency_of_rows, load_profiles
 from dime.profiling.schema import MEASURED, meta_path
 
 log = logging.getLogger(__name__)
@@ -202,10 +203,11 @@ def profile(
     points: list[OperatingPoint],
     meter: Any = None,
     progress: bool = True,
+    choose: Chooser | None = None,
 ) -> dict[str, Any]:
     """Profile every bundle of 1..max_bundle layers at every operating point (with
-    config.measure_fraction: that fraction of them, the rest predicted; a file that held
-    predicted rows has them predicted again after measuring)."""
+    config.measure_fraction: that fraction of them, chosen by `choose`, the rest predicted; a
+    file that held predicted rows has them predicted again after measuring)."""
     from tqdm import tqdm
 
     manifest = Manifest.load(samples)
@@ -230,6 +232,8 @@ def profile(
             raise UsageError("--measure chooses the bundles itself; drop --bundles")
     if config.measure_fraction is not None and not 0 < config.measure_fraction <= 1:
         raise UsageError(f"--measure must be a fraction in (0, 1], got {config.measure_fraction:g}")
+    if config.measure_fraction is not None and choose is None:
+        raise UsageError("--measure needs a chooser of the bundles: run it as `python -m dime.profile`")
     if config.iterations < 1 or config.runs < 1 or config.warmup < 0:
         raise UsageError("--iterations and --runs must be >= 1, --warmup >= 0")
     powers = config.assume_power_w
@@ -275,8 +279,9 @@ def profile(
     bar = tqdm(total=total, desc=f"profile {model.name}", unit="bundle", disable=not progress, file=sys.stderr)
     counts = {"profiled": 0, "skipped": 0}
 
-    def measure(p_i: int, wanted: Sequence[tuple[int, int]]) -> None:
-        """Time the bundles of `wanted` not yet in the file, at points[p_i], in start order."""
+    def measure(p_i: int, wanted: Sequence[tuple[int, int]], latency: _MeasuredLatency | None = None) -> None:
+        """Time the bundles of `wanted` not yet in the file, at points[p_i], in start order
+        (and tell `latency` what they took)."""
         point = points[p_i]
         todo = [b for b in wanted if (model.name, config.device_name, point.label, model.bundle_name(*b)) not in pfile.done]
         counts["skipped"] += len(wanted) - len(todo)
@@ -294,17 +299,18 @@ def profile(
                                    powers[p_i if len(powers) > 1 else 0] if powers else None, model_inputs)
             pfile.append(rows)
             pfile.done.add((model.name, config.device_name, point.label, model.bundle_name(s, e)))
+            if latency is not None:
+                latency.add((s, e), rows)
             counts["profiled"] += 1
             bar.update(1)
 
     for p_i, point in enumerate(points):
-        if fraction is None:
+        if fraction is None or choose is None:
             measure(p_i, [(s, e) for t, s, e in picks if t in (None, point.label)])
             continue
-        first = [(i, i) for i in range(n)] + [b for b in longest_bundles(n, k) if b[1] > b[0]]
-        measure(p_i, first)
-        chosen = _chosen_bundles(out, model, config.device_name, point.label, k, per_point)
-        measure(p_i, sorted(set(chosen) - set(first)))
+        latency = _MeasuredLatency(out, model.name, config.device_name, point.label)
+        for chosen in choose(n, k, model.cut_bytes, per_point, latency):
+            measure(p_i, sorted(chosen), latency)
     bar.close()
     summary = {"bundles": per_point if fraction is not None else len(bundles), "settings": len(points), **counts,
                "predicted": 0}
@@ -314,19 +320,34 @@ def profile(
         predicted = predict_profile(table, k_all)
         pfile.replace_predictions(predicted_rows(table, predicted))
         meta.update(max_bundle=k_all, prediction=predicted.meta(DEFAULT_PARAMS, k_all, [str(out), *fitted_on(table)]))
-        if fraction is not None:
+        if fraction is not None and choose is not None:
             meta["measure"] = fraction
+            meta["measure_choice"] = choose.describe()
         atomic_write_text(meta_path(out), json.dumps(meta, indent=2) + "\n")
         summary["predicted"] = len(predicted.costs)
     return summary
 
 
-def _chosen_bundles(out: Path, model: SplitModel, device: str, setting: str, k: int, budget: int) -> list[tuple[int, int]]:
-    """The bundles --measure measures at one setting: from its single layers as measured in `out`
-    (so a resumed run chooses the same ones)."""
-    table = load_profiles([out], model=model.name)
-    singles = [table.costs[(device, setting, i, i)].latency_s for i in range(len(model.layer_names))]
-    return choose_bundles(singles, model.cut_bytes, k, budget)
+class _MeasuredLatency:
+    """The latency of a bundle measured at one setting (a chooser's `value`), as the reader
+    would read it from `out`: for bundles timed in this run from the rows written (the same
+    text, parsed and trimmed alike), for those already in the file from the file as it was,
+    read once. A run and its resumption thus see the same numbers."""
+
+    def __init__(self, out: Path, model: str, device: str, setting: str) -> None:
+        self.out, self.model, self.device, self.setting = out, model, device, setting
+        self.before: CostTable | None = None
+        self.fresh: dict[tuple[int, int], float] = {}
+
+    def add(self, bundle: tuple[int, int], rows: Sequence[dict[str, Any]]) -> None:
+        self.fresh[bundle] = latency_of_rows([r["latency_s"] for r in rows])
+
+    def __call__(self, bundle: tuple[int, int]) -> float:
+        if bundle in self.fresh:
+            return self.fresh[bundle]
+        if self.before is None:
+            self.before = load_profiles([self.out], model=self.model)
+        return self.before.costs[(self.device, self.setting, *bundle)].latency_s
 
 
 def _load_inputs(samples: Path, manifest: Manifest, layer: str, device: torch.device) -> list[tuple[torch.Tensor, ...]]:
@@ -479,8 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "ITEM@SETTING: at that setting only")
     p.add_argument("--measure", type=_measure_fraction, metavar="FRACTION",
                    help="measure only this fraction of the bundles at each setting (e.g. 0.25): the single layers "
-                        "and the longest bundles first, then those the predictor is least sure of; the rest are "
-                        "predicted (rows marked latency_source=predicted, with latency_sd_s)")
+                        "and the longest bundles first, then, one round at a time, those that plans of stand-in "
+                        "problems rest on (dime.plan.choose), then those the predictor is least sure of; the rest "
+                        "are predicted (rows marked latency_source=predicted, with latency_sd_s)")
     p.add_argument("--refine", metavar="SOLUTION.json",
                    help="measure the predicted bundles that dime.solve's plan (its --json) and its best "
                         "alternatives rest on, re-solve, repeat (python -m dime.profile only; see dime.refine)")
@@ -546,11 +568,14 @@ def _nvml_index(args: argparse.Namespace) -> int:
     return (dev.index or 0) if dev.type == "cuda" else 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, choose: Chooser | None = None) -> int:
+    """The command; `choose` picks the bundles of --measure (dime.profile passes the planner's)."""
     args = build_parser().parse_args(argv)
     setup_logging(-1 if args.quiet else 0)
     if args.refine:
         raise UsageError("--refine re-solves as well: run it as `python -m dime.profile` or `dime profile`")
+    if args.measure is not None and choose is None:
+        raise UsageError("--measure plans what to measure as well: run it as `python -m dime.profile` or `dime profile`")
     if args.power != "none" and args.assume_power:
         raise UsageError("--assume-power is for devices without a meter; drop it or --power")
     if args.out is not None:
@@ -606,7 +631,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UsageError(f"--power {args.power}: no such meter on this machine (see the log above)")
             meter.start()
             stack.callback(meter.stop)
-        summary = profile(model, samples, out, config, points, meter, progress=not args.quiet)
+        summary = profile(model, samples, out, config, points, meter, progress=not args.quiet, choose=choose)
     if not args.quiet:
         print(
             f"{model.name} on {device_name}: {summary['profiled']} bundle/setting pairs profiled, "

@@ -44,8 +44,11 @@ _SD_COLUMNS = ("latency_sd_s", "energy_sd_j")
 _ORIGIN_COLUMNS = ("latency_source", "energy_origin")
 
 
+DEFAULT_TRIM = 0.1
+
+
 def load_profiles(
-    paths: PathLike | Sequence[PathLike], model: str | None = None, trim: float = 0.1
+    paths: PathLike | Sequence[PathLike], model: str | None = None, trim: float = DEFAULT_TRIM
 ) -> CostTable:
     """Read one or more profile CSVs of one model into a CostTable.
 
@@ -184,6 +187,12 @@ def max_bundle_for(table: CostTable, roles: Sequence[Role], requested: int | Non
     k = min(requested, table.n_layers)
     require_bundles(table, roles, k)
     return k
+
+
+def latency_of_rows(texts: Sequence[str], trim: float = DEFAULT_TRIM) -> float:
+    """A bundle's latency from the latency_s cells of its rows, parsed and trimmed as
+    load_profiles does."""
+    return trimmed_mean(pd.to_numeric(pd.Series(list(texts), dtype=str)).astype(float).to_numpy(), trim)
 
 
 def trimmed_mean(values: np.ndarray, trim: float) -> float:
