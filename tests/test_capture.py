@@ -211,3 +211,66 @@ def test_transformer_runs_split_between_edge_and_cloud(tmp_path):
             with torch.inference_mode():
                 want = m.forward_full(*saved["inputs"][i % len(saved["inputs"])])
             torch.testing.assert_close(got[0], want, rtol=1e-4, atol=1e-4)
+
+
+def _reproduces_flat(m, cuts_too: bool = True) -> None:
+    """Every cut's two halves give the full model's output tensors (outputs flattened)."""
+    from dime.capture.outputs import pick, tensor_paths
+
+    x = m.example_inputs
+    with torch.no_grad():
+        out = m.forward_full(*x)
+        full = [pick(out, p) for p in tensor_paths(out)[0]]
+        halves = [(m.bundle(0, k - 1), m.bundle(k, len(m.layer_names) - 1)) for k in range(1, len(m.layer_names))]
+        for got in [m.run_layers(*x)] + [b(*a(*x)) for a, b in halves]:
+            assert len(got) == len(full)
+            for g, f in zip(got, full):
+                torch.testing.assert_close(g, f, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("builder, cuts, cached", [
+    ("hf_gpt2", ["h.0"], True), ("hf_bert", ["encoder.layer.0"], True),
+    ("hf_t5_encoder", ["encoder.block.0", "encoder.block.1"], False),  # T5EncoderModel turns its cache off itself
+    ("hf_llama", ["layers.0"], True),
+])
+def test_users_own_transformers_capture_split_and_reproduce(builder, cuts, cached, caplog):
+    """A transformers model built by the user's callable, its cache at the config's default."""
+    pytest.importorskip("transformers")
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="dime"):
+        m = load_model(f"toy_models:{builder}", inputs="input_ids:int64:1x8")
+    assert m.capture == "export"
+    assert len(m.layer_names) >= 2 and not any(n.startswith("model_") for n in m.layer_names)
+    assert m._root.config.use_cache is False
+    assert ("config.use_cache turned off for capture" in caplog.text) == cached
+    _reproduces_flat(m)
+    cut = load_model(f"toy_models:{builder}", inputs="input_ids:int64:1x8", cuts=cuts)
+    assert len(cut.layer_names) == len(cuts) + 1
+    _reproduces_flat(cut)
+
+
+def test_non_tensor_outputs_are_dropped_with_a_note(caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="dime"):
+        m = load_model("toy_models:with_extras", input_shape=(2, 4))
+    assert m.capture == "fx"
+    notes = [r.getMessage() for r in caplog.records if "captured as its tensors" in r.getMessage()]
+    assert notes == ["toy_models:with_extras: returns dict; captured as its tensors logits, extra[0]; "
+                     "dropped: meta (object)"]
+    assert len(m.live_tensors(len(m.layer_names))) == 2
+    _reproduces_flat(m)
+
+
+def test_transformers_callable_gets_token_inputs_by_default():
+    pytest.importorskip("transformers")
+    m = load_model("toy_models:hf_bert")
+    assert [str(s) for s in m.input_specs] == ["input_ids:int64:1x64"]  # its config's max_position_embeddings
+    assert m.vocab_size == 100
+
+
+def test_a_callable_failing_on_its_inputs_is_one_line():
+    with pytest.raises(ModelError, match="running it on its example inputs failed") as e:
+        load_model("toy_models:skipnet", input_shape=(1, 5, 16, 16))
+    assert "\n" not in str(e.value)

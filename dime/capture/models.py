@@ -19,6 +19,7 @@ from torch import nn
 
 from dime.capture import inputs as model_inputs
 from dime.capture.inputs import InputSpec, parse_inputs
+from dime.capture.outputs import tensor_outputs
 from dime.capture.split import SplitModel
 from dime.capture.weights import (
     WeightsInfo,
@@ -33,6 +34,7 @@ __all__ = ["DEFAULT_LAYERS", "RANDOM_SEED", "SplitModel", "WeightsInfo", "load_m
 log = logging.getLogger(__name__)
 
 RANDOM_SEED = 0
+TOKENS = 128  # sequence length of a token model's default input
 
 # Default layers: (layer name, qualified module name whose last call ends the layer).
 # The last layer runs to the model output.
@@ -141,16 +143,21 @@ def load_model(
         module, specs, default_layers, info, vocab = built.module, built.inputs, built.layers, built.weights, built.vocab_size
         preprocess = None
         name = built.name
+        from_callable = False
     else:
         torch.manual_seed(RANDOM_SEED)
+        from_callable = ":" in name and not name.startswith("timm:") and not Path(name).exists()
         if name.startswith("timm:"):
             module, size = _build_timm(name[5:])
             info = file_weights(module, weights) if weights else WeightsInfo("random-init", f"seed={RANDOM_SEED}")
             default_layers = None
-        elif ":" in name and not Path(name).exists():
+        elif from_callable:
             module = _build_callable(name)
             info = file_weights(module, weights) if weights else WeightsInfo(
                 "callable", f"as built by {name} (seed={RANDOM_SEED})")
+            if specs is None and getattr(module, "main_input_name", None) == "input_ids":  # a transformers model
+                specs = (InputSpec("input_ids", torch.int64, (1, _sequence_length(module))),)
+                log.info("%s: a transformers model: inputs %s (give --inputs to change)", name, specs[0])
             size, default_layers = (specs[0].shape[-1] if specs else 224), None
         else:
             builder, default = _torchvision_builder(name)
@@ -167,9 +174,18 @@ def load_model(
         preprocess = _imagenet_preprocess(specs[0].shape[-1]) if image else None
         vocab = _vocab_size(module)
     example = (torch.zeros(specs[0].shape),) if preprocess else model_inputs.example(specs, vocab)
+    if from_callable:  # a user's model may return caches, ModelOutputs or dicts
+        module = tensor_outputs(name, module, example)
     chosen = _layers_from_cuts(cuts) if cuts else default_layers
     log.info("%s: weights from %s", name, info)
     return SplitModel(name, module, example, chosen, info, preprocess, specs, layers, capture, vocab)
+
+
+def _sequence_length(module: nn.Module) -> int:
+    """TOKENS, or fewer where the model's config holds fewer positions."""
+    config = getattr(module, "config", None)
+    limits = [getattr(config, k, None) for k in ("max_position_embeddings", "n_positions")]
+    return min([TOKENS] + [v for v in limits if isinstance(v, int) and v > 0])
 
 
 def _vocab_size(module: nn.Module) -> int | None:

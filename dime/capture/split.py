@@ -195,10 +195,12 @@ class SplitModel:
             if marker in by_name and self._nodes[by_name[marker]].op not in ("placeholder", "output", "get_attr"):
                 ends.append(by_name[marker])
                 continue
+            # a wrapper's child answers to its own module names too
+            marks = (marker, getattr(self._root, "inner_prefix", "") + marker)
             hits = [
                 i
                 for i, n in enumerate(self._nodes)
-                if any(k == marker or k.startswith(marker + ".") for k in module_paths(n))
+                if any(k == m or k.startswith(m + ".") for k in module_paths(n) for m in marks)
             ]
             if not hits:
                 raise ModelError(f"{self.name}: layer {lname!r}: no graph node or module named {marker!r}")
@@ -238,6 +240,9 @@ class SplitModel:
         start = first
         for p in cuts + [last]:
             key = keys[start - first] or f"layer{len(layers)}"
+            prefix = getattr(self._root, "inner_prefix", "")  # a wrapper's child: named as the model's own blocks
+            if prefix and key.startswith(prefix):
+                key = key[len(prefix):]
             lname = key.replace(".", "_")
             while lname in (n for n, _ in layers):
                 lname += "_"

@@ -8,6 +8,7 @@ are rebuilt from the nodes and the example shapes are checked by SplitModel itse
 
 from __future__ import annotations
 
+import inspect
 import logging
 import warnings
 from typing import Any
@@ -31,7 +32,7 @@ def capture(name: str, module: nn.Module, example_inputs: tuple[torch.Tensor, ..
     fx_error = None
     if method in ("auto", "fx"):
         try:
-            return fx.symbolic_trace(module), "fx"
+            return _fx_trace(module, len(example_inputs)), "fx"
         except Exception as e:  # fx raises many kinds
             fx_error = _one_line(e)
             if method == "fx":
@@ -49,6 +50,15 @@ def capture(name: str, module: nn.Module, example_inputs: tuple[torch.Tensor, ..
         raise ModelError(f"{name}: cannot capture this model ({why})") from e
     _drop_guards(gm)
     return gm, "export"
+
+
+def _fx_trace(module: nn.Module, n_inputs: int) -> fx.GraphModule:
+    """torch.fx; a `forward(self, *args)` (a wrapper) gets one placeholder per input,
+    where fx would otherwise make `args` one proxy that cannot be unpacked."""
+    code = inspect.unwrap(type(module).forward).__code__
+    if code.co_argcount == 1 and code.co_flags & inspect.CO_VARARGS:
+        return fx.symbolic_trace(module, concrete_args=tuple(fx.PH for _ in range(n_inputs)))
+    return fx.symbolic_trace(module)
 
 
 def _drop_guards(gm: fx.GraphModule) -> None:
