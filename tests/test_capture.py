@@ -274,3 +274,15 @@ def test_a_callable_failing_on_its_inputs_is_one_line():
     with pytest.raises(ModelError, match="running it on its example inputs failed") as e:
         load_model("toy_models:skipnet", input_shape=(1, 5, 16, 16))
     assert "\n" not in str(e.value)
+
+
+def test_hf_folder_of_a_base_model_gives_its_hidden_states(tmp_path):
+    """hf:FOLDER whose architecture has no head (no logits): its tensors, layers named as its blocks."""
+    pytest.importorskip("transformers")
+    import toy_models
+
+    toy_models.hf_llama().save_pretrained(tmp_path / "llama")
+    m = load_model(f"hf:{tmp_path / 'llama'}", inputs="input_ids:int64:1x8")
+    assert m.weights.source == "file"
+    assert m.layer_names == ["embed_tokens", "layers_0", "layers_1", "norm"]
+    _reproduces_flat(m)
