@@ -124,6 +124,15 @@ def model_samples(model: SplitModel, folder: Path | None, count: int,
     return out, source
 
 
+def check_out_folder(out: Path, model_name: str, layer_names: Sequence[str] | None = None) -> None:
+    """Refuse a folder holding feature maps of another model (or, given them, other layers)."""
+    if not (out / MANIFEST).is_file():
+        return
+    prev = Manifest.load(out)
+    if prev.model != model_name or (layer_names is not None and prev.layer_names != list(layer_names)):
+        raise UsageError(f"{out} holds feature maps of another model or layering ({prev.model}); choose another --out")
+
+
 def generate(
     model: SplitModel,
     out: Path,
@@ -145,12 +154,8 @@ def generate(
         images=[sid for sid, _ in items],
         image_source=source,
     )
+    check_out_folder(out, manifest.model, manifest.layer_names)
     out.mkdir(parents=True, exist_ok=True)
-    old = out / MANIFEST
-    if old.is_file():
-        prev = Manifest.load(out)
-        if prev.model != manifest.model or prev.layer_names != manifest.layer_names:
-            raise UsageError(f"{out} holds feature maps of another model or layering ({prev.model}); choose another --out")
     manifest.save(out)
     bundles = [model.bundle(k, k) for k in range(len(model.layer_names))]
     for sid, vals in tqdm(items, desc=f"feature maps {model.name}", unit="sample", disable=not progress, file=sys.stderr):
@@ -184,10 +189,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     count = args.count if args.count is not None else (0 if args.images else 4)
     if count < 0 or (args.images is None and count == 0):
         raise UsageError("--count must be a positive number")
-    if args.out is not None:
-        check_output_dir(args.out, "--out")
+    # the output is checked before the model is built (its name is --model's)
+    out = check_output_dir(args.out or Path("samples") / args.model.replace(":", "_"), "--out")
+    check_out_folder(out, args.model)
+    if args.images is not None and not args.images.is_dir():
+        raise UsageError(f"image folder not found: {args.images}")
     model = model_from_args(args)
-    out = args.out or check_output_dir(Path("samples") / model.name.replace(":", "_"), "--out")
     m = generate(model, out, args.images, count, args.seed, progress=not args.quiet)
     if not args.quiet:
         print(f"weights: {model.weights}")

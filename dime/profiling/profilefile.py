@@ -40,40 +40,44 @@ def _shown(key: str, value: Any) -> str:
     return str(value)
 
 
+def _key(row: list[str], idx: dict[str, int]) -> tuple[str, str, str, str]:
+    return row[idx["model"]], row[idx["device"]], row[idx["setting"]], row[idx["bundle"]]
+
+
 class ProfileFile:
     """A profile CSV opened for appending, repaired and indexed for resuming.
 
     The file belongs to one model, device and parameter set (`identity`, as in its
     .meta.json): a file of another is refused before anything is written, unless
     `overwrite`, which starts it afresh. Only bundles with fewer runs than a complete one
-    (an interrupted run) are dropped.
+    (an interrupted run) are dropped. `prepare=False` opens nothing: `check()` then only
+    reads (the profiler checks an identity before it builds the model).
     """
 
     def __init__(self, path: Path, expected_rows: int, identity: dict[str, Any] | None = None,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, prepare: bool = True) -> None:
         self.path = path
         self.expected_rows = expected_rows
         self.identity = identity or {}
+        self.overwrite = overwrite
         self.done: set[tuple[str, str, str, str]] = set()  # (model, device, setting, bundle)
-        self._prepare(overwrite)
+        if prepare:
+            self._prepare()
 
     def _refuse(self, why: str) -> UsageError:
         return UsageError(f"{self.path} {why}; choose another --out, or --overwrite to replace it")
 
-    def _prepare(self, overwrite: bool) -> None:
-        fresh = ",".join(PROFILE_COLUMNS) + "\n"
+    def _read(self) -> tuple[list[str], list[list[str]], int] | None:
+        """The header, the whole rows and the count of broken lines; None for a missing or
+        empty file. A file of other columns is refused (`overwrite`: None, it is replaced)."""
         if not self.path.exists() or self.path.stat().st_size == 0:
-            atomic_write_text(self.path, fresh)
-            return
+            return None
         text = self.path.read_text(encoding="utf-8", errors="replace")
         lines = text.splitlines(keepends=True)
         header = next(csv.reader([lines[0]])) if lines else []
-        upgrade = header != list(PROFILE_COLUMNS)
-        if upgrade and not (set(REQUIRED_COLUMNS) <= set(header) <= set(PROFILE_COLUMNS)):
-            if overwrite:
-                log.warning("%s: not a dime profile; replaced (--overwrite)", self.path)
-                atomic_write_text(self.path, fresh)
-                return
+        if header != list(PROFILE_COLUMNS) and not (set(REQUIRED_COLUMNS) <= set(header) <= set(PROFILE_COLUMNS)):
+            if self.overwrite:
+                return None
             raise UsageError(
                 f"{self.path} exists but is not a dime profile (other columns); choose another --out or move it away"
             )
@@ -88,20 +92,22 @@ class ProfileFile:
                 dropped_lines += 1
                 continue
             rows.append(fields)
-        if overwrite:
-            if rows:
-                log.warning("%s: replacing %d rows (--overwrite)", self.path, len(rows))
-            atomic_write_text(self.path, fresh)
-            return
+        return header, rows, dropped_lines
+
+    def check(self) -> tuple[list[str], list[list[str]], int, dict[tuple[str, str, str, str], int]] | None:
+        """Refuse a file of another model, device or parameter set, writing nothing: what
+        `_prepare` does first, and what the profiler calls before it builds the model (with
+        the identity known by then). Returns what was read and the runs per bundle."""
+        read = self._read()
+        if read is None or self.overwrite:
+            return None
+        header, rows, _ = read
         idx = {c: i for i, c in enumerate(header)}
         self._check_identity(rows, idx)
-
-        def key(r: list[str]) -> tuple[str, str, str, str]:
-            return r[idx["model"]], r[idx["device"]], r[idx["setting"]], r[idx["bundle"]]
-
         counts: dict[tuple[str, str, str, str], int] = {}
         for r in rows:
-            counts[key(r)] = counts.get(key(r), 0) + 1
+            k = _key(r, idx)
+            counts[k] = counts.get(k, 0) + 1
         over = {k: c for k, c in counts.items() if c > self.expected_rows}
         if over:
             k, c = next(iter(over.items()))
@@ -109,10 +115,29 @@ class ProfileFile:
                 f"has {c} runs of bundle {k[3]} ({k[2]}) where this profile makes {self.expected_rows} "
                 f"(--iterations x --runs): it was profiled with other parameters"
             )
+        return header, rows, read[2], counts
+
+    def _prepare(self) -> None:
+        fresh = ",".join(PROFILE_COLUMNS) + "\n"
+        if self.overwrite:
+            read = self._read()
+            if read is None and self.path.exists() and self.path.stat().st_size > 0:
+                log.warning("%s: not a dime profile; replaced (--overwrite)", self.path)
+            elif read is not None and read[1]:
+                log.warning("%s: replacing %d rows (--overwrite)", self.path, len(read[1]))
+            atomic_write_text(self.path, fresh)
+            return
+        checked = self.check()
+        if checked is None:
+            atomic_write_text(self.path, fresh)
+            return
+        header, rows, dropped_lines, counts = checked
+        idx = {c: i for i, c in enumerate(header)}
+        upgrade = header != list(PROFILE_COLUMNS)
         self.done = {k for k, c in counts.items() if c == self.expected_rows}
         partial = [k for k in counts if k not in self.done]
         if dropped_lines or partial or upgrade:
-            keep = [dict(zip(header, r)) for r in rows if key(r) in self.done]
+            keep = [dict(zip(header, r)) for r in rows if _key(r, idx) in self.done]
             buf = io.StringIO()
             w = csv.DictWriter(buf, fieldnames=PROFILE_COLUMNS, restval="", lineterminator="\n")
             w.writeheader()

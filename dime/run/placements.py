@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from dime.core.costs import CLOUD, EDGE, ROLE_NAMES, Assignment, CostTable, Role, check_chain, memory_use
 from dime.core.network import Network
 from dime.errors import UsageError
+from dime.fileio import check_output_path
 from dime.run.options import PlanOptions, RunOptions
 from dime.run.plan import DeviceInfo, Plan, RunConfig, from_file_costs, merged_config, routes_of
 
@@ -398,8 +399,8 @@ def precheck_source(opts: RunOptions, model_name: str | None = None) -> None:
     if opts.images is not None and not opts.images.is_dir():
         raise UsageError(f"image folder not found: {opts.images}")
     for flag, path in (("--out", opts.out), ("--outputs", opts.outputs)):
-        if path is not None and path.is_dir():
-            raise UsageError(f"{flag} {path} is a folder")
+        if path is not None:
+            check_output_path(path, flag)
 
 
 def with_plan_file(opts: RunOptions, plan: Path) -> RunOptions:

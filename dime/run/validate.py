@@ -64,7 +64,7 @@ from dime.core.links import Link, parse_links
 from dime.core.network import Network
 from dime.core.placement import format_placement
 from dime.errors import InfeasibleError, UsageError
-from dime.fileio import atomic_write_text
+from dime.fileio import atomic_write_text, check_output_path
 from dime.plan import PlacementProblem, build_model
 from dime.plan.problem import ENERGY, LATENCY, OBJECTIVES, THROUGHPUT
 from dime.plan.system import build_problem, load_system
@@ -351,8 +351,7 @@ def run_model_plan(opts: ValidateOptions, mp: ModelPlan, tmp: Path) -> list[Row]
 def validate(opts: ValidateOptions, on_model: Callable[[str, list[Row]], None] | None = None) -> list[Row]:
     """Run every model's plan and return the rows with their validation columns; the table
     at opts.out is rewritten after every model, so that a later failure keeps what was measured."""
-    if opts.out.is_dir():
-        raise UsageError(f"--out {opts.out} is a folder")
+    check_output_path(opts.out, "--out")
     plans = plans_for(opts)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="dime-validate-") as tmp:
@@ -508,6 +507,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     setup_logging(args.verbose - (1 if args.quiet else 0))
     opts = validate_options(args)
+    if args.summary:
+        check_output_path(args.summary, "--summary")  # now, not after the runs
     per_placement = opts.system is not None or len(opts.in_flight) > 1
     rows = validate(opts, lambda model, got: log.info("%s done:\n%s", model, summary_markdown(got, per_placement)))
     summary = summary_markdown(rows, per_placement)
