@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 import torch
-from clihelp import PY, assert_one_line_error, cli_env
+from clihelp import PY, assert_one_line_error, cli_env, run_cli
 
 from dime.capture.inputs import parse_inputs
 from dime.capture.models import load_model, no_download_kwargs
@@ -166,31 +166,26 @@ def test_builders_get_no_download_arguments():
 @pytest.mark.parametrize("name", ["hf:gpt2-tiny", "hf:bert-tiny"])
 def test_transformer_profile_and_solve_cli(tmp_path, name):
     pytest.importorskip("transformers")
-    env = cli_env()
     model = ["--model", name, "--layers", "2"]
-    p = subprocess.run([PY, "-m", "dime.samples", *model, "--count", "2", "--out", str(tmp_path / "s")],
-                       capture_output=True, text=True, env=env)
+    p = run_cli("dime.samples", *model, "--count", "2", "--out", tmp_path / "s")
     assert p.returncode == 0, p.stderr
     assert "capture: torch.export" in p.stdout and "param_bytes" in p.stdout
     for dev in ("edge", "cloud"):
-        p = subprocess.run([PY, "-m", "dime.profile", *model, "--samples", str(tmp_path / "s"), "--bundles", "0,1",
-                            "--iterations", "2", "--runs", "1", "--warmup", "0", "--device-name", dev,
-                            "--out", str(tmp_path / f"{dev}.csv"), "-q"], capture_output=True, text=True, env=env)
+        p = run_cli("dime.profile", *model, "--samples", tmp_path / "s", "--bundles", "0,1", "--iterations", "2",
+                    "--runs", "1", "--warmup", "0", "--device-name", dev, "--out", tmp_path / f"{dev}.csv", "-q")
         assert p.returncode == 0, p.stderr
     rows = (tmp_path / "edge.csv").read_text().splitlines()
     header = rows[0].split(",")
     bundles = {r.split(",")[header.index("bundle")] for r in rows[1:]}
     assert len(bundles) == 2
-    p = subprocess.run([PY, "-m", "dime.solve", str(tmp_path / "edge.csv"), str(tmp_path / "cloud.csv"), "--edge", "edge",
-                        "--cloud", "cloud", "--link", "wifi", "--solver", "highs", "--json", str(tmp_path / "sol.json")],
-                       capture_output=True, text=True, env=env)
+    p = run_cli("dime.solve", tmp_path / "edge.csv", tmp_path / "cloud.csv", "--edge", "edge", "--cloud", "cloud",
+                "--link", "wifi", "--solver", "highs", "--json", tmp_path / "sol.json")
     assert p.returncode == 0, p.stderr
     assert json.loads((tmp_path / "sol.json").read_text())["status"] == "optimal"
 
 
 def test_cli_bad_inputs_one_line(tmp_path):
-    p = subprocess.run([PY, "-m", "dime.samples", "--model", "toy_models:tokens", "--inputs", "ids:int64:1xq",
-                        "--out", str(tmp_path / "o")], capture_output=True, text=True, env=cli_env())
+    p = run_cli("dime.samples", "--model", "toy_models:tokens", "--inputs", "ids:int64:1xq", "--out", tmp_path / "o")
     assert_one_line_error(p)
 
 
