@@ -281,3 +281,12 @@ def test_hf_folder_of_a_base_model_gives_its_hidden_states(tmp_path):
     assert m.weights.source == "file"
     assert m.layer_names == ["embed_tokens", "layers_0", "layers_1", "norm"]
     _reproduces_flat(m)
+
+
+def test_an_fx_graph_that_does_not_run_falls_back_to_export():
+    with pytest.raises(ModelError, match=r"running node .* failed: .*immutable") as e:
+        load_model("toy_models:mutates_list", input_shape=(2, 8), capture="fx")
+    assert "\n" not in str(e.value)
+    m = load_model("toy_models:mutates_list", input_shape=(2, 8))
+    assert m.capture == "export"
+    _reproduces_at_every_cut(m)

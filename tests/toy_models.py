@@ -174,3 +174,31 @@ class WithExtras(nn.Module):
 
 def with_extras() -> nn.Module:
     return WithExtras()
+
+
+def _clipped(sizes: list, limit: int) -> list:
+    """Changes its list argument in place, as torchvision's swin3d window sizes do."""
+    for i in range(len(sizes)):
+        sizes[i] = min(sizes[i], limit)
+    return sizes
+
+
+torch.fx.wrap("_clipped")
+
+
+class MutatesList(nn.Module):
+    """torch.fx traces it, but its graph cannot run: fx makes the list argument immutable."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(8, 8)
+        self.fc2 = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        keep = _clipped([x.shape[-1], 6], 6)
+        h = torch.relu(self.fc1(x))
+        return self.fc2(h[..., : keep[0]].sum(-1, keepdim=True).expand(-1, 8))
+
+
+def mutates_list() -> nn.Module:
+    return MutatesList()

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dime.capture.trace import one_line
 from dime.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,7 @@ def tensor_outputs(name: str, module: nn.Module, example: tuple[torch.Tensor, ..
         try:
             out = module.eval()(*example)
         except Exception as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise ModelError(f"{name}: running it on its example inputs failed: {first[:300]}") from e
+            raise ModelError(f"{name}: running it on its example inputs failed: {one_line(e)}") from e
     if _plain(out):
         return module
     tensors, others = tensor_paths(out)

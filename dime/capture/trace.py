@@ -34,7 +34,7 @@ def capture(name: str, module: nn.Module, example_inputs: tuple[torch.Tensor, ..
         try:
             return _fx_trace(module, len(example_inputs)), "fx"
         except Exception as e:  # fx raises many kinds
-            fx_error = _one_line(e)
+            fx_error = one_line(e)
             if method == "fx":
                 raise ModelError(f"{name}: torch.fx cannot trace this model: {fx_error}") from e
             log.info("%s: torch.fx cannot trace (%s); trying torch.export", name, fx_error)
@@ -44,7 +44,7 @@ def capture(name: str, module: nn.Module, example_inputs: tuple[torch.Tensor, ..
             ep = torch.export.export(module, example_inputs, strict=False)
             gm = ep.module()
     except Exception as e:
-        why = f"torch.export failed: {_one_line(e)}"
+        why = f"torch.export failed: {one_line(e)}"
         if fx_error:
             why = f"torch.fx failed: {fx_error}; {why}"
         raise ModelError(f"{name}: cannot capture this model ({why})") from e
@@ -89,7 +89,8 @@ def module_paths(node: fx.Node) -> list[str]:
     return out
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException) -> str:
+    """An exception's first line, at most 300 characters: for one-line error messages."""
     lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
     text = lines[0] if lines else type(e).__name__
     return text if len(text) <= 300 else text[:297] + "..."
