@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 IMAGES ?= $(wildcard ../shared/data/imagenette_samples)
 DEMO := results/demo
 
-.PHONY: venv test demo bench profiles clean
+.PHONY: venv test test-all demo bench profiles clean
 
 venv: $(STAMP)
 
@@ -16,9 +16,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Tests run in parallel (pytest-xdist, one worker per CPU); `make test` leaves out the tests
+# marked slow (long end-to-end runs, the sweep over every torchvision model), `make test-all` runs all.
+PYTEST_WORKERS ?= auto
+PYTEST := $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
+
 test: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache
-	$(PY) -m pytest -q
+	$(PYTEST) -m "not slow"
+
+test-all: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
+	$(PYTEST)
 
 demo: $(STAMP)
 	$(PY) -m dime.samples --model alexnet $(if $(IMAGES),--images $(IMAGES) --count 8,--count 4) --out $(DEMO)/samples/alexnet

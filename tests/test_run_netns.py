@@ -29,7 +29,8 @@ from dime.run.local import DEVICE_OPTIONS_FLAG
 from dime.run.results import parse_map
 
 REASON = netns.unavailable_reason()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=f"kernel link shaping unavailable: {REASON}")
+pytestmark = [pytest.mark.skipif(REASON is not None, reason=f"kernel link shaping unavailable: {REASON}"),
+              pytest.mark.xdist_group("netns")]  # one worker: test_netns compares the machine's namespace list
 
 SKIPNET = "toy_models:skipnet"
 SKIP_CUTS = ["conv1", "conv2", "pool"]
