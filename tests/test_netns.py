@@ -23,7 +23,7 @@ from dime.run import netns
 
 REASON = netns.unavailable_reason()
 needs_netns = pytest.mark.skipif(REASON is not None, reason=f"kernel link shaping unavailable: {REASON}")
-pytestmark = pytest.mark.xdist_group("netns")  # one worker: these compare the machine's namespace list
+pytestmark = pytest.mark.serial  # these compare the machine's namespace list, and shaped rates
 ROOT = Path(__file__).resolve().parents[1]
 CHAIN = ["a", "b", "c"]
 

@@ -107,6 +107,7 @@ def test_pipelines_with_relays_reproduce_the_full_model_query_by_query(in_flight
     assert all(stats[d].busy_s > 0 for d in (0, 2, 3))
 
 
+@pytest.mark.serial
 def test_queries_overlap_when_several_are_in_flight():
     """Two devices each busy 20 ms per query (a sleeping module): one in flight takes ~40 ms per
     query, two in flight overlap them (~20 ms per query)."""
@@ -141,6 +142,7 @@ class _SlowModel:
         return run
 
 
+@pytest.mark.serial
 def test_user_pacing_holds_a_link_direction_for_its_wire_time():
     """Two queries in flight over a 1 Mbps link: their uploads do not overlap on the wire."""
     m = load_model(SKIPNET, cuts=SKIP_CUTS, input_shape=(1, 3, 16, 16))
@@ -177,6 +179,7 @@ def _outputs_match(outputs: Path) -> int:
     return n
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("n", [3, 4])
 def test_devices_in_a_line_reproduce_the_full_model(n, tmp_path):
     """One process per device over loopback; the middle devices relay; offline with 3 in flight."""
@@ -233,6 +236,7 @@ def test_each_device_started_by_hand_joins_and_an_unneeded_one_leaves(tmp_path):
     assert row["devices"] == "a,b,c" and row["hops"] == "4" and float(row["mean_s"]) > 0
 
 
+@pytest.mark.serial
 def test_a_device_that_never_joins_is_named_and_everyone_leaves(tmp_path):
     system = _system(tmp_path, 3)
     sol = _solution(tmp_path, [(0, 1, "a"), (2, 3, "c")])
@@ -258,6 +262,7 @@ def test_a_device_that_never_joins_is_named_and_everyone_leaves(tmp_path):
     assert time.monotonic() - t0 < 4 + 40
 
 
+@pytest.mark.serial
 def test_a_relay_that_dies_mid_run_is_named_and_everyone_leaves(tmp_path):
     """Kill the relay while queries cross it (a slow link keeps them there): the launcher ends every
     device and reports the lost one."""

@@ -30,7 +30,7 @@ from dime.run.results import parse_map
 
 REASON = netns.unavailable_reason()
 pytestmark = [pytest.mark.skipif(REASON is not None, reason=f"kernel link shaping unavailable: {REASON}"),
-              pytest.mark.xdist_group("netns")]  # one worker: test_netns compares the machine's namespace list
+              pytest.mark.serial]  # rates, and the machine's namespaces that test_netns compares
 
 SKIPNET = "toy_models:skipnet"
 SKIP_CUTS = ["conv1", "conv2", "pool"]
