@@ -78,9 +78,9 @@ def test_assume_power_fills_energy(tmp_path, toy_samples):
         assert r["energy_source"] == f"assumed:{w:g}"
 
 
-def test_resume_after_kill_loses_at_most_the_bundle_in_flight(tmp_path):
+def test_resume_after_kill_loses_at_most_the_bundle_in_flight(tmp_path, shared_model):
     # alexnet is slow enough on a CPU to be killed mid-run
-    m = load_model("alexnet")
+    m = shared_model("alexnet")
     samples = tmp_path / "samples"
     generate(m, samples, count=1, progress=False)
     out = tmp_path / "p.csv"

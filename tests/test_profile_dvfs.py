@@ -13,11 +13,11 @@ from dime.cliargs import run_main
 from dime.profiling.profiler import main as profile_main
 
 
-def test_cpufreq_settings_profiled_and_tree_restored(tmp_path, monkeypatch, capsys):
+def test_cpufreq_settings_profiled_and_tree_restored(tmp_path, monkeypatch, capsys, shared_model):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     root = build_cpufreq(tmp_path / "sysroot")
     before = snapshot(root)
-    m = load_model("alexnet")
+    m = shared_model("alexnet")
     generate(m, tmp_path / "samples", count=1, progress=False)
     out = tmp_path / "p.csv"
     code = run_main(profile_main, [

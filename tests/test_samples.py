@@ -27,12 +27,12 @@ def test_feature_maps_are_each_layers_inputs(tmp_path, images_dir):
                     torch.testing.assert_close(a, b)
 
 
-def test_real_images_use_imagenet_preprocessing(tmp_path, images_dir):
+def test_real_images_use_imagenet_preprocessing(tmp_path, images_dir, shared_model):
     if images_dir is None:
         import pytest
 
         pytest.skip("shared sample images not present")
-    m = load_model("alexnet")
+    m = shared_model("alexnet")
     man = generate(m, tmp_path, images=images_dir, count=1, progress=False)
     (x,) = load_tensors(tmp_path / "conv1" / f"{man.images[0]}.pt")
     assert x.shape == (1, 3, 224, 224)
