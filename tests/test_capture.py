@@ -119,9 +119,9 @@ def test_bad_input_specs(text, match):
 
 
 @pytest.mark.parametrize("name, first, block", [("hf:bert-tiny", "embeddings", "layer_"), ("hf:gpt2-tiny", "embeddings", "h_")])
-def test_tiny_transformers_split_at_every_cut(name, first, block):
+def test_tiny_transformers_split_at_every_cut(name, first, block, shared_model):
     pytest.importorskip("transformers")
-    m = load_model(name)
+    m = shared_model(name)
     assert m.capture == "export"
     assert m.layer_names == [first, f"{block}0", f"{block}1", "head"]
     assert all(s.dtype == torch.int64 for s in m.input_specs)
@@ -130,11 +130,11 @@ def test_tiny_transformers_split_at_every_cut(name, first, block):
     _reproduces_at_every_cut(m)
 
 
-def test_hf_config_overrides_and_local_folder(tmp_path):
+def test_hf_config_overrides_and_local_folder(tmp_path, shared_model):
     pytest.importorskip("transformers")
     m = load_model("hf:gpt2-tiny:n_layer=3")
     assert m.layer_names == ["embeddings", "h_0", "h_1", "h_2", "head"]
-    built = load_model("hf:bert-tiny")
+    built = shared_model("hf:bert-tiny")
     built._root.model.save_pretrained(tmp_path / "bert")
     again = load_model(f"hf:{tmp_path / 'bert'}")
     assert again.weights.source == "file" and again.layer_names == built.layer_names
@@ -189,7 +189,8 @@ def test_cli_bad_inputs_one_line(tmp_path):
     assert_one_line_error(p)
 
 
-def test_transformer_runs_split_between_edge_and_cloud(tmp_path):
+@pytest.mark.slow  # a long end-to-end run (three interpreters capturing BERT): make test-all
+def test_transformer_runs_split_between_edge_and_cloud(tmp_path, shared_model):
     """`dime.run local` sends a float and a boolean mask across the cut after layer_0."""
     pytest.importorskip("transformers")
     out, outputs = tmp_path / "run.csv", tmp_path / "out.pt"
@@ -198,7 +199,7 @@ def test_transformer_runs_split_between_edge_and_cloud(tmp_path):
                         "--verify", "--out", str(out), "--outputs", str(outputs), "-q"],
                        capture_output=True, text=True, env=cli_env(), timeout=300)
     assert p.returncode == 0, p.stderr
-    m = load_model("hf:bert-tiny")
+    m = shared_model("hf:bert-tiny")
     assert [t.dtype for t in (m._values[n] for n in m.live_tensors(2))] == [torch.bool, torch.float32]
     saved = torch.load(outputs, weights_only=True)
     for outs in saved["outputs"].values():

@@ -180,7 +180,7 @@ def _outputs_match(outputs: Path) -> int:
 
 
 @pytest.mark.serial
-@pytest.mark.parametrize("n", [3, 4])
+@pytest.mark.parametrize("n", [3, pytest.param(4, marks=pytest.mark.slow)])
 def test_devices_in_a_line_reproduce_the_full_model(n, tmp_path):
     """One process per device over loopback; the middle devices relay; offline with 3 in flight."""
     system = _system(tmp_path, n)
@@ -206,6 +206,7 @@ def test_devices_in_a_line_reproduce_the_full_model(n, tmp_path):
     assert _outputs_match(outputs) == 2
 
 
+@pytest.mark.slow  # a long end-to-end run (four interpreters, one after the other): make test-all
 def test_each_device_started_by_hand_joins_and_an_unneeded_one_leaves(tmp_path):
     """The multi-machine form: `dime.run --system --device NAME --peer HOST:PORT` per device (here
     all on loopback); d has no part in the placement and is told so; the run's rows come out."""

@@ -182,6 +182,7 @@ def test_the_probe_achieves_the_configured_rates_both_ways(launched, tmp_path):
     assert achieved["cloud->edge"] == pytest.approx(40, rel=0.05), achieved
 
 
+@pytest.mark.slow  # a long end-to-end run: make test-all
 def test_several_links_run_once_each_into_one_csv(launched, tmp_path):
     """Two devices over 4g and wifi: a topology per link, one after the other; all rows in one CSV
     and the outputs of both in one file."""
@@ -216,7 +217,8 @@ def _start_slow_run(launched: Launches) -> subprocess.Popen:
     return proc
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)],
+                         ids=["SIGTERM", "SIGINT"])
 def test_a_signalled_launcher_ends_its_devices_and_namespaces(sig, code, launched):
     proc = _start_slow_run(launched)
     t0 = time.monotonic()
