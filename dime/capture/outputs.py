@@ -29,10 +29,10 @@ def cache_off(name: str, module: nn.Module) -> None:
         log.info("%s: config.use_cache turned off for capture (one forward pass needs no key/value cache)", name)
 
 
-Path = tuple[Any, ...]  # keys and indices from a model's output down to one value
+OutputPath = tuple[Any, ...]  # keys and indices from a model's output down to one value
 
 
-def tensor_paths(out: Any, path: Path = ()) -> tuple[list[Path], list[Path]]:
+def tensor_paths(out: Any, path: OutputPath = ()) -> tuple[list[OutputPath], list[OutputPath]]:
     """Where a nested output holds tensors, in order, and where it holds other values
     (None is left out: it holds nothing)."""
     if isinstance(out, torch.Tensor):
@@ -43,8 +43,8 @@ def tensor_paths(out: Any, path: Path = ()) -> tuple[list[Path], list[Path]]:
         items = list(enumerate(out))
     else:
         return [], ([] if out is None else [path])
-    tensors: list[Path] = []
-    others: list[Path] = []
+    tensors: list[OutputPath] = []
+    others: list[OutputPath] = []
     for key, value in items:
         t, o = tensor_paths(value, (*path, key))
         tensors += t
@@ -52,13 +52,13 @@ def tensor_paths(out: Any, path: Path = ()) -> tuple[list[Path], list[Path]]:
     return tensors, others
 
 
-def pick(out: Any, path: Path) -> Any:
+def pick(out: Any, path: OutputPath) -> Any:
     for key in path:
         out = out[key]
     return out
 
 
-def path_name(path: Path) -> str:
+def path_name(path: OutputPath) -> str:
     return "".join(f".{k}" if isinstance(k, str) else f"[{k}]" for k in path).lstrip(".") or "output"
 
 
@@ -76,7 +76,7 @@ class FlatOutputs(nn.Module):
     # The wrapped model's blocks keep their own names as layers (dime.capture.split).
     inner_prefix = "model."
 
-    def __init__(self, model: nn.Module, paths: list[Path]) -> None:
+    def __init__(self, model: nn.Module, paths: list[OutputPath]) -> None:
         super().__init__()
         self.model = model
         self.paths = paths
