@@ -225,9 +225,11 @@ def _reproduces_flat(m, cuts_too: bool = True) -> None:
 
 
 @pytest.mark.parametrize("builder, cuts, cached", [
-    ("hf_gpt2", ["h.0"], True), ("hf_bert", ["encoder.layer.0"], True),
-    ("hf_t5_encoder", ["encoder.block.0", "encoder.block.1"], False),  # T5EncoderModel turns its cache off itself
-    ("hf_llama", ["layers.0"], True),
+    ("hf_gpt2", None, True), ("hf_bert", None, True),
+    # T5EncoderModel turns its cache off itself; its automatic layers keep the blocks together (the
+    # position bias crosses every cut between them), so it is also cut after each block by name
+    ("hf_t5_encoder", ["encoder.block.0", "encoder.block.1"], False),
+    ("hf_llama", None, True),
 ])
 def test_users_own_transformers_capture_split_and_reproduce(builder, cuts, cached, caplog):
     """A transformers model built by the user's callable, its cache at the config's default."""
@@ -241,9 +243,10 @@ def test_users_own_transformers_capture_split_and_reproduce(builder, cuts, cache
     assert m._root.config.use_cache is False
     assert ("config.use_cache turned off for capture" in caplog.text) == cached
     _reproduces_flat(m)
-    cut = load_model(f"toy_models:{builder}", inputs="input_ids:int64:1x8", cuts=cuts)
-    assert len(cut.layer_names) == len(cuts) + 1
-    _reproduces_flat(cut)
+    if cuts:
+        cut = load_model(f"toy_models:{builder}", inputs="input_ids:int64:1x8", cuts=cuts)
+        assert len(cut.layer_names) == len(cuts) + 1
+        _reproduces_flat(cut)
 
 
 def test_non_tensor_outputs_are_dropped_with_a_note(caplog):

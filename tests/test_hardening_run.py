@@ -56,7 +56,6 @@ class SilentListener:
         self.sock.close()
 
 
-@pytest.mark.serial
 @pytest.mark.parametrize("accept", [True, False], ids=["accepts-never-answers", "never-accepts"])
 def test_cloud_against_a_silent_listener_gives_up_within_the_timeout(accept):
     listener = SilentListener(accept)
@@ -70,7 +69,6 @@ def test_cloud_against_a_silent_listener_gives_up_within_the_timeout(accept):
     assert took < TIMEOUT_S + STARTUP_S
 
 
-@pytest.mark.serial
 def test_edge_against_a_silent_client_gives_up_within_the_timeout():
     with closing(socket.socket()) as s:
         s.bind(("127.0.0.1", 0))

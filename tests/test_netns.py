@@ -23,7 +23,6 @@ from dime.run import netns
 
 REASON = netns.unavailable_reason()
 needs_netns = pytest.mark.skipif(REASON is not None, reason=f"kernel link shaping unavailable: {REASON}")
-pytestmark = pytest.mark.serial  # these compare the machine's namespace list, and shaped rates
 ROOT = Path(__file__).resolve().parents[1]
 CHAIN = ["a", "b", "c"]
 
@@ -37,7 +36,7 @@ def state_files() -> list[str]:
 
 
 @pytest.fixture(autouse=True)
-def leaves_no_namespaces():
+def leaves_no_namespaces(netns_lock):
     if REASON is not None:
         yield
         return

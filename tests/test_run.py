@@ -275,7 +275,6 @@ def test_cloud_role_on_cuda_reproduces_the_full_model(tmp_path):
     assert assert_outputs_match_full_model(outputs, SKIPNET, (1, 3, 16, 16), SKIP_CUTS) == 12
 
 
-@pytest.mark.serial
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_cloud_on_cuda_without_a_gpu_is_a_one_line_error(tmp_path):
     t0 = time.monotonic()
@@ -331,7 +330,6 @@ def test_big_models_split_in_the_middle(model, k, tmp_path):
 
 
 # ---- failures ---------------------------------------------------------------------
-@pytest.mark.serial
 def test_missing_peer_is_a_one_line_error_within_the_timeout():
     t0 = time.monotonic()
     procs = {
@@ -348,7 +346,6 @@ def test_missing_peer_is_a_one_line_error_within_the_timeout():
     assert time.monotonic() - t0 < 2 + 30  # two interpreters and models starting on a busy 2-core machine
 
 
-@pytest.mark.serial
 def test_dead_peer_is_noticed_at_once():
     port = free_port()
     common = ["--peer", f"127.0.0.1:{port}", "--model", SKIPNET, "--cuts", ",".join(SKIP_CUTS), "--cuts", ",".join(SKIP_CUTS), "--input-shape", SMALL, "--timeout-s", "30"]
@@ -386,7 +383,6 @@ def test_dead_peer_is_noticed_at_once():
     (["--split", "0", "--scenario", "burst"], "unknown scenario"),
     ([], "give a placement"),
 ])
-@pytest.mark.serial
 def test_bad_input_fails_before_any_process_starts(extra, needle):
     t0 = time.monotonic()
     proc = run_cli(["dime.run", "local", "--model", SKIPNET, "--cuts", ",".join(SKIP_CUTS), "--cuts", ",".join(SKIP_CUTS), "--input-shape", SMALL, *extra])

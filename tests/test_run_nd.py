@@ -142,7 +142,6 @@ class _SlowModel:
         return run
 
 
-@pytest.mark.serial
 def test_user_pacing_holds_a_link_direction_for_its_wire_time():
     """Two queries in flight over a 1 Mbps link: their uploads do not overlap on the wire."""
     m = load_model(SKIPNET, cuts=SKIP_CUTS, input_shape=(1, 3, 16, 16))
@@ -237,7 +236,6 @@ def test_each_device_started_by_hand_joins_and_an_unneeded_one_leaves(tmp_path):
     assert row["devices"] == "a,b,c" and row["hops"] == "4" and float(row["mean_s"]) > 0
 
 
-@pytest.mark.serial
 def test_a_device_that_never_joins_is_named_and_everyone_leaves(tmp_path):
     system = _system(tmp_path, 3)
     sol = _solution(tmp_path, [(0, 1, "a"), (2, 3, "c")])

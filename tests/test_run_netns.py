@@ -29,8 +29,7 @@ from dime.run.local import DEVICE_OPTIONS_FLAG
 from dime.run.results import parse_map
 
 REASON = netns.unavailable_reason()
-pytestmark = [pytest.mark.skipif(REASON is not None, reason=f"kernel link shaping unavailable: {REASON}"),
-              pytest.mark.serial]  # rates, and the machine's namespaces that test_netns compares
+pytestmark = pytest.mark.skipif(REASON is not None, reason=f"kernel link shaping unavailable: {REASON}")
 
 SKIPNET = "toy_models:skipnet"
 SKIP_CUTS = ["conv1", "conv2", "pool"]
@@ -88,7 +87,7 @@ def device_pids(marker: str) -> list[int]:
 
 
 @pytest.fixture
-def launched(tmp_path):
+def launched(tmp_path, netns_lock):
     runs = Launches(tmp_path)
     yield runs
     for proc in runs.procs:  # a test that failed half-way: its launcher too
