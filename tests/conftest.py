@@ -60,13 +60,3 @@ def shared_model():
 
     return get
 
-
-@pytest.fixture
-def netns_lock(tmp_path_factory):
-    """One network-namespace test at a time, across this run's xdist workers: test_netns compares
-    the machine's namespace list before and after each test."""
-    import fcntl
-
-    with open(tmp_path_factory.getbasetemp().parent / "dime-netns.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        yield

@@ -23,6 +23,8 @@ from dime.run import netns
 
 REASON = netns.unavailable_reason()
 needs_netns = pytest.mark.skipif(REASON is not None, reason=f"kernel link shaping unavailable: {REASON}")
+# alone: these compare the machine's namespace list, which any dime.run beside them changes
+pytestmark = pytest.mark.serial
 ROOT = Path(__file__).resolve().parents[1]
 CHAIN = ["a", "b", "c"]
 
@@ -36,7 +38,7 @@ def state_files() -> list[str]:
 
 
 @pytest.fixture(autouse=True)
-def leaves_no_namespaces(netns_lock):
+def leaves_no_namespaces():
     if REASON is not None:
         yield
         return

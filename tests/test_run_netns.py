@@ -87,7 +87,7 @@ def device_pids(marker: str) -> list[int]:
 
 
 @pytest.fixture
-def launched(tmp_path, netns_lock):
+def launched(tmp_path):
     runs = Launches(tmp_path)
     yield runs
     for proc in runs.procs:  # a test that failed half-way: its launcher too
@@ -234,6 +234,7 @@ def test_a_signalled_launcher_ends_its_devices_and_namespaces(sig, code, launche
     assert launched.devices() == [] and launched.namespaces() == []
 
 
+@pytest.mark.serial  # alone: any dime.run started beside it would clean up the killed run first
 def test_a_killed_launcher_is_cleaned_up_by_the_next(launched):
     """SIGKILL: the launcher cannot clean up; its namespaces and devices live on until the next
     topology (netns.cleanup_stale) ends the processes inside them and removes them."""
