@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 IMAGES ?= $(wildcard ../shared/data/imagenette_samples)
 DEMO := results/demo
 
-.PHONY: venv test demo bench profiles clean
+.PHONY: venv test test-all demo bench profiles clean
 
 venv: $(STAMP)
 
@@ -16,9 +16,21 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+# Tests run in parallel (pytest-xdist, one worker per CPU), then those marked serial (they time
+# things or compare machine-wide state) alone. `make test` leaves out the tests marked slow (long
+# end-to-end runs, the sweep over every torchvision model); `make test-all` runs them too.
+PYTEST_WORKERS ?= auto
+define run_tests
 	$(VENV)/bin/lint-imports --no-cache
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not serial $(1)"; a=$$?; \
+	$(PY) -m pytest -q -p no:xdist -m "serial $(1)"; b=$$?; test $$a = 0 -a $$b = 0
+endef
+
+test: $(STAMP)
+	$(call run_tests,and not slow)
+
+test-all: $(STAMP)
+	$(call run_tests,)
 
 demo: $(STAMP)
 	$(PY) -m dime.samples --model alexnet $(if $(IMAGES),--images $(IMAGES) --count 8,--count 4) --out $(DEMO)/samples/alexnet

@@ -41,3 +41,22 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect_ex", guard(real_connect_ex))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     yield
+
+
+@pytest.fixture(scope="session")
+def shared_model():
+    """`load_model(name, **options)`, captured once per test session (per xdist worker): for tests
+    that only read the model (run it, build bundles, save feature maps). A test that changes the
+    model, or checks how it is loaded, loads its own."""
+    from dime.capture.models import load_model
+
+    cache: dict[tuple[str, str], object] = {}
+
+    def get(name: str, **options: object):
+        key = (name, repr(sorted(options.items())))
+        if key not in cache:
+            cache[key] = load_model(name, **options)
+        return cache[key]
+
+    return get
+

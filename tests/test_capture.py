@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 import torch
-from clihelp import PY, assert_one_line_error, cli_env
+from clihelp import PY, assert_one_line_error, cli_env, run_cli
 
 from dime.capture.inputs import parse_inputs
 from dime.capture.models import load_model, no_download_kwargs
@@ -119,9 +119,9 @@ def test_bad_input_specs(text, match):
 
 
 @pytest.mark.parametrize("name, first, block", [("hf:bert-tiny", "embeddings", "layer_"), ("hf:gpt2-tiny", "embeddings", "h_")])
-def test_tiny_transformers_split_at_every_cut(name, first, block):
+def test_tiny_transformers_split_at_every_cut(name, first, block, shared_model):
     pytest.importorskip("transformers")
-    m = load_model(name)
+    m = shared_model(name)
     assert m.capture == "export"
     assert m.layer_names == [first, f"{block}0", f"{block}1", "head"]
     assert all(s.dtype == torch.int64 for s in m.input_specs)
@@ -130,11 +130,11 @@ def test_tiny_transformers_split_at_every_cut(name, first, block):
     _reproduces_at_every_cut(m)
 
 
-def test_hf_config_overrides_and_local_folder(tmp_path):
+def test_hf_config_overrides_and_local_folder(tmp_path, shared_model):
     pytest.importorskip("transformers")
     m = load_model("hf:gpt2-tiny:n_layer=3")
     assert m.layer_names == ["embeddings", "h_0", "h_1", "h_2", "head"]
-    built = load_model("hf:bert-tiny")
+    built = shared_model("hf:bert-tiny")
     built._root.model.save_pretrained(tmp_path / "bert")
     again = load_model(f"hf:{tmp_path / 'bert'}")
     assert again.weights.source == "file" and again.layer_names == built.layer_names
@@ -166,35 +166,31 @@ def test_builders_get_no_download_arguments():
 @pytest.mark.parametrize("name", ["hf:gpt2-tiny", "hf:bert-tiny"])
 def test_transformer_profile_and_solve_cli(tmp_path, name):
     pytest.importorskip("transformers")
-    env = cli_env()
     model = ["--model", name, "--layers", "2"]
-    p = subprocess.run([PY, "-m", "dime.samples", *model, "--count", "2", "--out", str(tmp_path / "s")],
-                       capture_output=True, text=True, env=env)
+    p = run_cli("dime.samples", *model, "--count", "2", "--out", tmp_path / "s")
     assert p.returncode == 0, p.stderr
     assert "capture: torch.export" in p.stdout and "param_bytes" in p.stdout
     for dev in ("edge", "cloud"):
-        p = subprocess.run([PY, "-m", "dime.profile", *model, "--samples", str(tmp_path / "s"), "--bundles", "0,1",
-                            "--iterations", "2", "--runs", "1", "--warmup", "0", "--device-name", dev,
-                            "--out", str(tmp_path / f"{dev}.csv"), "-q"], capture_output=True, text=True, env=env)
+        p = run_cli("dime.profile", *model, "--samples", tmp_path / "s", "--bundles", "0,1", "--iterations", "2",
+                    "--runs", "1", "--warmup", "0", "--device-name", dev, "--out", tmp_path / f"{dev}.csv", "-q")
         assert p.returncode == 0, p.stderr
     rows = (tmp_path / "edge.csv").read_text().splitlines()
     header = rows[0].split(",")
     bundles = {r.split(",")[header.index("bundle")] for r in rows[1:]}
     assert len(bundles) == 2
-    p = subprocess.run([PY, "-m", "dime.solve", str(tmp_path / "edge.csv"), str(tmp_path / "cloud.csv"), "--edge", "edge",
-                        "--cloud", "cloud", "--link", "wifi", "--solver", "highs", "--json", str(tmp_path / "sol.json")],
-                       capture_output=True, text=True, env=env)
+    p = run_cli("dime.solve", tmp_path / "edge.csv", tmp_path / "cloud.csv", "--edge", "edge", "--cloud", "cloud",
+                "--link", "wifi", "--solver", "highs", "--json", tmp_path / "sol.json")
     assert p.returncode == 0, p.stderr
     assert json.loads((tmp_path / "sol.json").read_text())["status"] == "optimal"
 
 
 def test_cli_bad_inputs_one_line(tmp_path):
-    p = subprocess.run([PY, "-m", "dime.samples", "--model", "toy_models:tokens", "--inputs", "ids:int64:1xq",
-                        "--out", str(tmp_path / "o")], capture_output=True, text=True, env=cli_env())
+    p = run_cli("dime.samples", "--model", "toy_models:tokens", "--inputs", "ids:int64:1xq", "--out", tmp_path / "o")
     assert_one_line_error(p)
 
 
-def test_transformer_runs_split_between_edge_and_cloud(tmp_path):
+@pytest.mark.slow  # a long end-to-end run (three interpreters capturing BERT): make test-all
+def test_transformer_runs_split_between_edge_and_cloud(tmp_path, shared_model):
     """`dime.run local` sends a float and a boolean mask across the cut after layer_0."""
     pytest.importorskip("transformers")
     out, outputs = tmp_path / "run.csv", tmp_path / "out.pt"
@@ -203,7 +199,7 @@ def test_transformer_runs_split_between_edge_and_cloud(tmp_path):
                         "--verify", "--out", str(out), "--outputs", str(outputs), "-q"],
                        capture_output=True, text=True, env=cli_env(), timeout=300)
     assert p.returncode == 0, p.stderr
-    m = load_model("hf:bert-tiny")
+    m = shared_model("hf:bert-tiny")
     assert [t.dtype for t in (m._values[n] for n in m.live_tensors(2))] == [torch.bool, torch.float32]
     saved = torch.load(outputs, weights_only=True)
     for outs in saved["outputs"].values():
@@ -211,3 +207,90 @@ def test_transformer_runs_split_between_edge_and_cloud(tmp_path):
             with torch.inference_mode():
                 want = m.forward_full(*saved["inputs"][i % len(saved["inputs"])])
             torch.testing.assert_close(got[0], want, rtol=1e-4, atol=1e-4)
+
+
+def _reproduces_flat(m, cuts_too: bool = True) -> None:
+    """Every cut's two halves give the full model's output tensors (outputs flattened)."""
+    from dime.capture.outputs import pick, tensor_paths
+
+    x = m.example_inputs
+    with torch.no_grad():
+        out = m.forward_full(*x)
+        full = [pick(out, p) for p in tensor_paths(out)[0]]
+        halves = [(m.bundle(0, k - 1), m.bundle(k, len(m.layer_names) - 1)) for k in range(1, len(m.layer_names))]
+        for got in [m.run_layers(*x)] + [b(*a(*x)) for a, b in halves]:
+            assert len(got) == len(full)
+            for g, f in zip(got, full):
+                torch.testing.assert_close(g, f, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("builder, cuts, cached", [
+    ("hf_gpt2", None, True), ("hf_bert", None, True),
+    # T5EncoderModel turns its cache off itself; its automatic layers keep the blocks together (the
+    # position bias crosses every cut between them), so it is also cut after each block by name
+    ("hf_t5_encoder", ["encoder.block.0", "encoder.block.1"], False),
+    ("hf_llama", None, True),
+])
+def test_users_own_transformers_capture_split_and_reproduce(builder, cuts, cached, caplog):
+    """A transformers model built by the user's callable, its cache at the config's default."""
+    pytest.importorskip("transformers")
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="dime"):
+        m = load_model(f"toy_models:{builder}", inputs="input_ids:int64:1x8")
+    assert m.capture == "export"
+    assert len(m.layer_names) >= 2 and not any(n.startswith("model_") for n in m.layer_names)
+    assert m._root.config.use_cache is False
+    assert ("config.use_cache turned off for capture" in caplog.text) == cached
+    _reproduces_flat(m)
+    if cuts:
+        cut = load_model(f"toy_models:{builder}", inputs="input_ids:int64:1x8", cuts=cuts)
+        assert len(cut.layer_names) == len(cuts) + 1
+        _reproduces_flat(cut)
+
+
+def test_non_tensor_outputs_are_dropped_with_a_note(caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="dime"):
+        m = load_model("toy_models:with_extras", input_shape=(2, 4))
+    assert m.capture == "fx"
+    notes = [r.getMessage() for r in caplog.records if "captured as its tensors" in r.getMessage()]
+    assert notes == ["toy_models:with_extras: returns dict; captured as its tensors logits, extra[0]; "
+                     "dropped: meta (object)"]
+    assert len(m.live_tensors(len(m.layer_names))) == 2
+    _reproduces_flat(m)
+
+
+def test_transformers_callable_gets_token_inputs_by_default():
+    pytest.importorskip("transformers")
+    m = load_model("toy_models:hf_bert")
+    assert [str(s) for s in m.input_specs] == ["input_ids:int64:1x64"]  # its config's max_position_embeddings
+    assert m.vocab_size == 100
+
+
+def test_a_callable_failing_on_its_inputs_is_one_line():
+    with pytest.raises(ModelError, match="running it on its example inputs failed") as e:
+        load_model("toy_models:skipnet", input_shape=(1, 5, 16, 16))
+    assert "\n" not in str(e.value)
+
+
+def test_hf_folder_of_a_base_model_gives_its_hidden_states(tmp_path):
+    """hf:FOLDER whose architecture has no head (no logits): its tensors, layers named as its blocks."""
+    pytest.importorskip("transformers")
+    import toy_models
+
+    toy_models.hf_llama().save_pretrained(tmp_path / "llama")
+    m = load_model(f"hf:{tmp_path / 'llama'}", inputs="input_ids:int64:1x8")
+    assert m.weights.source == "file"
+    assert m.layer_names == ["embed_tokens", "layers_0", "layers_1", "norm"]
+    _reproduces_flat(m)
+
+
+def test_an_fx_graph_that_does_not_run_falls_back_to_export():
+    with pytest.raises(ModelError, match=r"running node .* failed: .*immutable") as e:
+        load_model("toy_models:mutates_list", input_shape=(2, 8), capture="fx")
+    assert "\n" not in str(e.value)
+    m = load_model("toy_models:mutates_list", input_shape=(2, 8))
+    assert m.capture == "export"
+    _reproduces_at_every_cut(m)

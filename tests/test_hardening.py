@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from clihelp import PY, ROOT, assert_one_line_error, cli_env
+from clihelp import ROOT, assert_one_line_error, run_cli
 
 from dime.errors import MeterError, UsageError
 from dime.fileio import check_output_dir, check_output_path
@@ -30,8 +30,7 @@ TOY = ["--model", "toy_models:skipnet", "--cuts", "conv1,conv2,conv3,pool"]
 
 
 def cli(module: str, *args: object, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-m", module, *map(str, args)], capture_output=True, text=True,
-                          env=cli_env(), cwd=cwd, timeout=300)
+    return run_cli(module, *args, cwd=cwd)  # in this process: the CLI's exit code and output, no interpreter start
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

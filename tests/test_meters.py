@@ -92,6 +92,7 @@ def test_jetson_without_input_rail_sums_rails(tmp_path, caplog):
         assert meter.energy_j() == pytest.approx(2.0 + 1.0)
 
 
+@pytest.mark.serial
 def test_jetson_background_sampling_thread(tmp_path):
     root = build_orin(tmp_path / "orin")
     meter = JetsonMeter(root, interval_s=0.005)

@@ -27,8 +27,8 @@ def _check_reproduces(m, seed: int = 1) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(DEFAULT_LAYERS))
-def test_default_models_split_and_reproduce(name):
-    m = load_model(name)
+def test_default_models_split_and_reproduce(name, shared_model):
+    m = shared_model(name)
     assert m.layer_names == EXPECTED_LAYERS[name]
     assert len(m.cut_bytes) == len(m.layer_names) + 1
     assert m.cut_bytes[0] == 3 * 224 * 224 * 4
@@ -37,8 +37,8 @@ def test_default_models_split_and_reproduce(name):
     _check_reproduces(m)
 
 
-def test_every_bundle_chain_matches_layer_chain():
-    m = load_model("resnet18")
+def test_every_bundle_chain_matches_layer_chain(shared_model):
+    m = shared_model("resnet18")
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         full = m.forward_full(x)
@@ -64,8 +64,8 @@ def test_resnet18_cut_inside_block_carries_skip_tensor():
     _check_reproduces(m)
 
 
-def test_resnet18_default_cuts_carry_one_tensor():
-    m = load_model("resnet18")
+def test_resnet18_default_cuts_carry_one_tensor(shared_model):
+    m = shared_model("resnet18")
     for k in range(len(m.layer_names) + 1):
         assert len(m.live_tensors(k)) == 1
     assert m.cut_bytes[1] == 64 * 56 * 56 * 4  # after the stem
@@ -73,8 +73,8 @@ def test_resnet18_default_cuts_carry_one_tensor():
     assert m.cut_bytes[5] == 128 * 28 * 28 * 4  # after layer2_1
 
 
-def test_vit_cut_after_conv_proj_freezes_shape_values():
-    m = load_model("vit_b_16")
+def test_vit_cut_after_conv_proj_freezes_shape_values(shared_model):
+    m = shared_model("vit_b_16")
     b = m.bundle("embed", "embed")
     with torch.no_grad():
         (y,) = b(torch.randn(1, 768, 14, 14))
@@ -128,8 +128,8 @@ def test_weights_from_file_and_cache(tmp_path, monkeypatch):
     torch.testing.assert_close(m2.graph_module.get_submodule("classifier.1").weight, ref.classifier[1].weight)
 
 
-def test_random_init_is_seeded():
-    a = load_model("alexnet")
+def test_random_init_is_seeded(shared_model):
+    a = shared_model("alexnet")
     b = load_model("alexnet")
     assert a.weights.source == "random-init" or a.weights.source == "torchvision-cache"
     torch.testing.assert_close(a.graph_module.get_submodule("features.0").weight, b.graph_module.get_submodule("features.0").weight)
@@ -157,7 +157,7 @@ def test_wrong_weights_file(tmp_path):
         load_model("alexnet", weights=path)
 
 
-def test_unknown_layer_in_bundle():
-    m = load_model("alexnet")
+def test_unknown_layer_in_bundle(shared_model):
+    m = shared_model("alexnet")
     with pytest.raises(ModelError, match="no layer 'conv9'"):
         m.bundle("conv1", "conv9")

@@ -23,6 +23,8 @@ from dime.run.links import netns
 
 REASON = netns.unavailable_reason()
 needs_netns = pytest.mark.skipif(REASON is not None, reason=f"kernel link shaping unavailable: {REASON}")
+# alone: these compare the machine's namespace list, which any dime.run beside them changes
+pytestmark = pytest.mark.serial
 ROOT = Path(__file__).resolve().parents[1]
 CHAIN = ["a", "b", "c"]
 

@@ -13,11 +13,11 @@ from dime.cliargs import run_main
 from dime.profiling.profiler import main as profile_main
 
 
-def test_cpufreq_settings_profiled_and_tree_restored(tmp_path, monkeypatch, capsys):
+def test_cpufreq_settings_profiled_and_tree_restored(tmp_path, monkeypatch, capsys, shared_model):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     root = build_cpufreq(tmp_path / "sysroot")
     before = snapshot(root)
-    m = load_model("alexnet")
+    m = shared_model("alexnet")
     generate(m, tmp_path / "samples", count=1, progress=False)
     out = tmp_path / "p.csv"
     code = run_main(profile_main, [
@@ -42,9 +42,10 @@ def test_unknown_setting_is_one_line_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     root = build_cpufreq(tmp_path / "sysroot")
     before = snapshot(root)
+    generate(load_model("toy_models:skipnet"), tmp_path / "samples", count=1, progress=False)
     code = run_main(profile_main, [
         "--model", "toy_models:skipnet", "--device-name", "b", "--dvfs", "cpufreq", "--sysfs-root", str(root),
-        "--settings", "123", "--samples", str(tmp_path / "none"), "--out", str(tmp_path / "p.csv"),
+        "--settings", "123", "--samples", str(tmp_path / "samples"), "--out", str(tmp_path / "p.csv"),
     ])
     assert code == 2
     err = capsys.readouterr().err

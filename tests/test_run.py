@@ -285,6 +285,7 @@ def test_cloud_on_cuda_without_a_gpu_is_a_one_line_error(tmp_path):
     assert time.monotonic() - t0 < 20
 
 
+@pytest.mark.serial
 def test_emulated_link_takes_the_presets_time(tmp_path):
     """The probe's achieved rates are the presets'; a query over a slow link takes its time."""
     proc, out, _ = local(SKIPNET, ["--cuts", ",".join(SKIP_CUTS), "--input-shape", SMALL, "--split", "-1", "--link", "4g,wifi,1/1/20", "--shaper", "user",

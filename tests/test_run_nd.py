@@ -107,6 +107,7 @@ def test_pipelines_with_relays_reproduce_the_full_model_query_by_query(in_flight
     assert all(stats[d].busy_s > 0 for d in (0, 2, 3))
 
 
+@pytest.mark.serial
 def test_queries_overlap_when_several_are_in_flight():
     """Two devices each busy 20 ms per query (a sleeping module): one in flight takes ~40 ms per
     query, two in flight overlap them (~20 ms per query)."""
@@ -177,7 +178,8 @@ def _outputs_match(outputs: Path) -> int:
     return n
 
 
-@pytest.mark.parametrize("n", [3, 4])
+@pytest.mark.serial
+@pytest.mark.parametrize("n", [3, pytest.param(4, marks=pytest.mark.slow)])
 def test_devices_in_a_line_reproduce_the_full_model(n, tmp_path):
     """One process per device over loopback; the middle devices relay; offline with 3 in flight."""
     system = _system(tmp_path, n)
@@ -203,6 +205,7 @@ def test_devices_in_a_line_reproduce_the_full_model(n, tmp_path):
     assert _outputs_match(outputs) == 2
 
 
+@pytest.mark.slow  # a long end-to-end run (four interpreters, one after the other): make test-all
 def test_each_device_started_by_hand_joins_and_an_unneeded_one_leaves(tmp_path):
     """The multi-machine form: `dime.run --system --device NAME --peer HOST:PORT` per device (here
     all on loopback); d has no part in the placement and is told so; the run's rows come out."""

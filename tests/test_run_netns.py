@@ -169,6 +169,7 @@ def test_devices_in_a_line_with_queries_in_flight(n, launched, tmp_path):
     assert len(outputs_match(outputs)) == 1
 
 
+@pytest.mark.serial  # a rate measured while other tests load both cores falls short
 def test_the_probe_achieves_the_configured_rates_both_ways(launched, tmp_path):
     """20 Mbps up, 40 down: dime.run's own probe (gloo over the veth pair) within 5%."""
     out = tmp_path / "run.csv"
@@ -181,6 +182,7 @@ def test_the_probe_achieves_the_configured_rates_both_ways(launched, tmp_path):
     assert achieved["cloud->edge"] == pytest.approx(40, rel=0.05), achieved
 
 
+@pytest.mark.slow  # a long end-to-end run: make test-all
 def test_several_links_run_once_each_into_one_csv(launched, tmp_path):
     """Two devices over 4g and wifi: a topology per link, one after the other; all rows in one CSV
     and the outputs of both in one file."""
@@ -230,7 +232,8 @@ def _start_slow_run(launched: Launches) -> subprocess.Popen:
     return proc
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)],
+                         ids=["SIGTERM", "SIGINT"])
 def test_a_signalled_launcher_ends_its_devices_and_namespaces(sig, code, launched):
     proc = _start_slow_run(launched)
     t0 = time.monotonic()
@@ -247,6 +250,7 @@ def test_a_signalled_launcher_ends_its_devices_and_namespaces(sig, code, launche
     assert launched.devices() == [] and launched.namespaces() == []
 
 
+@pytest.mark.serial  # alone: any dime.run started beside it would clean up the killed run first
 def test_a_killed_launcher_is_cleaned_up_by_the_next(launched):
     """SIGKILL: the launcher cannot clean up; its namespaces and devices live on until the next
     topology (netns.cleanup_stale) ends the processes inside them and removes them."""

@@ -4,7 +4,7 @@ import json
 import subprocess
 
 import torch
-from clihelp import PY, assert_one_line_error, cli_env, images_dir  # noqa: F401
+from clihelp import PY, assert_one_line_error, cli_env, images_dir, run_cli  # noqa: F401
 
 from dime.capture.models import load_model
 from dime.capture.samples import Manifest, generate, load_tensors
@@ -27,12 +27,12 @@ def test_feature_maps_are_each_layers_inputs(tmp_path, images_dir):
                     torch.testing.assert_close(a, b)
 
 
-def test_real_images_use_imagenet_preprocessing(tmp_path, images_dir):
+def test_real_images_use_imagenet_preprocessing(tmp_path, images_dir, shared_model):
     if images_dir is None:
         import pytest
 
         pytest.skip("shared sample images not present")
-    m = load_model("alexnet")
+    m = shared_model("alexnet")
     man = generate(m, tmp_path, images=images_dir, count=1, progress=False)
     (x,) = load_tensors(tmp_path / "conv1" / f"{man.images[0]}.pt")
     assert x.shape == (1, 3, 224, 224)
@@ -70,18 +70,13 @@ def test_cli_writes_manifest(tmp_path):
 
 
 def test_cli_errors(tmp_path):
-    p = subprocess.run(
-        [PY, "-m", "dime.samples", "--model", "alexnet", "--images", str(tmp_path / "nope"), "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, env=cli_env(),
-    )
+    p = run_cli("dime.samples", "--model", "alexnet", "--images", tmp_path / "nope", "--out", tmp_path / "o")
     assert_one_line_error(p)
     assert "image folder not found" in p.stderr
-    p = subprocess.run([PY, "-m", "dime.samples", "--model", "no_net"], capture_output=True, text=True, env=cli_env(), cwd=tmp_path)
+    p = run_cli("dime.samples", "--model", "no_net", cwd=tmp_path)
     assert_one_line_error(p)
     # another model's feature maps are not overwritten
     out = tmp_path / "s"
-    subprocess.run([PY, "-m", "dime.samples", "--model", "toy_models:skipnet", "--count", "1", "--out", str(out)],
-                   check=True, capture_output=True, env=cli_env())
-    p = subprocess.run([PY, "-m", "dime.samples", "--model", "alexnet", "--count", "1", "--out", str(out)],
-                       capture_output=True, text=True, env=cli_env())
+    assert run_cli("dime.samples", "--model", "toy_models:skipnet", "--count", "1", "--out", out).returncode == 0
+    p = run_cli("dime.samples", "--model", "alexnet", "--count", "1", "--out", out)
     assert_one_line_error(p)

@@ -8,10 +8,10 @@ import math
 import random
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from clihelp import run_cli
 from instances import random_table, write_profile_csv
 
 from dime.core.costs import BundleCost, Role
@@ -23,9 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "dime.solve", *map(str, args)], capture_output=True, text=True, cwd=cwd or ROOT
-    )
+    """`python -m dime.solve` in this process (test_docs and test_hardening start it for real)."""
+    return run_cli("dime.solve", *args, cwd=cwd or ROOT)
 
 
 def one_line_error(p: subprocess.CompletedProcess, code: int) -> str:

@@ -127,6 +127,7 @@ def _validate(args: list[str], timeout: float = 180) -> subprocess.CompletedProc
                           capture_output=True, text=True, env=cli_env(), timeout=timeout, check=False)
 
 
+@pytest.mark.slow  # a long end-to-end run (test_run.py runs the two-device validate): make test-all
 def test_validate_a_system_end_to_end(tmp_path):
     """Three processes (b relays), every placement once per in-flight count; single-stream once."""
     system = system_file(tmp_path, 3, relays="b")

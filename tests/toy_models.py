@@ -130,3 +130,75 @@ class OneBigStage(nn.Module):
 
 def one_big_stage() -> nn.Module:
     return OneBigStage()
+
+
+# A user's own transformers models, built from tiny configs (offline, random weights), as
+# `--model toy_models:hf_gpt2` would build them: caches and ModelOutputs left at their defaults.
+def _tiny(config: str, model: str, **kw: object) -> nn.Module:
+    import transformers
+
+    torch.manual_seed(0)
+    return getattr(transformers, model)(getattr(transformers, config)(vocab_size=100, **kw))
+
+
+def hf_gpt2() -> nn.Module:
+    return _tiny("GPT2Config", "GPT2Model", n_layer=2, n_embd=32, n_head=2, n_positions=64)
+
+
+def hf_bert() -> nn.Module:
+    return _tiny("BertConfig", "BertModel", hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=64, max_position_embeddings=64)
+
+
+def hf_t5_encoder() -> nn.Module:
+    return _tiny("T5Config", "T5EncoderModel", d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=2)
+
+
+def hf_llama() -> nn.Module:
+    return _tiny("LlamaConfig", "LlamaModel", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                 num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
+
+
+class WithExtras(nn.Module):
+    """Returns a dict holding a tensor, a nested tuple with None, and a non-tensor object."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(4, 8)
+        self.fc2 = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> dict[str, object]:
+        h = torch.relu(self.fc1(x))
+        return {"logits": self.fc2(h), "extra": (h, None), "meta": object()}
+
+
+def with_extras() -> nn.Module:
+    return WithExtras()
+
+
+def _clipped(sizes: list, limit: int) -> list:
+    """Changes its list argument in place, as torchvision's swin3d window sizes do."""
+    for i in range(len(sizes)):
+        sizes[i] = min(sizes[i], limit)
+    return sizes
+
+
+torch.fx.wrap("_clipped")
+
+
+class MutatesList(nn.Module):
+    """torch.fx traces it, but its graph cannot run: fx makes the list argument immutable."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(8, 8)
+        self.fc2 = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        keep = _clipped([x.shape[-1], 6], 6)
+        h = torch.relu(self.fc1(x))
+        return self.fc2(h[..., : keep[0]].sum(-1, keepdim=True).expand(-1, 8))
+
+
+def mutates_list() -> nn.Module:
+    return MutatesList()

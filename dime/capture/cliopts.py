@@ -6,6 +6,8 @@ import argparse
 
 from dime.capture.models import load_model
 from dime.capture.split import SplitModel
+from dime.errors import ModelError
+from dime.fileio import check_input_file
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,6 +22,12 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", type=int, metavar="N", help="about N layers: merge the cheapest neighbours")
     p.add_argument("--capture", choices=["auto", "fx", "export"], default="auto",
                    help="graph capture: torch.fx, torch.export, or fx falling back to export (default)")
+
+
+def check_model_files(args: argparse.Namespace) -> None:
+    """The model's own files (--weights), checked before feature maps or a model are read."""
+    if args.weights:
+        check_input_file(args.weights, "weights file", error=ModelError)
 
 
 def model_from_args(args: argparse.Namespace) -> SplitModel:

@@ -50,6 +50,8 @@ class BuiltModel:
 class TensorOutputs(nn.Module):
     """Positional tensors in, tensors out: a transformers model as dime captures it."""
 
+    inner_prefix = "model."  # automatic layers are named after the model's own blocks
+
     def __init__(self, model: nn.Module, input_names: Sequence[str], **fixed: Any) -> None:
         super().__init__()
         self.model = model
@@ -57,9 +59,11 @@ class TensorOutputs(nn.Module):
         self.fixed = fixed
         self.config = model.config
 
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+    def forward(self, *args: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         out = self.model(**dict(zip(self.input_names, args)), **self.fixed)
-        return out.logits
+        if "logits" in out:
+            return out.logits
+        return tuple(v for v in out.values() if isinstance(v, torch.Tensor))  # a base model: its hidden states
 
 
 def _transformers() -> Any:

@@ -8,9 +8,11 @@ weights off.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -19,6 +21,7 @@ from torch import nn
 
 from dime.capture import inputs as model_inputs
 from dime.capture.inputs import InputSpec, parse_inputs
+from dime.capture.outputs import tensor_outputs
 from dime.capture.split import SplitModel
 from dime.capture.weights import (
     WeightsInfo,
@@ -33,6 +36,7 @@ __all__ = ["DEFAULT_LAYERS", "RANDOM_SEED", "SplitModel", "WeightsInfo", "load_m
 log = logging.getLogger(__name__)
 
 RANDOM_SEED = 0
+TOKENS = 128  # sequence length of a token model's default input
 
 # Default layers: (layer name, qualified module name whose last call ends the layer).
 # The last layer runs to the model output.
@@ -143,37 +147,59 @@ def load_model(
         module, specs, default_layers, info, vocab = built.module, built.inputs, built.layers, built.weights, built.vocab_size
         preprocess = None
         name = built.name
+        from_callable = False
     else:
         torch.manual_seed(RANDOM_SEED)
+        from_callable = ":" in name and not name.startswith("timm:") and not Path(name).exists()
+        prep = ImagePrep()
         if name.startswith("timm:"):
             module, size = _build_timm(name[5:])
             info = file_weights(module, weights) if weights else WeightsInfo("random-init", f"seed={RANDOM_SEED}")
             default_layers = None
-        elif ":" in name and not Path(name).exists():
+        elif from_callable:
             module = _build_callable(name)
             info = file_weights(module, weights) if weights else WeightsInfo(
                 "callable", f"as built by {name} (seed={RANDOM_SEED})")
+            if specs is None and getattr(module, "main_input_name", None) == "input_ids":  # a transformers model
+                specs = (InputSpec("input_ids", torch.int64, (1, _sequence_length(module))),)
+                log.info("%s: a transformers model: inputs %s (give --inputs to change)", name, specs[0])
             size, default_layers = (specs[0].shape[-1] if specs else 224), None
         else:
             builder, default = _torchvision_builder(name)
+            task = torchvision_task(name, builder, specs)  # unsupported kinds fail here, before building
             try:
                 module = builder(**no_download_kwargs(builder))
             except Exception as e:
                 raise ModelError(f"cannot build {name}: {e}") from e
             info = _load_weights(module, name, weights, default)
-            size = int(default.transforms().crop_size[0]) if default is not None else 224
+            transform = default.transforms() if default is not None else None
+            prep = ImagePrep.of(transform, getattr(module, "image_size", None))
+            size = prep.crop
+            if task == "video" and specs is None:
+                specs = (InputSpec("x", torch.float32, (1, 3, _clip_frames(default), prep.crop, prep.crop)),)
+                log.info("%s: a video model: inputs %s, generated clips (give --inputs or --input-data to change)",
+                         name, specs[0])
             default_layers = DEFAULT_LAYERS.get(name)
         if given:
             model_inputs.check_forward_names(module.forward, given, name)
         image = specs is None or (len(specs) == 1 and specs[0].dtype.is_floating_point and len(specs[0].shape) == 4)
         if specs is None:
             specs = (InputSpec("x", torch.float32, (1, 3, size, size)),)
-        preprocess = _imagenet_preprocess(specs[0].shape[-1]) if image else None
+        preprocess = prep.preprocess(specs[0].shape[-1]) if image else None
         vocab = _vocab_size(module)
     example = (torch.zeros(specs[0].shape),) if preprocess else model_inputs.example(specs, vocab)
+    if from_callable:  # a user's model may return caches, ModelOutputs or dicts
+        module = tensor_outputs(name, module, example)
     chosen = _layers_from_cuts(cuts) if cuts else default_layers
     log.info("%s: weights from %s", name, info)
     return SplitModel(name, module, example, chosen, info, preprocess, specs, layers, capture, vocab)
+
+
+def _sequence_length(module: nn.Module) -> int:
+    """TOKENS, or fewer where the model's config holds fewer positions."""
+    config = getattr(module, "config", None)
+    limits = [getattr(config, k, None) for k in ("max_position_embeddings", "n_positions")]
+    return min([TOKENS] + [v for v in limits if isinstance(v, int) and v > 0])
 
 
 def _vocab_size(module: nn.Module) -> int | None:
@@ -232,14 +258,77 @@ def _build_callable(spec: str) -> nn.Module:
     return module
 
 
-def _imagenet_preprocess(size: int) -> Callable[[Any], torch.Tensor]:
-    from torchvision import transforms
+@dataclass(frozen=True)
+class ImagePrep:
+    """How images become a model's input: resize (shorter side), centre crop, normalise; as
+    the model's torchvision weights say, else ImageNet's 256 -> 224."""
 
-    return transforms.Compose(
-        [
-            transforms.Resize(int(size * 256 / 224)),
-            transforms.CenterCrop(size),
-            transforms.ToTensor(),
-            transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
-        ]
-    )
+    crop: int = 224
+    resize: int = 256
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    interpolation: str = "bilinear"
+
+    @classmethod
+    def of(cls, transform: Any, native: Any = None) -> "ImagePrep":
+        """From a torchvision weights' transforms (ImageClassification: crop and resize;
+        SemanticSegmentation: resize only, cropped square; VideoClassification: per frame);
+        `native`: the size a model built without weights insists on (a ViT's image_size)."""
+        if transform is None:
+            base = cls()
+        else:
+            resize = _first(getattr(transform, "resize_size", None)) or 256
+            crop = _first(getattr(transform, "crop_size", None)) or resize
+            interp = getattr(getattr(transform, "interpolation", None), "value", "bilinear")
+            base = cls(crop, resize, tuple(getattr(transform, "mean", cls.mean)), tuple(getattr(transform, "std", cls.std)),
+                       interp)
+        return base.scaled(native) if isinstance(native, int) and native > 0 else base
+
+    def scaled(self, crop: int) -> "ImagePrep":
+        """The same preparation for another crop size (the resize in proportion)."""
+        return dataclasses.replace(self, crop=crop, resize=max(crop, round(self.resize * crop / self.crop)))
+
+    def preprocess(self, size: int) -> Callable[[Any], torch.Tensor]:
+        from torchvision import transforms
+
+        prep = self.scaled(size) if size != self.crop else self
+        return transforms.Compose(
+            [
+                transforms.Resize(prep.resize, interpolation=transforms.InterpolationMode(prep.interpolation)),
+                transforms.CenterCrop(size),
+                transforms.ToTensor(),
+                transforms.Normalize(mean=list(prep.mean), std=list(prep.std)),
+            ]
+        )
+
+
+def _first(value: Any) -> int | None:
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    return int(value) if isinstance(value, int) else None
+
+
+# torchvision.models.<task> packages, as their builders' modules name them
+_UNSUPPORTED_TASKS = {
+    "detection": "detection models are not supported: they take a list of images of any size and return "
+                 "a number of boxes that depends on the image",
+}
+CLIP_FRAMES = 16  # frames of a generated video clip (torchvision's Kinetics clips)
+
+
+def torchvision_task(name: str, builder: Callable[..., Any], specs: Sequence[InputSpec] | None) -> str:
+    """classification, segmentation, video, quantization or optical_flow; a one-line
+    ModelError for a kind dime cannot split."""
+    parts = getattr(builder, "__module__", "").split(".")
+    task = parts[2] if len(parts) > 3 and parts[:2] == ["torchvision", "models"] else "classification"
+    if task in _UNSUPPORTED_TASKS:
+        raise ModelError(f"{name}: {_UNSUPPORTED_TASKS[task]}")
+    if task == "optical_flow" and (specs is None or len(specs) != 2):
+        raise ModelError(f"{name}: an optical-flow model takes two images: give both as --inputs, e.g. "
+                         "image1:float32:1x3x128x128,image2:float32:1x3x128x128 (sides multiples of 8)")
+    return task
+
+
+def _clip_frames(weights: Any) -> int:
+    least = (getattr(weights, "meta", None) or {}).get("min_temporal_size") if weights is not None else None
+    return max(CLIP_FRAMES, least or 1)

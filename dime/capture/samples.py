@@ -132,6 +132,15 @@ def _open_image(path: Path) -> Any:
         raise UsageError(f"{path}: not a readable image ({first_line(e)})") from e
 
 
+def check_out_folder(out: Path, model_name: str, layer_names: Sequence[str] | None = None) -> None:
+    """Refuse a folder holding feature maps of another model (or, given them, other layers)."""
+    if not (out / MANIFEST).is_file():
+        return
+    prev = Manifest.load(out)
+    if prev.model != model_name or (layer_names is not None and prev.layer_names != list(layer_names)):
+        raise UsageError(f"{out} holds feature maps of another model or layering ({prev.model}); choose another --out")
+
+
 def generate(
     model: SplitModel,
     out: Path,
@@ -153,10 +162,7 @@ def generate(
         images=[sid for sid, _ in items],
         image_source=source,
     )
-    if (out / MANIFEST).exists():
-        prev = Manifest.load(out)
-        if prev.model != manifest.model or prev.layer_names != manifest.layer_names:
-            raise UsageError(f"{out} holds feature maps of another model or layering ({prev.model}); choose another --out")
+    check_out_folder(out, manifest.model, manifest.layer_names)
     bundles = [model.bundle(k, k) for k in range(len(model.layer_names))]
     for sid, vals in tqdm(items, desc=f"feature maps {model.name}", unit="sample", disable=not progress, file=sys.stderr):
         targets = [out / name / f"{sid}.pt" for name in model.layer_names]
@@ -204,10 +210,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     count = args.count if args.count is not None else (0 if args.images else 4)
     if count < 0 or (args.images is None and count == 0):
         raise UsageError("--count must be a positive number")
-    if args.out is not None:
-        check_output_dir(args.out, "--out")
+    # the output is checked before the model is built (its name is --model's)
+    out = check_output_dir(args.out or Path("samples") / args.model.replace(":", "_"), "--out")
+    check_out_folder(out, args.model)
+    if args.images is not None:
+        check_input_dir(args.images, "image folder")
     model = model_from_args(args)
-    out = args.out or check_output_dir(Path("samples") / model.name.replace(":", "_"), "--out")
     m = generate(model, out, args.images, count, args.seed, progress=not args.quiet)
     if not args.quiet:
         print(f"weights: {model.weights}")

@@ -22,9 +22,9 @@ from torch import nn
 
 from dime.capture.inputs import InputSpec
 from dime.capture.layers import BlockFinder, assign_blocks, drop_skip_cuts, merge
-from dime.capture.trace import capture, module_paths
+from dime.capture.trace import capture, module_paths, one_line
 from dime.capture.weights import WeightsInfo
-from dime.errors import ModelError, first_line
+from dime.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +55,16 @@ class SplitModel:
         self.vocab_size = vocab_size
         module.eval()
         self._root = module  # fx rebuilds containers as plain Modules: blocks are found on the original
-        self.graph_module, self.capture = capture(name, module, example_inputs, capture_method)
-        self._nodes: list[fx.Node] = list(self.graph_module.graph.nodes)
-        self._index = {n: i for i, n in enumerate(self._nodes)}
-        self._flops: dict[fx.Node, int] = {}
-        self._values = self._run_example(example_inputs)
+        self._use(capture(name, module, example_inputs, capture_method))
+        try:
+            self._values = self._run_example(example_inputs)
+        except ModelError as e:
+            # fx traced, but its graph does not run (e.g. it mutates a list fx made immutable)
+            if capture_method != "auto" or self.capture != "fx":
+                raise
+            log.info("%s: the torch.fx graph does not run (%s); trying torch.export", name, e)
+            self._use(capture(name, module, example_inputs, "export"))
+            self._values = self._run_example(example_inputs)
         self._last_use = self._last_uses()
         if target_layers is not None and target_layers < 1:
             raise ModelError(f"{name}: --layers must be >= 1, got {target_layers}")
@@ -79,6 +84,12 @@ class SplitModel:
         self.param_bytes: list[int] = [self._param_bytes(k) for k in range(len(self.layer_names))]
 
     # ---- analysis -------------------------------------------------------------------
+    def _use(self, captured: tuple[fx.GraphModule, str]) -> None:
+        self.graph_module, self.capture = captured
+        self._nodes: list[fx.Node] = list(self.graph_module.graph.nodes)
+        self._index = {n: i for i, n in enumerate(self._nodes)}
+        self._flops: dict[fx.Node, int] = {}
+
     def _run_example(self, inputs: tuple[torch.Tensor, ...]) -> dict[fx.Node, Any]:
         from torch.utils.flop_counter import FlopCounterMode
 
@@ -92,13 +103,16 @@ class SplitModel:
                 try:
                     out = super().run_node(n)
                 except Exception as e:
-                    raise ModelError(f"running node {n.name!r} ({n.op} {n.target}) failed: {first_line(e)}") from e
+                    raise ModelError(f"running node {n.name!r} ({n.op} {n.target}) failed: {one_line(e)}") from e
                 values[n] = out
                 flops[n] = counter.get_total_flops() - before
                 return out
 
         with torch.no_grad(), counter:
-            Recorder(self.graph_module).run(*inputs)
+            try:
+                Recorder(self.graph_module).run(*inputs)
+            except ModelError as e:  # fx's Interpreter appends the node's listing to the message
+                raise ModelError(one_line(e)) from e.__cause__
         return values
 
     def _last_uses(self) -> list[int]:
@@ -195,10 +209,12 @@ class SplitModel:
             if marker in by_name and self._nodes[by_name[marker]].op not in ("placeholder", "output", "get_attr"):
                 ends.append(by_name[marker])
                 continue
+            # a wrapper's child answers to its own module names too
+            marks = (marker, getattr(self._root, "inner_prefix", "") + marker)
             hits = [
                 i
                 for i, n in enumerate(self._nodes)
-                if any(k == marker or k.startswith(marker + ".") for k in module_paths(n))
+                if any(k == m or k.startswith(m + ".") for k in module_paths(n) for m in marks)
             ]
             if not hits:
                 raise ModelError(f"{self.name}: layer {lname!r}: no graph node or module named {marker!r}")
@@ -238,6 +254,9 @@ class SplitModel:
         start = first
         for p in cuts + [last]:
             key = keys[start - first] or f"layer{len(layers)}"
+            prefix = getattr(self._root, "inner_prefix", "")  # a wrapper's child: named as the model's own blocks
+            if prefix and key.startswith(prefix):
+                key = key[len(prefix):]
             lname = key.replace(".", "_")
             while lname in (n for n, _ in layers):
                 lname += "_"

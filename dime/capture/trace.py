@@ -8,6 +8,7 @@ are rebuilt from the nodes and the example shapes are checked by SplitModel itse
 
 from __future__ import annotations
 
+import inspect
 import logging
 import warnings
 from typing import Any
@@ -16,7 +17,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from dime.errors import ModelError
+from dime.errors import ModelError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +32,9 @@ def capture(name: str, module: nn.Module, example_inputs: tuple[torch.Tensor, ..
     fx_error = None
     if method in ("auto", "fx"):
         try:
-            return fx.symbolic_trace(module), "fx"
+            return _fx_trace(module, len(example_inputs)), "fx"
         except Exception as e:  # fx raises many kinds
-            fx_error = _one_line(e)
+            fx_error = one_line(e)
             if method == "fx":
                 raise ModelError(f"{name}: torch.fx cannot trace this model: {fx_error}") from e
             log.info("%s: torch.fx cannot trace (%s); trying torch.export", name, fx_error)
@@ -43,12 +44,21 @@ def capture(name: str, module: nn.Module, example_inputs: tuple[torch.Tensor, ..
             ep = torch.export.export(module, example_inputs, strict=False)
             gm = ep.module()
     except Exception as e:
-        why = f"torch.export failed: {_one_line(e)}"
+        why = f"torch.export failed: {one_line(e)}"
         if fx_error:
             why = f"torch.fx failed: {fx_error}; {why}"
         raise ModelError(f"{name}: cannot capture this model ({why})") from e
     _drop_guards(gm)
     return gm, "export"
+
+
+def _fx_trace(module: nn.Module, n_inputs: int) -> fx.GraphModule:
+    """torch.fx; a `forward(self, *args)` (a wrapper) gets one placeholder per input,
+    where fx would otherwise make `args` one proxy that cannot be unpacked."""
+    code = inspect.unwrap(type(module).forward).__code__
+    if code.co_argcount == 1 and code.co_flags & inspect.CO_VARARGS:
+        return fx.symbolic_trace(module, concrete_args=tuple(fx.PH for _ in range(n_inputs)))
+    return fx.symbolic_trace(module)
 
 
 def _drop_guards(gm: fx.GraphModule) -> None:
@@ -79,7 +89,7 @@ def module_paths(node: fx.Node) -> list[str]:
     return out
 
 
-def _one_line(e: BaseException) -> str:
-    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
-    text = lines[0] if lines else type(e).__name__
+def one_line(e: BaseException) -> str:
+    """An exception's first line, at most 300 characters: for one-line error messages."""
+    text = first_line(e)
     return text if len(text) <= 300 else text[:297] + "..."

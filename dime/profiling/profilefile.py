@@ -40,6 +40,10 @@ def _shown(key: str, value: Any) -> str:
     return str(value)
 
 
+def _key(row: list[str], idx: dict[str, int]) -> tuple[str, str, str, str]:
+    return row[idx["model"]], row[idx["device"]], row[idx["setting"]], row[idx["bundle"]]
+
+
 class ProfileFile:
     """A profile CSV opened for appending, repaired and indexed for resuming.
 
@@ -48,34 +52,35 @@ class ProfileFile:
     `overwrite`, which starts it afresh. Only bundles with fewer runs than a complete one
     (an interrupted run) are dropped, and predicted rows (dime.profile --measure): they are
     predicted again once the measuring is done (`predicted_max_bundle` says up to what K).
+    `prepare=False` opens nothing: `check()` then only reads (the profiler checks an identity
+    before it builds the model).
     """
 
     def __init__(self, path: Path, expected_rows: int, identity: dict[str, Any] | None = None,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, prepare: bool = True) -> None:
         self.path = path
         self.expected_rows = expected_rows
         self.identity = identity or {}
+        self.overwrite = overwrite
         self.done: set[tuple[str, str, str, str]] = set()  # (model, device, setting, bundle)
         self.predicted_max_bundle = 0  # the longest predicted bundle the file held (0: none)
-        self._prepare(overwrite)
+        if prepare:
+            self._prepare()
 
     def _refuse(self, why: str) -> UsageError:
         return UsageError(f"{self.path} {why}; choose another --out, or --overwrite to replace it")
 
-    def _prepare(self, overwrite: bool) -> None:
-        fresh = ",".join(PROFILE_COLUMNS) + "\n"
+    def _read(self) -> tuple[list[str], list[list[str]], int] | None:
+        """The header, the whole rows and the count of broken lines; None for a missing or
+        empty file. A file of other columns is refused (`overwrite`: None, it is replaced)."""
         if not self.path.exists() or self.path.stat().st_size == 0:
-            atomic_write_text(self.path, fresh)
-            return
+            return None
         text = read_input_bytes(self.path, "profile file", MAX_TABLE_BYTES).decode("utf-8", errors="replace")
         lines = text.splitlines(keepends=True)
         header = next(csv.reader([lines[0]])) if lines else []
-        upgrade = header != list(PROFILE_COLUMNS)
-        if upgrade and not (set(REQUIRED_COLUMNS) <= set(header) <= set(PROFILE_COLUMNS)):
-            if overwrite:
-                log.warning("%s: not a dime profile; replaced (--overwrite)", self.path)
-                atomic_write_text(self.path, fresh)
-                return
+        if header != list(PROFILE_COLUMNS) and not (set(REQUIRED_COLUMNS) <= set(header) <= set(PROFILE_COLUMNS)):
+            if self.overwrite:
+                return None
             raise UsageError(
                 f"{self.path} exists but is not a dime profile (other columns); choose another --out or move it away"
             )
@@ -90,27 +95,31 @@ class ProfileFile:
                 dropped_lines += 1
                 continue
             rows.append(fields)
-        if overwrite:
-            if rows:
-                log.warning("%s: replacing %d rows (--overwrite)", self.path, len(rows))
-            atomic_write_text(self.path, fresh)
-            return
+        return header, rows, dropped_lines
+
+    def check(self) -> tuple[list[str], list[list[str]], list[list[str]], int,
+                             dict[tuple[str, str, str, str], int]] | None:
+        """Refuse a file of another model, device or parameter set, writing nothing: what
+        `_prepare` does first, and what the profiler calls before it builds the model (with
+        the identity known by then). Returns the header, the measured and the predicted rows, the
+        count of broken lines and the measured runs per bundle."""
+        read = self._read()
+        if read is None or self.overwrite:
+            return None
+        header, rows, _ = read
         idx = {c: i for i, c in enumerate(header)}
         self._check_identity(rows, idx)
         src = idx.get("latency_source")
         guessed = [r for r in rows if src is not None and r[src].strip() == PREDICTED]
         if guessed:
-            rows = [r for r in rows if not (src is not None and r[src].strip() == PREDICTED)]
+            rows = [r for r in rows if r[src].strip() != PREDICTED]
             self.predicted_max_bundle = max(len(r[idx["bundle"]].split("+")) for r in guessed)
             log.info("%s: %d predicted rows kept until the measuring is done, then predicted again",
                      self.path, len(guessed))
-
-        def key(r: list[str]) -> tuple[str, str, str, str]:
-            return r[idx["model"]], r[idx["device"]], r[idx["setting"]], r[idx["bundle"]]
-
         counts: dict[tuple[str, str, str, str], int] = {}
         for r in rows:
-            counts[key(r)] = counts.get(key(r), 0) + 1
+            k = _key(r, idx)
+            counts[k] = counts.get(k, 0) + 1
         over = {k: c for k, c in counts.items() if c > self.expected_rows}
         if over:
             k, c = next(iter(over.items()))
@@ -118,12 +127,31 @@ class ProfileFile:
                 f"has {c} runs of bundle {k[3]} ({k[2]}) where this profile makes {self.expected_rows} "
                 f"(--iterations x --runs): it was profiled with other parameters"
             )
+        return header, rows, guessed, read[2], counts
+
+    def _prepare(self) -> None:
+        fresh = ",".join(PROFILE_COLUMNS) + "\n"
+        if self.overwrite:
+            read = self._read()
+            if read is None and self.path.exists() and self.path.stat().st_size > 0:
+                log.warning("%s: not a dime profile; replaced (--overwrite)", self.path)
+            elif read is not None and read[1]:
+                log.warning("%s: replacing %d rows (--overwrite)", self.path, len(read[1]))
+            atomic_write_text(self.path, fresh)
+            return
+        checked = self.check()
+        if checked is None:
+            atomic_write_text(self.path, fresh)
+            return
+        header, rows, guessed, dropped_lines, counts = checked
+        idx = {c: i for i, c in enumerate(header)}
+        upgrade = header != list(PROFILE_COLUMNS)
         self.done = {k for k, c in counts.items() if c == self.expected_rows}
         partial = [k for k in counts if k not in self.done]
         if dropped_lines or partial or upgrade:
             # predicted rows stay (a measured bundle's rows win over them when read) until
             # replace_predictions: an error before then leaves the file usable
-            keep = [dict(zip(header, r)) for r in rows if key(r) in self.done] + [dict(zip(header, r)) for r in guessed]
+            keep = [dict(zip(header, r)) for r in rows if _key(r, idx) in self.done] + [dict(zip(header, r)) for r in guessed]
             atomic_write_text(self.path, _csv_text(keep))
             if upgrade:
                 log.info("%s: columns brought up to this profiler version", self.path)

@@ -12,6 +12,7 @@ flight; re-running the same command resumes and skips what is done.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import logging
@@ -29,7 +30,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from dime.capture.cliopts import add_model_arguments, model_from_args
+from dime.capture.cliopts import add_model_arguments, check_model_files, model_from_args
 from dime.capture.models import SplitModel, resolve_torch_device
 from dime.capture.samples import Manifest, load_tensors
 from dime.cliargs import (
@@ -195,6 +196,48 @@ def _host_info(device: torch.device) -> dict[str, str]:
     return info
 
 
+def check_feature_maps(manifest: Manifest, samples: Path, model: SplitModel) -> None:
+    if manifest.layer_names != list(model.layer_names):
+        raise UsageError(
+            f"feature maps in {samples} are for layers {manifest.layer_names[:3]}..., "
+            f"not those of {model.name}; regenerate them with `python -m dime.samples`"
+        )
+
+
+def check_context(context: str, metered: bool) -> None:
+    if context not in CONTEXTS:
+        raise UsageError(f"--context must be one of {', '.join(CONTEXTS)}, got {context!r}")
+    if context == "chain" and metered:
+        raise UsageError("--context chain times one run at a time; a power meter needs back-to-back repeats "
+                         "(use --context isolated with --power)")
+
+
+def energy_label(meter_name: str | None, assumed_power_w: Sequence[float] | None) -> str:
+    """Where a profile's energy comes from, as its identity records it."""
+    return meter_name or ("assumed" if assumed_power_w else "none")
+
+
+def profile_identity(config: ProfileConfig, model_name: str, energy: str,
+                     model: SplitModel | None = None) -> dict[str, Any]:
+    """What a profile file belongs to (its .meta.json keys); without `model`, the part known
+    before the model is built (its layers and weights left out)."""
+    identity: dict[str, Any] = {
+        "model": model_name,
+        "device": config.device_name,
+        "torch_device": str(resolve_torch_device(config.torch_device)),
+    }
+    if model is not None:
+        identity.update(layers=list(model.layer_names), weights=str(model.weights))
+    identity.update(iterations=config.iterations, runs=config.runs, warmup=config.warmup, context=config.context,
+                    energy=energy, min_window_s=config.min_window_s, idle_baseline=config.idle_baseline)
+    return identity
+
+
+def check_profile_out(out: Path, config: ProfileConfig, identity: dict[str, Any]) -> None:
+    """Refuse --out when it holds a profile of another identity (unless --overwrite), writing nothing."""
+    ProfileFile(out, config.iterations * config.runs, identity, overwrite=config.overwrite, prepare=False).check()
+
+
 def profile(
     model: SplitModel,
     samples: Path,
@@ -211,11 +254,7 @@ def profile(
     from tqdm import tqdm
 
     manifest = Manifest.load(samples)
-    if manifest.layer_names != list(model.layer_names):
-        raise UsageError(
-            f"feature maps in {samples} are for layers {manifest.layer_names[:3]}..., "
-            f"not those of {model.name}; regenerate them with `python -m dime.samples`"
-        )
+    check_feature_maps(manifest, samples, model)
     n = len(model.layer_names)
     if not 1 <= config.max_bundle:
         raise UsageError("--max-bundle must be >= 1")
@@ -240,26 +279,9 @@ def profile(
     if powers is not None and len(powers) not in (1, len(points)):
         raise UsageError(f"--assume-power: give one value or one per setting ({len(points)})")
     device = resolve_torch_device(config.torch_device)
-    if config.context not in CONTEXTS:
-        raise UsageError(f"--context must be one of {', '.join(CONTEXTS)}, got {config.context!r}")
-    if config.context == "chain" and meter is not None:
-        raise UsageError("--context chain times one run at a time; a power meter needs back-to-back repeats "
-                         "(use --context isolated with --power)")
+    check_context(config.context, meter is not None)
     host = _host_info(device)
-    identity = {
-        "model": model.name,
-        "device": config.device_name,
-        "torch_device": str(device),
-        "layers": list(model.layer_names),
-        "weights": str(model.weights),
-        "iterations": config.iterations,
-        "runs": config.runs,
-        "warmup": config.warmup,
-        "context": config.context,
-        "energy": (meter.name if meter else ("assumed" if powers else "none")),
-        "min_window_s": config.min_window_s,
-        "idle_baseline": config.idle_baseline,
-    }
+    identity = profile_identity(config, model.name, energy_label(meter.name if meter else None, powers), model)
     pfile = ProfileFile(out, config.iterations * config.runs, identity, overwrite=config.overwrite)
     meta = {
         **identity,
@@ -578,23 +600,29 @@ def main(argv: Sequence[str] | None = None, choose: Chooser | None = None) -> in
         raise UsageError("--measure plans what to measure as well: run it as `python -m dime.profile` or `dime profile`")
     if args.power != "none" and args.assume_power:
         raise UsageError("--assume-power is for devices without a meter; drop it or --power")
-    if args.out is not None:
-        check_output_path(args.out, "--out")
     threads = _int_list(args.threads, "--threads") if args.threads else []
     _check_threads(threads)
-    model = model_from_args(args)
-    log.info("%s: %d layers", model.name, len(model.layer_names))
-    for line in model.describe():
-        log.info("%s", line)
-    samples = args.samples or Path("samples") / model.name.replace(":", "_")
+    check_context(args.context, args.power != "none")
+    if args.powerlog and args.power != "smartpower3":
+        raise UsageError("--powerlog is for --power smartpower3")
+    if args.idle_baseline and args.power == "smartpower3":
+        raise UsageError("--idle-baseline needs energy on this device; with smartpower3 use "
+                         "`dime energy join --idle-power-w` instead")
+    # Every check of the output and the inputs comes before the model is built (the model's
+    # name is --model's): a refusal comes at once, and alone.
+    file_name = args.model.replace(":", "_")
+    samples = args.samples or Path("samples") / file_name
     device_name = args.device_name or platform.node() or "this-host"
-    out = args.out or Path("results") / "profiles" / f"{model.name.replace(':', '_')}-{device_name}.csv"
-    check_output_path(out, "--out")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = check_output_path(args.out or Path("results") / "profiles" / f"{file_name}-{device_name}.csv", "--out")
+    check_model_files(args)
+    manifest = Manifest.load(samples)
+    if manifest.model != args.model:
+        raise UsageError(f"feature maps in {samples} are of {manifest.model}, not {args.model}; give its --samples, "
+                         f"or regenerate them with `python -m dime.samples`")
     config = ProfileConfig(
         device_name=device_name,
         torch_device=args.torch_device,
-        max_bundle=args.max_bundle or len(model.layer_names),
+        max_bundle=args.max_bundle or 1,
         iterations=args.iterations,
         runs=args.runs,
         warmup=args.warmup,
@@ -607,6 +635,16 @@ def main(argv: Sequence[str] | None = None, choose: Chooser | None = None) -> in
         measure_fraction=args.measure,
         command=" ".join(shlex.quote(a) for a in ["python", "-m", "dime.profile", *(argv if argv is not None else sys.argv[1:])]),
     )
+    energy = energy_label(None if args.power == "none" else args.power, config.assume_power_w)
+    check_profile_out(out, config, profile_identity(config, args.model, energy))
+    model = model_from_args(args)
+    check_profile_out(out, config, profile_identity(config, model.name, energy, model))  # its layers and weights
+    check_feature_maps(manifest, samples, model)
+    config = dataclasses.replace(config, max_bundle=args.max_bundle or len(model.layer_names))
+    log.info("%s: %d layers", model.name, len(model.layer_names))
+    for line in model.describe():
+        log.info("%s", line)
+    out.parent.mkdir(parents=True, exist_ok=True)
     threads_before = torch.get_num_threads()
     with ExitStack() as stack:
         stack.callback(torch.set_num_threads, threads_before)
@@ -618,11 +656,6 @@ def main(argv: Sequence[str] | None = None, choose: Chooser | None = None) -> in
         if args.power != "none":
             from dime.profiling.meters import make_meter
 
-            if args.powerlog and args.power != "smartpower3":
-                raise UsageError("--powerlog is for --power smartpower3")
-            if args.idle_baseline and args.power == "smartpower3":
-                raise UsageError("--idle-baseline needs energy on this device; with smartpower3 use "
-                                 "`dime energy join --idle-power-w` instead")
             kw: dict[str, Any] = {"endpoint": args.powerlog} if args.powerlog else {}
             if args.power == "nvml":
                 kw["device_index"] = _nvml_index(args)
