@@ -21,6 +21,8 @@ one candidate cause at a time, side by side in one run, so that each condition's
 - `pingpong-spin`: the same, each waiting by spinning on a shared flag.
 - `pingpong-data`: as pingpong-block, B's input is A's output written into shared memory by A
   (a received buffer: its lines are in the other core's cache).
+- `idle-G`: G seconds of sleep before each call (a device waits while the other computes and
+  the transfers run; single-stream queries of a whole-model placement come back to back).
 - `isolated-again`: `isolated` once more, last: how far the machine drifted during the run (the
   noise floor of every ratio).
 
@@ -107,8 +109,9 @@ def _in_thread(fn: Callable[[], list[float]], set_threads: bool) -> list[float]:
     return box[0]
 
 
-def _spinner(core: int, stop: Any) -> None:
+def _spinner(core: int, stop: Any, ready: Any) -> None:
     _pin(core)
+    ready.value = 1
     while not stop.value:
         pass
 
@@ -230,6 +233,10 @@ def measure_split(model_name: str, samples: Path, c: int, n: int, warmup: int,
         elif cond in ("new-thread", "new-thread-unset"):
             for name, p in (("A", a), ("B", b)):
                 add(cond, name, _in_thread(lambda p=p: _timed(p, n, warmup), cond == "new-thread"))
+        elif cond.startswith("idle-"):
+            gap_s = float(cond[len("idle-"):])
+            for name, p in (("A", a), ("B", b)):
+                add(cond, name, _timed(p, n, warmup, before=lambda: time.sleep(gap_s)))
         elif cond == "cold-cache":
             for name, p in (("A", a), ("B", b)):
                 add(cond, name, _timed(p, n, warmup, before=lambda: flush.fill_(1.0)))
@@ -246,9 +253,14 @@ def measure_split(model_name: str, samples: Path, c: int, n: int, warmup: int,
         elif cond == "sibling-spin":
             ctx = mp.get_context("spawn")
             stop = ctx.Value("i", 0, lock=False)
-            spin = ctx.Process(target=_spinner, args=(1, stop))
+            ready = ctx.Value("i", 0, lock=False)
+            spin = ctx.Process(target=_spinner, args=(1, stop, ready))
             spin.start()
-            time.sleep(0.5)
+            # a spawned child starts on this process's core (its affinity is inherited) and imports
+            # torch there: timing starts only once it has moved to its own core
+            while not ready.value:
+                time.sleep(0.05)
+            time.sleep(0.2)
             try:
                 for name, p in (("A", a), ("B", b)):
                     add(cond, name, _timed(p, n, warmup))

@@ -3,7 +3,10 @@
     .venv/bin/python docs/data/split-gap-2026-12-07/analyse.py LABEL=CSV[,CSV...] ...
 
 Per label, model and link: the split placements' median |compute-only error| (raw and
-drift-corrected) and median signed one, and the solver's placement's signed error.
+drift-corrected, as dime.validate defines it: against the measured latency less the link
+model's transfer time) and median signed one; their devices' measured time in their bundles
+(`busy_s`) over the predicted compute (median over placements and devices: compute alone, no
+link in it); and the solver's placement's signed error.
 """
 
 from __future__ import annotations
@@ -11,6 +14,20 @@ from __future__ import annotations
 import sys
 
 import pandas as pd
+
+
+def _map(text: str) -> dict[str, float]:
+    return {k: float(v) for k, v in (x.split("=") for x in str(text).split(";") if "=" in x)}
+
+
+def busy_ratio(s: pd.DataFrame) -> float:
+    if "busy_s" not in s.columns or "pred_bundle_compute_s" not in s.columns:
+        return float("nan")  # rows written before dime.run timed each device's bundles
+    ratios = []
+    for _, r in s.iterrows():
+        pred, busy = _map(r.pred_bundle_compute_s), _map(r.busy_s)
+        ratios += [busy[d] / p for d, p in pred.items() if p > 0 and d in busy]
+    return float(pd.Series(ratios).median()) if ratios else float("nan")
 
 
 def table(label: str, d: pd.DataFrame) -> list[str]:
@@ -23,14 +40,15 @@ def table(label: str, d: pd.DataFrame) -> list[str]:
         placement = solver.placement.iloc[0].replace(" | ", "; ") if len(solver) and model != "all" else ""
         out.append(f"| {label} | {model} | {link} | {len(s)} | {s.err_bundle_compute.abs().median():.1%} / "
                    f"{s.err_bundle_compute_drift.abs().median():.1%} | {s.err_bundle_compute.median():+.1%} | "
+                   f"{busy_ratio(s):.2f} | "
                    f"{placement} | {solver_err} |")
     return out
 
 
 def main(argv: list[str]) -> int:
     lines = ["| links | model | link | splits | compute-only \\|error\\|, raw / drift-corrected | signed (raw) | "
-             "solver's placement | solver's error, raw / drift-corrected |",
-             "|---|---|---|---:|---:|---:|---|---:|"]
+             "busy / predicted compute | solver's placement | solver's error, raw / drift-corrected |",
+             "|---|---|---|---:|---:|---:|---:|---|---:|"]
     for arg in argv:
         label, files = arg.split("=", 1)
         d = pd.concat([pd.read_csv(f) for f in files.split(",")], ignore_index=True)

@@ -20,4 +20,12 @@ for M in alexnet resnet18 mobilenet_v2; do
         --shaper $SHAPER --images $IMG --out "$OUT/$M-$SHAPER.csv" --summary "$OUT/$M-$SHAPER.md"
   done
 done
-$PY benchmarks/split_gap.py --samples-root /tmp/feat --cuts 3 --out-dir "$OUT/experiments"
+$PY benchmarks/split_gap.py --samples-root /tmp/feat --cuts 3 --n 16 --out-dir "$OUT/experiments" \
+    --conditions isolated,unpinned,new-thread,new-thread-unset,cold-cache,alternate,sibling-spin,pingpong-block,pingpong-spin,pingpong-data,idle-0.03,idle-0.8,isolated-again
+# every thread's CPU time in a split run (does anything spin while its device waits?), over a fast and a slow link
+for LINK in 300/300/1 4g; do
+  $PY docs/data/split-gap-2026-12-07/cpu_use.py "$OUT/cpu-${LINK//\//-}" -- --model alexnet --split conv5 \
+      --profile "$OUT/alexnet-xeon-2core.csv" --edge-device xeon-2core --cloud-device xeon-2core \
+      --edge-setting threads=1 --cloud-setting threads=1 --link $LINK --shaper user --min-query-count 32 \
+      --warmup 2 --reference-runs 0 --images $IMG
+done
