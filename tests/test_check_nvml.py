@@ -58,6 +58,7 @@ def test_profiled_energy_of_the_full_model_matches_a_direct_reading(check, tmp_p
     assert state.calls == []  # nothing was set on the GPU
 
 
+@pytest.mark.slow  # over 5 s (waits for timeouts or runs processes): make test-all
 def test_a_difference_beyond_the_tolerance_exits_1(check, tmp_path):
     mod, _ = check
     rc = mod.main(["--model", "toy_models:skipnet", "--torch-device", "cpu", "--iterations", "2",

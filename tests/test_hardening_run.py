@@ -56,6 +56,7 @@ class SilentListener:
         self.sock.close()
 
 
+@pytest.mark.slow  # over 5 s (waits for timeouts or runs processes): make test-all
 @pytest.mark.parametrize("accept", [True, False], ids=["accepts-never-answers", "never-accepts"])
 def test_cloud_against_a_silent_listener_gives_up_within_the_timeout(accept):
     listener = SilentListener(accept)
@@ -69,6 +70,7 @@ def test_cloud_against_a_silent_listener_gives_up_within_the_timeout(accept):
     assert took < TIMEOUT_S + STARTUP_S
 
 
+@pytest.mark.slow  # over 5 s (waits for timeouts or runs processes): make test-all
 def test_edge_against_a_silent_client_gives_up_within_the_timeout():
     with closing(socket.socket()) as s:
         s.bind(("127.0.0.1", 0))
@@ -122,6 +124,7 @@ def _bad_solutions() -> list[tuple[str, object, str]]:
     ]
 
 
+@pytest.mark.slow  # over 5 s (waits for timeouts or runs processes): make test-all
 @pytest.mark.parametrize("name,content,needle", _bad_solutions(), ids=[c[0] for c in _bad_solutions()])
 def test_local_refuses_a_solution_that_is_not_this_models(name, content, needle, tmp_path):
     path = tmp_path / f"{name}.json"

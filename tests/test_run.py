@@ -275,6 +275,7 @@ def test_cloud_role_on_cuda_reproduces_the_full_model(tmp_path):
     assert assert_outputs_match_full_model(outputs, SKIPNET, (1, 3, 16, 16), SKIP_CUTS) == 12
 
 
+@pytest.mark.slow  # over 5 s (waits for timeouts or runs processes): make test-all
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_cloud_on_cuda_without_a_gpu_is_a_one_line_error(tmp_path):
     t0 = time.monotonic()
@@ -285,6 +286,7 @@ def test_cloud_on_cuda_without_a_gpu_is_a_one_line_error(tmp_path):
     assert time.monotonic() - t0 < 20
 
 
+@pytest.mark.slow  # over 5 s (waits for timeouts or runs processes): make test-all
 @pytest.mark.serial
 def test_emulated_link_takes_the_presets_time(tmp_path):
     """The probe's achieved rates are the presets'; a query over a slow link takes its time."""
@@ -330,6 +332,7 @@ def test_big_models_split_in_the_middle(model, k, tmp_path):
 
 
 # ---- failures ---------------------------------------------------------------------
+@pytest.mark.slow  # over 5 s (waits for timeouts or runs processes): make test-all
 def test_missing_peer_is_a_one_line_error_within_the_timeout():
     t0 = time.monotonic()
     procs = {
@@ -346,6 +349,7 @@ def test_missing_peer_is_a_one_line_error_within_the_timeout():
     assert time.monotonic() - t0 < 2 + 30  # two interpreters and models starting on a busy 2-core machine
 
 
+@pytest.mark.slow  # over 5 s (waits for timeouts or runs processes): make test-all
 def test_dead_peer_is_noticed_at_once():
     port = free_port()
     common = ["--peer", f"127.0.0.1:{port}", "--model", SKIPNET, "--cuts", ",".join(SKIP_CUTS), "--cuts", ",".join(SKIP_CUTS), "--input-shape", SMALL, "--timeout-s", "30"]
@@ -392,6 +396,7 @@ def test_bad_input_fails_before_any_process_starts(extra, needle):
 
 
 # ---- validate ---------------------------------------------------------------------
+@pytest.mark.slow  # over 5 s (waits for timeouts or runs processes): make test-all
 def test_validate_runs_solver_and_every_split(tmp_path):
     prof = tmp_path / "skipnet.csv"
     fake_profile(prof)

@@ -236,6 +236,7 @@ def test_each_device_started_by_hand_joins_and_an_unneeded_one_leaves(tmp_path):
     assert row["devices"] == "a,b,c" and row["hops"] == "4" and float(row["mean_s"]) > 0
 
 
+@pytest.mark.slow  # over 5 s (waits for timeouts or runs processes): make test-all
 def test_a_device_that_never_joins_is_named_and_everyone_leaves(tmp_path):
     system = _system(tmp_path, 3)
     sol = _solution(tmp_path, [(0, 1, "a"), (2, 3, "c")])

@@ -133,6 +133,7 @@ def line_system(tmp_path: Path, n: int) -> tuple[Path, Path]:
 
 
 # ---- runs ------------------------------------------------------------------------------
+@pytest.mark.slow  # over 5 s (waits for timeouts or runs processes): make test-all
 def test_two_devices_every_split_reproduces_the_full_model(launched, tmp_path):
     out, outputs = tmp_path / "run.csv", tmp_path / "out.pt"
     proc = launched.run(["--split", "all", "--link", "20/40/4", *QUICK, "--probe-s", "0.05", "--verify",
@@ -148,7 +149,8 @@ def test_two_devices_every_split_reproduces_the_full_model(launched, tmp_path):
     assert launched.namespaces() == []
 
 
-@pytest.mark.parametrize("n", [3, pytest.param(4, marks=pytest.mark.slow)])
+@pytest.mark.slow  # over 5 s (waits for timeouts or runs processes): make test-all
+@pytest.mark.parametrize("n", [3, 4])
 def test_devices_in_a_line_with_queries_in_flight(n, launched, tmp_path):
     system, sol = line_system(tmp_path, n)
     out, outputs = tmp_path / "run.csv", tmp_path / "out.pt"
@@ -232,7 +234,8 @@ def _start_slow_run(launched: Launches) -> subprocess.Popen:
     return proc
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)],
+@pytest.mark.slow  # over 5 s (waits for timeouts or runs processes): make test-all
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)],
                          ids=["SIGTERM", "SIGINT"])
 def test_a_signalled_launcher_ends_its_devices_and_namespaces(sig, code, launched):
     proc = _start_slow_run(launched)
@@ -267,6 +270,7 @@ def test_a_killed_launcher_is_cleaned_up_by_the_next(launched):
     assert launched.namespaces() == [] and launched.devices() == []
 
 
+@pytest.mark.slow  # over 5 s (waits for timeouts or runs processes): make test-all
 def test_a_device_that_cannot_start_is_named(launched):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: --torch-device cuda would start")
