@@ -30,6 +30,10 @@ def busy_ratio(s: pd.DataFrame) -> float:
     return float(pd.Series(ratios).median()) if ratios else float("nan")
 
 
+def _ratio_text(x: float) -> str:
+    return "-" if x != x else f"{x:.2f}"  # NaN: rows without busy_s
+
+
 def table(label: str, d: pd.DataFrame) -> list[str]:
     out = []
     for (model, link), g in list(d.groupby(["model", "link"], sort=False)) + [(("all", ""), d)]:
@@ -40,7 +44,7 @@ def table(label: str, d: pd.DataFrame) -> list[str]:
         placement = solver.placement.iloc[0].replace(" | ", "; ") if len(solver) and model != "all" else ""
         out.append(f"| {label} | {model} | {link} | {len(s)} | {s.err_bundle_compute.abs().median():.1%} / "
                    f"{s.err_bundle_compute_drift.abs().median():.1%} | {s.err_bundle_compute.median():+.1%} | "
-                   f"{busy_ratio(s):.2f} | "
+                   f"{_ratio_text(busy_ratio(s))} | "
                    f"{placement} | {solver_err} |")
     return out
 
