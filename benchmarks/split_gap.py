@@ -116,36 +116,41 @@ def _spinner(core: int, stop: Any, ready: Any) -> None:
         pass
 
 
-def _pingpong_block(model_name: str, samples: Path, c: int, n_layers: int, n: int, warmup: int,
-                    cut_shape: Sequence[int] | None) -> tuple[list[float], list[float]]:
-    """Blocking token passing; each side reports its times on its own result pipe."""
-    ctx = mp.get_context("spawn")
-    tok_a, tok_b = ctx.Pipe()
-    res_a, res_a_child = ctx.Pipe()
-    res_b, res_b_child = ctx.Pipe()
-    shared = torch.zeros(tuple(cut_shape)).share_memory_() if cut_shape is not None else None
-    pa = ctx.Process(target=_block_child, args=(model_name, str(samples), 0, c, 0, True, n, warmup, tok_a,
-                                                res_a_child, shared))
-    pb = ctx.Process(target=_block_child, args=(model_name, str(samples), c + 1, n_layers - 1, 1, False, n, warmup,
-                                                tok_b, res_b_child, shared))
-    pa.start()
-    pb.start()
-    ta, tb = res_a.recv(), res_b.recv()
-    pa.join()
-    pb.join()
-    return ta, tb
+class _Token:
+    """The turn passed between the two sides of a ping-pong: through a pipe (blocking waits) or
+    a shared flag per side (spinning waits)."""
+
+    def __init__(self, mode: str, side: int, conn: Any, flags: Any) -> None:
+        self.mode, self.side, self.conn, self.flags = mode, side, conn, flags
+
+    def wait(self) -> None:
+        if self.mode == "spin":
+            while self.flags[self.side] == 0:
+                pass
+            self.flags[self.side] = 0
+        else:
+            self.conn.recv()
+
+    def give(self) -> None:
+        if self.mode == "spin":
+            self.flags[1 - self.side] = 1
+        else:
+            self.conn.send(1)
 
 
-def _block_child(model_name: str, samples: str, start: int, end: int, core: int, first: bool, n: int, warmup: int,
-                 tok: Any, res: Any, shared: Any) -> None:
+def _pingpong_child(model_name: str, samples: str, start: int, end: int, core: int, n: int, warmup: int,
+                    token: _Token, res: Any, shared: Any) -> None:
+    """One side: wait for the turn, time its part, pass the turn on. Side 0 (A) goes first and,
+    with `shared`, writes its output there; side 1 (B) then takes it as its input."""
     _pin(core)
     torch.set_num_threads(1)
     part = Part(model_name, Path(samples), start, end)
+    first = token.side == 0
     times = []
     with torch.inference_mode():
         for i in range(warmup + n):
             if not first or i > 0:
-                tok.recv()
+                token.wait()
             if first:
                 t0 = time.perf_counter()
                 out = part.mod(*part.inputs[i % len(part.inputs)])
@@ -156,49 +161,32 @@ def _block_child(model_name: str, samples: str, start: int, end: int, core: int,
                 t = part.call(i, (shared,) if shared is not None else None)
             if i >= warmup:
                 times.append(t)
-            tok.send(1)
+            token.give()
         if first:
-            tok.recv()
+            token.wait()  # B's last call
     res.send(times)
 
 
-def _spin_child(model_name: str, samples: str, start: int, end: int, core: int, first: bool, n: int, warmup: int,
-                tokens: Any, res: Any) -> None:
-    _pin(core)
-    torch.set_num_threads(1)
-    part = Part(model_name, Path(samples), start, end)
-    me, other = (0, 1) if first else (1, 0)
-    times = []
-    with torch.inference_mode():
-        for i in range(warmup + n):
-            if not first or i > 0:
-                while tokens[me] == 0:
-                    pass
-                tokens[me] = 0
-            t = part.call(i)
-            if i >= warmup:
-                times.append(t)
-            tokens[other] = 1
-        if first:
-            while tokens[me] == 0:
-                pass
-    res.send(times)
-
-
-def _pingpong_spin(model_name: str, samples: Path, c: int, n_layers: int, n: int,
-                   warmup: int) -> tuple[list[float], list[float]]:
+def _pingpong(model_name: str, samples: Path, c: int, n_layers: int, n: int, warmup: int, mode: str,
+              cut_shape: Sequence[int] | None = None) -> tuple[list[float], list[float]]:
+    """A on core 0 and B on core 1 in two processes taking turns (`mode` block or spin); with
+    `cut_shape`, B's input is A's output in shared memory. Each side's times."""
     ctx = mp.get_context("spawn")
-    tokens = ctx.Array("i", [0, 0], lock=False)
-    res_a, res_a_child = ctx.Pipe()
-    res_b, res_b_child = ctx.Pipe()
-    pa = ctx.Process(target=_spin_child, args=(model_name, str(samples), 0, c, 0, True, n, warmup, tokens, res_a_child))
-    pb = ctx.Process(target=_spin_child, args=(model_name, str(samples), c + 1, n_layers - 1, 1, False, n, warmup,
-                                               tokens, res_b_child))
-    pa.start()
-    pb.start()
-    ta, tb = res_a.recv(), res_b.recv()
-    pa.join()
-    pb.join()
+    end_a, end_b = ctx.Pipe()
+    flags = ctx.Array("i", [0, 0], lock=False)
+    shared = torch.zeros(tuple(cut_shape)).share_memory_() if cut_shape is not None else None
+    results = []
+    procs = []
+    for side, (start, end, conn) in enumerate(((0, c, end_a), (c + 1, n_layers - 1, end_b))):
+        got, sent = ctx.Pipe()
+        results.append(got)
+        procs.append(ctx.Process(target=_pingpong_child, args=(model_name, str(samples), start, end, side, n, warmup,
+                                                               _Token(mode, side, conn, flags), sent, shared)))
+    for proc in procs:
+        proc.start()
+    ta, tb = results[0].recv(), results[1].recv()
+    for proc in procs:
+        proc.join()
     return ta, tb
 
 
@@ -268,17 +256,17 @@ def measure_split(model_name: str, samples: Path, c: int, n: int, warmup: int,
                 stop.value = 1
                 spin.join()
         elif cond == "pingpong-block":
-            ta, tb = _pingpong_block(model_name, samples, c, n_layers, n, warmup, None)
+            ta, tb = _pingpong(model_name, samples, c, n_layers, n, warmup, "block")
             add(cond, "A", ta)
             add(cond, "B", tb)
         elif cond == "pingpong-data":
             if cut_shape is None:
                 continue
-            ta, tb = _pingpong_block(model_name, samples, c, n_layers, n, warmup, cut_shape)
+            ta, tb = _pingpong(model_name, samples, c, n_layers, n, warmup, "block", cut_shape)
             add(cond, "A", ta)
             add(cond, "B", tb)
         elif cond == "pingpong-spin":
-            ta, tb = _pingpong_spin(model_name, samples, c, n_layers, n, warmup)
+            ta, tb = _pingpong(model_name, samples, c, n_layers, n, warmup, "spin")
             add(cond, "A", ta)
             add(cond, "B", tb)
         else:
