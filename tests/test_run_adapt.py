@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from clihelp import PY, assert_one_line_error, cli_env
 from nd_helpers import csv_rows, fake_profile, skipnet, solution
-from test_run_netns import launched  # noqa: F401  (the fixture that checks that nothing is left)
+from test_run_netns import device_pids, launched  # noqa: F401  (launched: the fixture that checks that nothing is left)
 
 from dime.core.links import DOWN, UP, Link
 from dime.core.network import NetLink, Network
@@ -426,19 +426,18 @@ def test_a_schedule_that_keeps_the_best_plan_switches_nothing(tmp_path):
     assert row["switches"] == "0" and {q["plan"] for q in csv_rows(queries)} == {"0"}
 
 
-def _processes_with(marker: str) -> list[int]:
-    """Running processes whose command line holds `marker`."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if marker in args:
-            pids.append(int(proc.name))
-    return pids
+def _kill_the_cloud_once_switching(proc: subprocess.Popen, marker: str) -> tuple[list[str], str]:
+    """Read the run's log until the source decides to switch, SIGKILL device c (its command line
+    holds `marker`), and wait for the end: the log lines read, and the rest of stderr."""
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if "switching" in line:
+            break
+    (cloud,) = [p for p in device_pids(marker) if b"/c.json" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    subprocess.run(["kill", "-9", str(cloud)], check=True)
+    _, err = proc.communicate(timeout=60)
+    return lines, err
 
 
 @pytest.mark.slow
@@ -457,22 +456,15 @@ def test_a_device_killed_during_a_switch_ends_the_run_with_one_line(tmp_path):
                              str(sol), "--shaper", "user", "--adapt", "--link-schedule", "a-c=1:0.05/0.05",
                              "--min-duration-s", "60", *ADAPT_QUICK], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    lines = []
     try:
-        for line in proc.stderr:
-            lines.append(line)
-            if "switching" in line:
-                break
-        (cloud,) = [p for p in _processes_with(f"{tmp}/") if b"/c.json" in Path(f"/proc/{p}/cmdline").read_bytes()]
-        subprocess.run(["kill", "-9", str(cloud)], check=True)
-        _, err = proc.communicate(timeout=60)
+        lines, err = _kill_the_cloud_once_switching(proc, f"{tmp}/")
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
     assert_one_line_error(subprocess.CompletedProcess([], proc.returncode, "", "".join(lines) + err))
     assert "error: c: exited by signal 9 (SIGKILL)" in err, err
-    assert _processes_with(f"{tmp}/") == [] and list(tmp.iterdir()) == []
+    assert device_pids(f"{tmp}/") == [] and list(tmp.iterdir()) == []
 
 
 @pytest.mark.slow
@@ -539,13 +531,6 @@ def test_a_device_killed_during_a_kernel_shaped_switch_leaves_no_namespace(launc
                    check=True, capture_output=True)
     proc = launched.start(["--input-shape", "1,3,64,64", "--system", str(system), "--solution", str(sol), "--adapt",
                            "--link-schedule", "a-c=1:0.5/0.5", "--min-duration-s", "60", *ADAPT_QUICK], verbose=True)
-    lines = []
-    for line in proc.stderr:
-        lines.append(line)
-        if "switching" in line:
-            break
-    (cloud,) = [p for p in _processes_with(f"{tmp_path}/") if b"/c.json" in Path(f"/proc/{p}/cmdline").read_bytes()]
-    subprocess.run(["kill", "-9", str(cloud)], check=True)
-    _, err = proc.communicate(timeout=60)
+    lines, err = _kill_the_cloud_once_switching(proc, f"{tmp_path}/")
     assert_one_line_error(subprocess.CompletedProcess([], proc.returncode, "", "".join(lines) + err))
     assert "error: c: exited by signal 9 (SIGKILL)" in err, err
