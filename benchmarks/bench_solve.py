@@ -416,15 +416,11 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(message)s", stream=sys.stderr)
     if a.throughput:
-        grid = [tuple(int(x) for x in g.split(":")) for g in a.grid.split(",")] if a.grid else THROUGHPUT_GRID
-        period_rows = run_throughput(a.solvers.split(","), a.time_limit, a.seed, grid, a.variants)
+        period_rows = run_throughput(a.solvers.split(","), a.time_limit, a.seed, _grid(a.grid, THROUGHPUT_GRID),
+                                     a.variants)
         print(period_markdown(period_rows))
         if a.out:
-            with open(a.out, "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(PeriodRow.__dataclass_fields__)
-                for r in period_rows:
-                    w.writerow([getattr(r, c) for c in PeriodRow.__dataclass_fields__])
+            _write_rows(a.out, period_rows)
         return 0
     if a.dp:
         solvers = a.solvers.split(",")
@@ -440,18 +436,28 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     if a.scaling:
-        grid = [tuple(int(x) for x in g.split(":")) for g in a.grid.split(",")] if a.grid else SCALING
-        rows = run_scaling(a.solvers.split(","), a.repeats, a.time_limit, a.seed, grid)
+        rows = run_scaling(a.solvers.split(","), a.repeats, a.time_limit, a.seed, _grid(a.grid, SCALING))
     else:
         rows = run(a.instances.split(","), a.solvers.split(","), a.repeats, a.time_limit, a.seed)
     print(markdown(rows))
     if a.out:
-        with open(a.out, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(Row.__dataclass_fields__)
-            for r in rows:
-                w.writerow([getattr(r, c) for c in Row.__dataclass_fields__])
+        _write_rows(a.out, rows)
     return 0
+
+
+def _grid(text: str | None, default: list) -> list:
+    """--grid's `a:b:c,...` as tuples of ints, or `default`."""
+    return [tuple(int(x) for x in g.split(":")) for g in text.split(",")] if text else default
+
+
+def _write_rows(path: str, rows: list) -> None:
+    """Result rows (dataclasses of one kind) as CSV, one column per field."""
+    fields = list(type(rows[0]).__dataclass_fields__) if rows else []
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(fields)
+        for r in rows:
+            w.writerow([getattr(r, c) for c in fields])
 
 
 if __name__ == "__main__":
