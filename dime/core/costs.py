@@ -9,6 +9,13 @@ devices (dime.core.network) roles are numbered 0..n-1 and the network says which
 the source; the two-role case is a network of one link, source 0. A role with compute
 False is a relay (a router, an access point): it runs no bundle, has no settings and no
 profiled device, and only forwards transfers along routes.
+
+Wake-up: a device that sat idle before a segment (a run of bundles on it) computes it slower
+than the back-to-back runs of its profile (docs/run.md, "Where the compute gap of split
+placements comes from"). Where a profile measured it (`dime.profile --wakeup`), each segment
+pays its device's extra time after the idle it followed, in single-stream queries run back to
+back: the time since the device's previous segment of the query, or, for its first segment, the
+rest of the previous query.
 """
 
 from __future__ import annotations
@@ -45,6 +52,37 @@ class BundleCost:
         return self.latency_source == "predicted"
 
 
+@dataclass(frozen=True)
+class WakeUp:
+    """Extra seconds a segment takes after its device idled `idle_s` seconds (piecewise linear
+    between the measured idle times, flat beyond the last; 0 after no idle). Non-decreasing
+    and >= 0 (the reader makes it so), hence never below the back-to-back cost."""
+
+    idle_s: tuple[float, ...]  # ascending, starting at 0.0
+    extra_s: tuple[float, ...]  # the same length, starting at 0.0
+
+    def __post_init__(self) -> None:
+        if len(self.idle_s) != len(self.extra_s) or not self.idle_s or self.idle_s[0] != 0.0:
+            raise ValueError("WakeUp needs matching idle_s and extra_s that start at idle 0")
+        if any(b <= a for a, b in zip(self.idle_s, self.idle_s[1:])):
+            raise ValueError("WakeUp idle_s must be ascending")
+        if self.extra_s[0] != 0.0 or any(b < a for a, b in zip(self.extra_s, self.extra_s[1:])):
+            raise ValueError("WakeUp extra_s must start at 0 and never fall")
+
+    def extra(self, idle_s: float) -> float:
+        xs, ys = self.idle_s, self.extra_s
+        if idle_s <= 0.0:
+            return 0.0
+        if idle_s >= xs[-1]:
+            return ys[-1]
+        i = next(i for i in range(1, len(xs)) if idle_s < xs[i])
+        return ys[i - 1] + (ys[i] - ys[i - 1]) * (idle_s - xs[i - 1]) / (xs[i] - xs[i - 1])
+
+    @property
+    def max_slope(self) -> float:
+        return max((b - a) / (y - x) for x, y, a, b in zip(self.idle_s, self.idle_s[1:], self.extra_s, self.extra_s[1:]))
+
+
 @dataclass
 class CostTable:
     """Bundle costs of one model on one or more devices, as read from profiles."""
@@ -58,6 +96,7 @@ class CostTable:
     sources: tuple[str, ...] = ()  # the profile files read, for error messages
     param_bytes: dict[tuple[int, int], int] = field(default_factory=dict)  # (start, end) -> bytes, when profiled
     device_files: dict[str, tuple[str, ...]] = field(default_factory=dict)  # device -> the files with its rows
+    wakeup: dict[tuple[str, str], WakeUp] = field(default_factory=dict)  # (device, setting), where measured
 
     @property
     def n_layers(self) -> int:
@@ -133,7 +172,8 @@ class Evaluation:
     energy_assumed: bool = False
     period_s: float = math.nan  # pipelined: the busiest device's compute or link direction's wire time
     bottleneck: str = ""  # the device or link direction behind period_s
-    device_compute_s: tuple[float, ...] = ()  # each role's compute latency (sum of its bundles)
+    device_compute_s: tuple[float, ...] = ()  # each role's compute latency (its bundles + its wake-ups)
+    wakeup_s: float = 0.0  # the part of latency_s (and compute_latency_s) that is wake-up after idling
 
 
 def segments(placement: Sequence[Assignment]) -> list[tuple[int, int, int, list[Assignment]]]:
@@ -231,27 +271,88 @@ def evaluate(
                 assumed |= c.energy_source.startswith("assumed")
     comm_lat = comm_en = 0.0
     wire: dict[tuple[int, str], float] = {}
+    route_s: dict[int, float] = {}  # cut -> the latency of its move
     for cut, src, dst in moves(placement, table.n_layers, network.source):
         route = network.route(src, dst, table.cut_bytes[cut], energy)
         comm_lat += route.latency_s
         comm_en += route.energy_j
+        route_s[cut] = route.latency_s
         for key, t in route.wire_s:
             wire[key] = wire.get(key, 0.0) + t
     loads = [(busy[r], roles[r].name) for r in range(len(roles))]
     loads += [(t, link_direction_name(roles, network, i, d)) for (i, d), t in wire.items()]
+    # A saturated pipeline's bottleneck never idles: the period has no wake-up.
     period, bottleneck = max(loads, key=lambda x: x[0])
+    wake = wakeup_times(table, roles, placement, route_s, comp_lat + comm_lat)
+    wake_s = sum(wake)
+    wake_en = 0.0
+    device_compute = list(busy)
+    for (role, _, _, bs), extra in zip(segments(placement), wake):
+        device_compute[role] += extra
+        if extra and energy[role]:
+            c = table.cost(roles[role].device, bs[0].setting, bs[0].start, bs[0].end)
+            # the extra time at the segment's first bundle's mean power
+            wake_en += math.nan if c.energy_j is None else extra * c.energy_j / max(c.latency_s, 1e-12)
     return Evaluation(
-        latency_s=comp_lat + comm_lat,
-        compute_latency_s=comp_lat,
+        latency_s=comp_lat + wake_s + comm_lat,
+        compute_latency_s=comp_lat + wake_s,
         comm_latency_s=comm_lat,
-        energy_j=comp_en + comm_en,
-        compute_energy_j=comp_en,
+        energy_j=comp_en + wake_en + comm_en,
+        compute_energy_j=comp_en + wake_en,
         comm_energy_j=comm_en,
         energy_assumed=assumed,
         period_s=period,
         bottleneck=bottleneck,
-        device_compute_s=tuple(busy),
+        device_compute_s=tuple(device_compute),
+        wakeup_s=wake_s,
     )
+
+
+def wakeup_times(table: CostTable, roles: Sequence[Role], placement: Sequence[Assignment],
+                 route_s: Mapping[int, float], base_latency_s: float) -> list[float]:
+    """Each segment's wake-up seconds (see the module's docstring), in single-stream queries
+    run back to back: the least fixed point of latency = base + wake-ups (the wake-ups grow
+    with the latency, through the idle before each device's first segment).
+
+    `route_s` maps the cut of each move to its latency; `base_latency_s` is the query's
+    latency without wake-up. All zeros where no role's profile measured wake-up.
+    """
+    segs = segments(placement)
+    curves = [table.wakeup.get((roles[r].device, bs[0].setting)) for r, _, _, bs in segs]
+    if not any(curves):
+        return [0.0] * len(segs)
+    compute = [sum(table.cost(roles[r].device, a.setting, a.start, a.end).latency_s for a in bs)
+               for r, _, _, bs in segs]
+    extras = [0.0] * len(segs)
+    latency = base_latency_s
+    for _ in range(10_000):
+        # one query's timeline with the current wake-ups; a device's first segment idled since
+        # its last one of the previous query, `latency` earlier
+        t = 0.0
+        start, end = [0.0] * len(segs), [0.0] * len(segs)
+        for i, (_, s, _, _) in enumerate(segs):
+            t += route_s.get(s, 0.0)
+            start[i] = t
+            t += compute[i] + extras[i]
+            end[i] = t
+        new = []
+        for i, (r, _, _, _) in enumerate(segs):
+            earlier = [j for j in range(i) if segs[j][0] == r]
+            if earlier:
+                idle = start[i] - end[earlier[-1]]
+            else:
+                last = max(j for j in range(len(segs)) if segs[j][0] == r)
+                idle = latency + start[i] - end[last]
+            curve = curves[i]
+            new.append(curve.extra(idle) if curve is not None else 0.0)
+        latency_new = base_latency_s + sum(new)
+        # Each round's wake-ups are at least the last's (every idle grows by the wake-ups it spans):
+        # a rising sequence, bounded by the curves' last values, so it settles.
+        done = max(abs(a - b) for a, b in zip(new, extras)) <= 1e-13
+        extras, latency = new, latency_new
+        if done:
+            break
+    return extras
 
 
 def memory_use(table: CostTable, placement: Sequence[Assignment], role: int) -> int:

@@ -31,6 +31,7 @@ _IDENTITY_FLAGS: dict[str, str] = {
     "energy": "--power/--assume-power",
     "min_window_s": "--min-window",
     "idle_baseline": "--idle-baseline",
+    "wakeup": "--wakeup/--wakeup-runs",
 }
 
 
@@ -40,8 +41,25 @@ def _shown(key: str, value: Any) -> str:
     return str(value)
 
 
+def wakeup_key(bundle: str, idle_s: float) -> str:
+    """The bundle part of a wake-up row's key: its runs count apart from the bundle's own."""
+    return f"{bundle}@idle={idle_s:g}"
+
+
+def _idle(row: list[str], idx: dict[str, int]) -> float | None:
+    i = idx.get("idle_s")
+    if i is None or not row[i].strip():
+        return None
+    try:
+        return float(row[i])
+    except ValueError:
+        return None
+
+
 def _key(row: list[str], idx: dict[str, int]) -> tuple[str, str, str, str]:
-    return row[idx["model"]], row[idx["device"]], row[idx["setting"]], row[idx["bundle"]]
+    idle = _idle(row, idx)
+    bundle = row[idx["bundle"]] if idle is None else wakeup_key(row[idx["bundle"]], idle)
+    return row[idx["model"]], row[idx["device"]], row[idx["setting"]], bundle
 
 
 class ProfileFile:
@@ -53,13 +71,15 @@ class ProfileFile:
     (an interrupted run) are dropped, and predicted rows (dime.profile --measure): they are
     predicted again once the measuring is done (`predicted_max_bundle` says up to what K).
     `prepare=False` opens nothing: `check()` then only reads (the profiler checks an identity
-    before it builds the model).
+    before it builds the model). Wake-up rows (dime.profile --wakeup) count per bundle and idle
+    time against `wakeup_rows` (idle time -> rows); without it they are kept as they are.
     """
 
     def __init__(self, path: Path, expected_rows: int, identity: dict[str, Any] | None = None,
-                 overwrite: bool = False, prepare: bool = True) -> None:
+                 overwrite: bool = False, prepare: bool = True, wakeup_rows: dict[float, int] | None = None) -> None:
         self.path = path
         self.expected_rows = expected_rows
+        self.wakeup_rows = wakeup_rows
         self.identity = identity or {}
         self.overwrite = overwrite
         self.done: set[tuple[str, str, str, str]] = set()  # (model, device, setting, bundle)
@@ -117,15 +137,22 @@ class ProfileFile:
             log.info("%s: %d predicted rows kept until the measuring is done, then predicted again",
                      self.path, len(guessed))
         counts: dict[tuple[str, str, str, str], int] = {}
+        self._expected: dict[tuple[str, str, str, str], int] = {}
         for r in rows:
             k = _key(r, idx)
             counts[k] = counts.get(k, 0) + 1
-        over = {k: c for k, c in counts.items() if c > self.expected_rows}
+            idle = _idle(r, idx)
+            if idle is None:
+                self._expected[k] = self.expected_rows
+            elif self.wakeup_rows is not None:
+                self._expected[k] = self.wakeup_rows.get(idle, 0)
+        over = {k: c for k, c in counts.items() if k in self._expected and c > self._expected[k]}
         if over:
             k, c = next(iter(over.items()))
+            flags = "--iterations x --runs" if "@idle=" not in k[3] else "--wakeup and --wakeup-runs"
             raise self._refuse(
-                f"has {c} runs of bundle {k[3]} ({k[2]}) where this profile makes {self.expected_rows} "
-                f"(--iterations x --runs): it was profiled with other parameters"
+                f"has {c} runs of bundle {k[3]} ({k[2]}) where this profile makes {self._expected[k]} "
+                f"({flags}): it was profiled with other parameters"
             )
         return header, rows, guessed, read[2], counts
 
@@ -146,7 +173,17 @@ class ProfileFile:
         header, rows, guessed, dropped_lines, counts = checked
         idx = {c: i for i, c in enumerate(header)}
         upgrade = header != list(PROFILE_COLUMNS)
-        self.done = {k for k, c in counts.items() if c == self.expected_rows}
+        self.done = {k for k, c in counts.items() if c == self._expected.get(k, c)}
+        if self.wakeup_rows is not None:
+            # a bundle's wake-up pass is written at once and redone whole: all its idle times or none
+            passes: dict[tuple[str, str, str, str], set[tuple[str, str, str, str]]] = {}
+            for k in counts:
+                if "@idle=" in k[3]:
+                    passes.setdefault((*k[:3], k[3].rsplit("@idle=", 1)[0]), set()).add(k)
+            for (m, d, t, b), keys in passes.items():
+                whole = {(m, d, t, wakeup_key(b, idle)) for idle in self.wakeup_rows}
+                if keys != whole or not keys <= self.done:
+                    self.done -= keys
         partial = [k for k in counts if k not in self.done]
         if dropped_lines or partial or upgrade:
             # predicted rows stay (a measured bundle's rows win over them when read) until

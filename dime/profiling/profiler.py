@@ -47,7 +47,7 @@ from dime.errors import ModelError, UsageError
 from dime.fileio import atomic_write_text, check_output_path
 from dime.profiling.predict import DEFAULT_PARAMS, Chooser, budget_for
 from dime.profiling.predicted import fitted_on, measured_only, predict_profile, predicted_rows
-from dime.profiling.profilefile import ProfileFile
+from dime.profiling.profilefile import ProfileFile, wakeup_key
 from dime.profiling.reader import latency_of_rows, load_profiles
 from dime.profiling.schema import MEASURED, meta_path
 
@@ -83,9 +83,14 @@ class ProfileConfig:
     # measure this fraction of the bundles (single layers and longest first, then those the
     # predictor is least sure of) and predict the rest; None: measure every bundle
     measure_fraction: float | None = None
+    # time a few bundles after the device idled this long (s), for the cost model's wake-up
+    # term; () : not measured
+    wakeup_idle_s: tuple[float, ...] = ()
+    wakeup_runs: int = 8  # timed calls per idle time and bundle
 
 
 CONTEXTS = ("isolated", "chain")
+DEFAULT_WAKEUP_IDLE_S = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 
 class Timer:
@@ -230,12 +235,20 @@ def profile_identity(config: ProfileConfig, model_name: str, energy: str,
         identity.update(layers=list(model.layer_names), weights=str(model.weights))
     identity.update(iterations=config.iterations, runs=config.runs, warmup=config.warmup, context=config.context,
                     energy=energy, min_window_s=config.min_window_s, idle_baseline=config.idle_baseline)
+    if config.wakeup_idle_s:
+        identity["wakeup"] = {"idle_s": list(config.wakeup_idle_s), "runs": config.wakeup_runs}
     return identity
 
 
 def check_profile_out(out: Path, config: ProfileConfig, identity: dict[str, Any]) -> None:
     """Refuse --out when it holds a profile of another identity (unless --overwrite), writing nothing."""
-    ProfileFile(out, config.iterations * config.runs, identity, overwrite=config.overwrite, prepare=False).check()
+    _profile_file(out, config, identity, prepare=False).check()
+
+
+def _profile_file(out: Path, config: ProfileConfig, identity: dict[str, Any], prepare: bool = True) -> ProfileFile:
+    wake = {0.0: config.wakeup_runs * len(config.wakeup_idle_s), **{t: config.wakeup_runs for t in config.wakeup_idle_s}}
+    return ProfileFile(out, config.iterations * config.runs, identity, overwrite=config.overwrite, prepare=prepare,
+                       wakeup_rows=wake if config.wakeup_idle_s else None)
 
 
 def profile(
@@ -273,6 +286,8 @@ def profile(
         raise UsageError(f"--measure must be a fraction in (0, 1], got {config.measure_fraction:g}")
     if config.measure_fraction is not None and choose is None:
         raise UsageError("--measure needs a chooser of the bundles: run it as `python -m dime.profile`")
+    if any(not (0 < t <= 60 and math.isfinite(t)) for t in config.wakeup_idle_s) or config.wakeup_runs < 1:
+        raise UsageError("--wakeup: idle times in (0, 60] s, and --wakeup-runs >= 1")
     if config.iterations < 1 or config.runs < 1 or config.warmup < 0:
         raise UsageError("--iterations and --runs must be >= 1, --warmup >= 0")
     powers = config.assume_power_w
@@ -282,7 +297,7 @@ def profile(
     check_context(config.context, meter is not None)
     host = _host_info(device)
     identity = profile_identity(config, model.name, energy_label(meter.name if meter else None, powers), model)
-    pfile = ProfileFile(out, config.iterations * config.runs, identity, overwrite=config.overwrite)
+    pfile = _profile_file(out, config, identity)
     meta = {
         **identity,
         "max_bundle": max(k, pfile.predicted_max_bundle),
@@ -298,6 +313,8 @@ def profile(
     fraction = config.measure_fraction
     per_point = budget_for(fraction, n, k) if fraction is not None else len(bundles)
     total = len(points) * per_point if fraction is not None else sum(len(points) if t is None else 1 for t, _, _ in picks)
+    probes = wakeup_probes(n, bundles if fraction is None else all_bundles(n, k)) if config.wakeup_idle_s else []
+    total += len(points) * len(probes)
     bar = tqdm(total=total, desc=f"profile {model.name}", unit="bundle", disable=not progress, file=sys.stderr)
     counts = {"profiled": 0, "skipped": 0}
 
@@ -326,13 +343,31 @@ def profile(
             counts["profiled"] += 1
             bar.update(1)
 
+    def wake(p_i: int) -> None:
+        """Time the probes after each idle time, at points[p_i] (those not yet in the file)."""
+        point = points[p_i]
+        for s, e in probes:
+            keys = {(model.name, config.device_name, point.label, wakeup_key(model.bundle_name(s, e), t))
+                    for t in (0.0, *config.wakeup_idle_s)}
+            if keys <= pfile.done:
+                counts["skipped"] += 1
+                bar.update(1)
+                continue
+            point.apply()
+            inputs = _load_inputs(samples, manifest, model.layer_names[s], device)
+            pfile.append(_wakeup_rows(model, s, e, inputs, device, timer, config, point))
+            pfile.done |= keys
+            counts["profiled"] += 1
+            bar.update(1)
+
     for p_i, point in enumerate(points):
         if fraction is None or choose is None:
             measure(p_i, [(s, e) for t, s, e in picks if t in (None, point.label)])
-            continue
-        latency = _MeasuredLatency(out, model.name, config.device_name, point.label)
-        for chosen in choose(n, k, model.cut_bytes, per_point, latency):
-            measure(p_i, sorted(chosen), latency)
+        else:
+            latency = _MeasuredLatency(out, model.name, config.device_name, point.label)
+            for chosen in choose(n, k, model.cut_bytes, per_point, latency):
+                measure(p_i, sorted(chosen), latency)
+        wake(p_i)
     bar.close()
     summary = {"bundles": per_point if fraction is not None else len(bundles), "settings": len(points), **counts,
                "predicted": 0}
@@ -484,6 +519,53 @@ def _profile_bundle(
     return rows
 
 
+def wakeup_probes(n_layers: int, bundles: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The bundles a wake-up pass times: at a third and two thirds of the chain and at its
+    start, the longest profiled bundle starting there (or the next start that has one)."""
+    out: list[tuple[int, int]] = []
+    for at in dict.fromkeys((0, n_layers // 3, 2 * n_layers // 3)):
+        here = [b for b in bundles if b[0] >= at]
+        if here:
+            first = min(s for s, _ in here)
+            pick = max((b for b in here if b[0] == first), key=lambda b: b[1])
+            if pick not in out:
+                out.append(pick)
+    return out
+
+
+def _wakeup_rows(model: SplitModel, s: int, e: int, inputs: list[tuple[torch.Tensor, ...]], device: torch.device,
+                 timer: Timer, config: ProfileConfig, point: OperatingPoint) -> list[dict[str, Any]]:
+    """One call after each idle time, then one right after it (the reference, idle_s 0), for
+    config.wakeup_runs rounds. No energy: a single call is below any meter's window; the cost
+    model prices the extra time at the bundle's measured power."""
+    mod = model.bundle(s, e).to(device)
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    common = {
+        "model": model.name, "device": config.device_name, "setting": point.label, "setting_kind": point.kind,
+        "bundle": model.bundle_name(s, e), "start": model.layer_names[s], "end": model.layer_names[e],
+        "in_bytes": model.cut_bytes[s], "out_bytes": model.cut_bytes[e + 1], "param_bytes": param_bytes(mod),
+        "latency_source": MEASURED, "torch_device": str(device), "host": platform.node(),
+        "torch_version": torch.__version__, "timestamp": stamp, "repeats": 1, "energy_j": "",
+    }
+    rows: list[dict[str, Any]] = []
+    calls = 0
+    with torch.inference_mode():
+        for w in range(max(config.warmup, 1)):
+            timer.time_s(lambda: mod(*inputs[w % len(inputs)]))
+        for run in range(config.wakeup_runs):
+            for it, idle in enumerate(config.wakeup_idle_s):
+                for wait in (idle, 0.0):
+                    x = inputs[calls % len(inputs)]
+                    calls += 1
+                    if wait:
+                        time.sleep(wait)
+                    t0 = time.monotonic()
+                    elapsed = timer.time_s(lambda: mod(*x))
+                    rows.append(dict(common, iteration=it, run=run, idle_s=f"{wait:g}", latency_s=f"{elapsed:.9g}",
+                                     t_start_s=f"{t0:.6f}", t_end_s=f"{time.monotonic():.6f}"))
+    return rows
+
+
 def _float_list(text: str, flag: str) -> list[float]:
     try:
         vals = [float(v) for v in text.split(",") if v.strip()]
@@ -549,6 +631,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", choices=CONTEXTS, default="isolated",
                    help="isolated: time each bundle back to back (default); chain: before each timed run, run "
                         "the layers before the bundle untimed, as in a chain of bundles on one device")
+    p.add_argument("--wakeup", nargs="?", const=",".join(f"{t:g}" for t in DEFAULT_WAKEUP_IDLE_S), metavar="IDLE_S",
+                   help="also time a few bundles after the device idled these many seconds (comma-separated; "
+                        f"default {','.join(f'{t:g}' for t in DEFAULT_WAKEUP_IDLE_S)}): the cost model then "
+                        "adds the extra time a device takes after idling to split placements (about 1 min per setting)")
+    p.add_argument("--wakeup-runs", type=positive_int, default=8, metavar="N",
+                   help="with --wakeup: timed calls per idle time and bundle (default 8)")
     p.add_argument("--samples", type=Path, help="feature maps folder (default samples/<model>)")
     p.add_argument("--out", type=Path, help="profile CSV to write or resume (default results/profiles/<model>-<device>.csv)")
     p.add_argument("--overwrite", action="store_true",
@@ -633,6 +721,8 @@ def main(argv: Sequence[str] | None = None, choose: Chooser | None = None) -> in
         bundles=args.bundles,
         overwrite=args.overwrite,
         measure_fraction=args.measure,
+        wakeup_idle_s=tuple(sorted(set(_float_list(args.wakeup, "--wakeup")))) if args.wakeup else (),
+        wakeup_runs=args.wakeup_runs,
         command=" ".join(shlex.quote(a) for a in ["python", "-m", "dime.profile", *(argv if argv is not None else sys.argv[1:])]),
     )
     energy = energy_label(None if args.power == "none" else args.power, config.assume_power_w)

@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from dime.core.costs import Assignment, BundleCost, CostTable, Role, segments
+from dime.core.costs import Assignment, BundleCost, CostTable, Role, WakeUp, segments
 from dime.errors import DimeError, ProfileError, UsageError
 from dime.fileio import MAX_TABLE_BYTES, MAX_TEXT_BYTES, input_problem, read_input_bytes, read_input_text
 from dime.profiling.schema import (
@@ -65,7 +65,8 @@ def load_profiles(
     files = _distinct_files([str(p) for p in paths])
     frames = [_read_one(p) for p in files]
     df = pd.concat(frames, ignore_index=True)
-    _warn_duplicate_runs(df[df["latency_source"] != PREDICTED].reset_index(drop=True), files)
+    wake = df["_idle"].notna().to_numpy()
+    _warn_duplicate_runs(df[(df["latency_source"] != PREDICTED).to_numpy() & ~wake].reset_index(drop=True), files)
     for c in df.columns:
         if not c.startswith("_") and c not in _NUMERIC_COLUMNS:
             df[c] = df[c].fillna("")  # optional text columns absent from some files
@@ -97,7 +98,8 @@ def load_profiles(
             if kind and (device, setting) not in setting_kinds:
                 setting_kinds[(device, setting)] = kind
 
-    costs = _aggregate(df, trim, layer_names)
+    wake = df["_idle"].notna()
+    costs = _aggregate(df[~wake].reset_index(drop=True), trim, layer_names)
     table = CostTable(
         model=model,
         layer_names=tuple(layer_names),
@@ -108,6 +110,7 @@ def load_profiles(
         sources=tuple(files),
         param_bytes=_param_bytes(df, layer_names),
         device_files={dev: tuple(dict.fromkeys(group)) for dev, group in df.groupby("device", sort=False)["_file"]},
+        wakeup=_wakeup(df[wake].reset_index(drop=True)),
     )
     log.debug(
         "read %d runs of %s (%d layers, %d bundle costs) from %s",
@@ -313,6 +316,12 @@ def _check_numbers(df: pd.DataFrame, path: str) -> None:
     df["energy_j"] = en.astype(float)
     df["_energy_empty"] = empty
     _check_predicted(df, path, fail)
+    raw = df["idle_s"] if "idle_s" in df.columns else pd.Series([""] * len(df), index=df.index)
+    idle = pd.to_numeric(raw.where(raw != "", "nan"), errors="coerce")
+    bad = (idle.isna() & (raw != "")) | (idle < 0) | (idle > MAX_LATENCY_S) | np.isinf(idle)
+    if bad.any():
+        raise fail("idle_s", bad.idxmax(), f"is not a number of seconds in [0, {MAX_LATENCY_S:g}]")
+    df["_idle"] = idle.astype(float)
 
 
 def _check_predicted(df: pd.DataFrame, path: str, fail: Callable[[str, int, str], ProfileError]) -> None:
@@ -503,6 +512,34 @@ def _aggregate(df: pd.DataFrame, trim: float, layer_names: list[str]) -> dict[tu
             energy_sd_j=_mean_or_none(en_sd[idx]) if origin == PREDICTED else None,
         )
     return costs
+
+
+def _wakeup(df: pd.DataFrame) -> dict[tuple[str, str], WakeUp]:
+    """Per (device, setting): the extra seconds after each measured idle time, the median over
+    the probed bundles of (median after the idle - median of the reference calls timed among
+    them, idle 0). Medians, not trimmed means: calls after an idle have a long tail. The
+    curve is then made >= 0 and non-decreasing (a shorter idle never costs more than a longer
+    one; what the medians say otherwise is noise)."""
+    out: dict[tuple[str, str], WakeUp] = {}
+    if df.empty:
+        return out
+    for (device, setting), rows in df.groupby(["device", "setting"], sort=False):
+        by_idle: dict[float, list[float]] = {}
+        for _, b in rows.groupby(["_s", "_e"], sort=False):
+            ref = b[b["_idle"] == 0.0]["latency_s"]
+            if ref.empty:
+                raise ProfileError(f"{b['_file'].iloc[0]}: line {b['_line'].iloc[0]}: wake-up rows of bundle "
+                                   f"{b['bundle'].iloc[0]} on {device} ({setting}) without reference rows (idle_s 0)")
+            for idle, g in b[b["_idle"] > 0.0].groupby("_idle"):
+                by_idle.setdefault(float(idle), []).append(float(g["latency_s"].median() - ref.median()))
+        xs, ys, top = [0.0], [0.0], 0.0
+        for idle in sorted(by_idle):
+            top = max(top, float(np.median(by_idle[idle])))
+            xs.append(idle)
+            ys.append(top)
+        if len(xs) > 1:
+            out[(str(device), str(setting))] = WakeUp(tuple(xs), tuple(ys))
+    return out
 
 
 def _mean_or_none(values: np.ndarray) -> float | None:

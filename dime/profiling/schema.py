@@ -40,6 +40,9 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
     "latency_sd_s",  # uncertainty (sd) of a predicted latency_s; empty on measured rows
     "energy_origin",  # measured | predicted | empty (no energy); energy_source stays the meter's name
     "energy_sd_j",  # uncertainty (sd) of a predicted energy_j
+    # Wake-up rows (dime.profile --wakeup): one call timed after the device idled idle_s seconds
+    # (0: right after another call, the reference). Empty on the bundle rows.
+    "idle_s",
 )
 MEASURED = "measured"
 PREDICTED = "predicted"

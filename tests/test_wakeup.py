@@ -1,0 +1,203 @@
+"""Wake-up after idling: the cost model's term, the profile rows that measure it, the planner's search."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import Counter
+
+import pytest
+from clihelp import assert_one_line_error, run_cli
+from instances import write_profile_csv
+
+from dime.capture.models import load_model
+from dime.capture.samples import generate
+from dime.core.costs import Assignment, BundleCost, CostTable, Role, WakeUp, evaluate
+from dime.core.links import Link
+from dime.errors import ProfileError
+from dime.profiling.reader import load_profiles
+from dime.profiling.schema import PROFILE_COLUMNS
+
+# 4 layers, two devices; every bundle costs the sum of its layers (ms), energy at 2 W on "a".
+LAYER_S = (0.010, 0.020, 0.005, 0.015)
+
+
+def _table(wakeup: dict | None = None) -> CostTable:
+    costs = {}
+    for dev in ("a", "b"):
+        for s in range(4):
+            for e in range(s, 4):
+                lat = sum(LAYER_S[s : e + 1]) * (1.0 if dev == "a" else 0.5)
+                costs[(dev, "t1", s, e)] = BundleCost(lat, 2.0 * lat if dev == "a" else None, "synthetic", 5)
+    return CostTable("toy", ("l0", "l1", "l2", "l3"), (1000, 2000, 3000, 4000, 10), {"a": ("t1",), "b": ("t1",)},
+                     costs, wakeup=wakeup or {})
+
+
+ROLES = (Role("a", ("t1",)), Role("b", ("t1",)))
+LINK = Link("l", 8.0, 8.0)  # 1 MB/s: 1000 bytes take 1 ms
+CURVE = WakeUp((0.0, 0.01, 0.1), (0.0, 0.002, 0.006))
+
+
+def test_curve_is_piecewise_linear_and_flat_beyond():
+    assert CURVE.extra(0.0) == 0.0
+    assert CURVE.extra(0.005) == pytest.approx(0.001)
+    assert CURVE.extra(0.055) == pytest.approx(0.004)
+    assert CURVE.extra(5.0) == pytest.approx(0.006)
+    with pytest.raises(ValueError):
+        WakeUp((0.0, 0.1), (0.0, -0.001))
+    with pytest.raises(ValueError):
+        WakeUp((0.01, 0.1), (0.0, 0.001))
+
+
+def test_whole_model_on_one_device_never_idles():
+    placement = [Assignment(0, 3, 0, "t1")]
+    plain = evaluate(_table(), ROLES, LINK, placement)
+    woken = evaluate(_table({("a", "t1"): CURVE}), ROLES, LINK, placement)
+    assert woken == plain
+    assert woken.wakeup_s == 0.0
+
+
+def test_split_by_hand():
+    """a: l0 (10 ms), b: l1..l3 (20 ms), the output back. Moves: cut 1 (2000 B, 2 ms), cut 4 (10 B).
+
+    Base latency 32.01 ms. Each device idles for the rest of the query: a for L - 10 ms - w_a,
+    b for L - 20 ms - w_b, where L = 32.01 ms + w_a + w_b; so a idles 22.01 ms + w_b and b
+    12.01 ms + w_a. On 0.01..0.1 s, CURVE is w(x) = 0.002 + k (x - 0.01), k = 0.004 / 0.09:
+    w_a = 0.002 + k (0.01201 + w_b), w_b = 0.002 + k (0.00201 + w_a), solved below.
+    """
+    table = _table({("a", "t1"): CURVE, ("b", "t1"): CURVE})
+    placement = [Assignment(0, 0, 0, "t1"), Assignment(1, 3, 1, "t1")]
+    plain = evaluate(_table(), ROLES, LINK, placement)
+    assert plain.latency_s == pytest.approx(0.03201)
+    ev = evaluate(table, ROLES, LINK, placement)
+    k = 0.004 / 0.09
+    ca, cb = 0.002 + k * 0.01201, 0.002 + k * 0.00201
+    w_a = (ca + k * cb) / (1 - k * k)
+    w_b = cb + k * w_a
+    latency = 0.03201 + w_a + w_b
+    assert ev.latency_s == pytest.approx(latency, rel=1e-9)
+    assert ev.wakeup_s == pytest.approx(latency - 0.03201, rel=1e-9)
+    assert ev.compute_latency_s == pytest.approx(plain.compute_latency_s + ev.wakeup_s)
+    assert ev.device_compute_s[1] == pytest.approx(0.020 + w_b, rel=1e-9)
+    # a's wake-up at a's mean power (2 W); b counts no energy (not the source)
+    assert ev.energy_j == pytest.approx(plain.energy_j + 2.0 * w_a, rel=1e-9)
+    assert ev.period_s == plain.period_s  # a saturated pipeline's bottleneck never idles
+
+
+def test_coming_back_pays_for_the_idle_in_between():
+    """a: l0, b: l1, a: l2..l3. a's second segment idled from 10 ms to 10 + 2 + 10 + 3 = 25 ms
+    (15 ms, the transfers and b's compute); its first idled since its second one ended, the rest of
+    the previous query: nothing (the output comes back to a with no move)."""
+    table = _table({("a", "t1"): CURVE})
+    placement = [Assignment(0, 0, 0, "t1"), Assignment(1, 1, 1, "t1"), Assignment(2, 3, 0, "t1")]
+    ev = evaluate(table, ROLES, LINK, placement)
+    assert ev.wakeup_s == pytest.approx(CURVE.extra(0.015), rel=1e-9)
+    assert math.isclose(ev.latency_s, evaluate(_table(), ROLES, LINK, placement).latency_s + ev.wakeup_s)
+
+
+# -- the profile rows ----------------------------------------------------------------------------
+
+TOY = ["--model", "toy_models:skipnet", "--cuts", "conv1,conv2,conv3,pool"]
+
+
+def _wake_rows(table: CostTable, device: str, bundle: tuple[int, int], idle_latency: dict[float, list[float]]):
+    s, e = bundle
+    rows = []
+    for idle, values in idle_latency.items():
+        for r, v in enumerate(values):
+            rows.append({"model": table.model, "device": device, "setting": "t1", "bundle": table.bundle_name(s, e),
+                         "start": table.layer_names[s], "end": table.layer_names[e], "in_bytes": table.cut_bytes[s],
+                         "out_bytes": table.cut_bytes[e + 1], "iteration": 0, "run": r, "latency_s": repr(v),
+                         "energy_j": "", "idle_s": f"{idle:g}"})
+    return rows
+
+
+def _append(path, rows):
+    with open(path, "a", newline="") as f:
+        csv.DictWriter(f, fieldnames=list(PROFILE_COLUMNS), extrasaction="ignore").writerows(rows)
+
+
+def test_reader_makes_the_curve_from_medians(tmp_path):
+    """Two probes: extra = median after the idle - median of the references; the median over the
+    probes; then >= 0 and non-decreasing (0.02 s measured less than 0.01 s: raised to it)."""
+    table = _table()
+    path = write_profile_csv(tmp_path / "p.csv", table)
+    _append(path, _wake_rows(table, "a", (0, 1), {0.0: [0.030, 0.031, 0.029, 0.030], 0.01: [0.032, 0.033, 0.090],
+                                                  0.02: [0.031, 0.0315, 0.031], 0.1: [0.040, 0.041, 0.039]}))
+    _append(path, _wake_rows(table, "a", (2, 3), {0.0: [0.020, 0.020], 0.01: [0.025, 0.025, 0.026],
+                                                  0.02: [0.022, 0.022, 0.022], 0.1: [0.026, 0.026, 0.026]}))
+    read = load_profiles(path)
+    assert read.costs == load_profiles(write_profile_csv(tmp_path / "q.csv", table)).costs  # bundle costs untouched
+    curve = read.wakeup[("a", "t1")]
+    assert set(read.wakeup) == {("a", "t1")}
+    assert curve.idle_s == (0.0, 0.01, 0.02, 0.1)
+    # 0.01: probes +0.003, +0.005 -> 0.004; 0.02: +0.0010, +0.002 -> 0.0015, raised to 0.004; 0.1: +0.010, +0.006 -> 0.008
+    assert curve.extra_s == pytest.approx((0.0, 0.004, 0.004, 0.008))
+
+
+@pytest.mark.parametrize("cell, why", [("-1", "idle_s"), ("soon", "idle_s")])
+def test_reader_refuses_bad_idle_cells(tmp_path, cell, why):
+    table = _table()
+    path = write_profile_csv(tmp_path / "p.csv", table)
+    rows = _wake_rows(table, "a", (0, 1), {0.0: [0.03], 0.01: [0.04]})
+    rows[1]["idle_s"] = cell
+    _append(path, rows)
+    with pytest.raises(ProfileError, match=f"line .*: {why} '{cell}' is not a number of seconds"):
+        load_profiles(path)
+
+
+def test_reader_refuses_wakeup_rows_without_references(tmp_path):
+    table = _table()
+    path = write_profile_csv(tmp_path / "p.csv", table)
+    _append(path, _wake_rows(table, "a", (0, 1), {0.01: [0.04]}))
+    with pytest.raises(ProfileError, match="without reference rows"):
+        load_profiles(path)
+
+
+@pytest.fixture
+def toy_samples(tmp_path):
+    m = load_model("toy_models:skipnet", cuts=["conv1", "conv2", "conv3", "pool"])
+    generate(m, tmp_path / "samples", count=2, progress=False)
+    return m, tmp_path / "samples"
+
+
+def _profile(samples, out, *extra):
+    return run_cli("dime.profile", *TOY, "--device-name", "toy-cpu", "--max-bundle", "2", "--iterations", "2",
+                   "--runs", "2", "--threads", "1", "--samples", str(samples), "--out", str(out), "-q", *extra)
+
+
+def test_profiler_times_probes_after_each_idle_and_resumes(tmp_path, toy_samples):
+    m, samples = toy_samples
+    out = tmp_path / "p.csv"
+    wake = ["--wakeup", "0.002,0.001", "--wakeup-runs", "3"]
+    assert _profile(samples, out, *wake).returncode == 0
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    probes = Counter((r["bundle"], r["idle_s"]) for r in rows if r["idle_s"])
+    # probes at layers 0, 5 // 3 = 1 and 2 * 5 // 3 = 3: the longest (2-layer) bundle starting there
+    names = {m.bundle_name(s, s + 1) for s in (0, 1, 3)}
+    assert probes == {(b, i): n for b in names for i, n in (("0.001", 3), ("0.002", 3), ("0", 6))}
+    plain = tmp_path / "plain.csv"
+    assert _profile(samples, plain).returncode == 0
+    table = load_profiles(out)
+    assert set(table.costs) == set(load_profiles(plain).costs)
+    assert table.wakeup[("toy-cpu", "threads=1")].idle_s == (0.0, 0.001, 0.002)
+    assert json.loads((tmp_path / "p.csv.meta.json").read_text())["wakeup"] == {"idle_s": [0.001, 0.002], "runs": 3}
+
+    # a torn last line (a kill in the last probe's write): that probe's pass is redone, whole
+    text = out.read_text()
+    out.write_text(text[: text.rstrip("\n").rfind("\n") + 1] + "alexnet,tor")
+    assert _profile(samples, out, *wake).returncode == 0
+    with open(out, newline="") as f:
+        again = Counter((r["bundle"], r["idle_s"]) for r in csv.DictReader(f) if r["idle_s"])
+    assert again == probes
+    # nothing left to do: the file is unchanged
+    before = out.read_text()
+    assert _profile(samples, out, *wake).returncode == 0
+    assert out.read_text() == before
+    # other idle times: refused in one line, the file untouched
+    p = _profile(samples, out, "--wakeup", "0.5")
+    assert_one_line_error(p)
+    assert "was profiled with --wakeup/--wakeup-runs" in p.stderr
+    assert out.read_text() == before
