@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
+import random
 from collections import Counter
 
 import pytest
 from clihelp import assert_one_line_error, run_cli
-from instances import write_profile_csv
+from instances import Spec, make_problem, write_profile_csv
+from test_dp import budget, system_problem
+from test_ilp import rel_close, unusable
 
 from dime.capture.models import load_model
 from dime.capture.samples import generate
 from dime.core.costs import Assignment, BundleCost, CostTable, Role, WakeUp, evaluate
 from dime.core.links import Link
-from dime.errors import ProfileError
+from dime.errors import InfeasibleError, ProfileError
+from dime.plan import PlacementProblem, build_model
+from dime.plan.bruteforce import evaluated, optimum
+from dime.plan.wakeup import search, wakeup_applies
 from dime.profiling.reader import load_profiles
 from dime.profiling.schema import PROFILE_COLUMNS
 
@@ -30,7 +37,7 @@ def _table(wakeup: dict | None = None) -> CostTable:
             for e in range(s, 4):
                 lat = sum(LAYER_S[s : e + 1]) * (1.0 if dev == "a" else 0.5)
                 costs[(dev, "t1", s, e)] = BundleCost(lat, 2.0 * lat if dev == "a" else None, "synthetic", 5)
-    return CostTable("toy", ("l0", "l1", "l2", "l3"), (1000, 2000, 3000, 4000, 10), {"a": ("t1",), "b": ("t1",)},
+    return CostTable("toy", ("l0", "l1", "l2", "l3"), (30000, 2000, 3000, 4000, 10), {"a": ("t1",), "b": ("t1",)},
                      costs, wakeup=wakeup or {})
 
 
@@ -201,3 +208,107 @@ def test_profiler_times_probes_after_each_idle_and_resumes(tmp_path, toy_samples
     assert_one_line_error(p)
     assert "was profiled with --wakeup/--wakeup-runs" in p.stderr
     assert out.read_text() == before
+
+
+# -- the planner: exact against brute force --------------------------------------------------------
+
+
+def _with_curves(problem, seed: int):
+    """Random wake-up curves (up to several bundles' worth of time) on some (device, setting) pairs."""
+    rng = random.Random(seed)
+    table = problem.table
+    wake = {}
+    for device, settings in table.settings.items():
+        for t in settings:
+            if rng.random() < 0.8:
+                xs = sorted(rng.sample([0.001, 0.003, 0.01, 0.03, 0.1, 0.3], 3))
+                ys = sorted(rng.uniform(0, 0.03) for _ in xs)
+                wake[(device, t)] = WakeUp((0.0, *xs), (0.0, *ys))
+    return dataclasses.replace(problem, table=dataclasses.replace(table, wakeup=wake))
+
+
+def _check(problem, backend: str, points, lat_f, en_f) -> bool:
+    """The solve against brute force over `points`; True when wake-up changed the plan."""
+    lats, ens = [ev.latency_s for _, ev in points], [ev.energy_j for _, ev in points]
+    lat, en = budget(lats, lat_f), (budget(ens, en_f) if not any(map(math.isnan, ens)) else None)
+    p = dataclasses.replace(problem, max_latency_s=lat, max_energy_j=en)
+    if p.objective == "energy" and any(map(math.isnan, ens)):
+        return False
+    ref = optimum(p, points)
+    m = build_model(p)
+    if ref is None:
+        with pytest.raises(InfeasibleError):
+            m.solve(backend)
+        return False
+    sol = m.solve(backend)
+    assert rel_close(sol.objective, ref[0], 1e-9), (p.objective, lat, en, sol.objective, ref[0], sol.placement, ref[1])
+    assert sol.evaluation == p.evaluate(list(sol.placement))
+    assert sol.status == "optimal"
+    assert ("wake-up after idling counted" in sol.note) == wakeup_applies(p)
+    plain = build_model(dataclasses.replace(p, table=dataclasses.replace(p.table, wakeup={})))
+    try:
+        return plain.solve(backend).placement != sol.placement
+    except InfeasibleError:
+        return False
+
+
+def test_search_matches_brute_force_on_systems():
+    """3-4 devices, relays, pins, the merge rule on or off (the DP's instances), with wake-up."""
+    changed = 0
+    for seed in range(30):
+        problem = _with_curves(system_problem(seed), seed)
+        points = evaluated(problem)
+        rng = random.Random(seed)
+        for objective in ("latency", "energy"):
+            for lat_f, en_f in [(None, None), (0.1, None), (None, 0.1), (-0.2, None),
+                                (rng.uniform(0, 1), rng.uniform(0, 1))]:
+                changed += _check(dataclasses.replace(problem, objective=objective), "dp", points, lat_f, en_f)
+    assert changed >= 10  # wake-up moved the optimum often enough for the test to mean something
+
+
+@pytest.mark.parametrize("backend", ["highs", "cbc"])
+def test_search_from_an_ilp_plan_matches_brute_force(backend):
+    if unusable(backend):
+        pytest.skip(unusable(backend))
+    changed = 0
+    for seed in range(12):
+        rng = random.Random(seed)
+        n = rng.randint(2, 5)
+        spec = Spec(seed, n, rng.randint(1, n), 2, 2, rng.random() < 0.3, True, 1e-2, "latency", 0, False)
+        problem = _with_curves(make_problem(spec), seed)
+        points = evaluated(problem)
+        for objective, lat_f, en_f in [("latency", None, None), ("energy", 0.3, None), ("latency", None, 0.2)]:
+            changed += _check(dataclasses.replace(problem, objective=objective), backend, points, lat_f, en_f)
+    assert changed >= 3
+
+
+def test_a_split_that_wins_without_wake_up_loses_with_it():
+    """b computes twice as fast as a, but the input takes 30 ms to reach it: l0 on a, l1..l3 on b
+    wins (32.01 ms against 50 ms for the whole model on a) until each device pays 20 ms after
+    idling; then the whole model on a (nothing idles) wins."""
+    roles = (Role("a", ("t1",)), Role("b", ("t1",)))
+    flat = WakeUp((0.0, 0.001), (0.0, 0.020))
+    plain = PlacementProblem(_table(), roles, LINK, 4)
+    assert build_model(plain).solve("dp").placement == (Assignment(0, 0, 0, "t1"), Assignment(1, 3, 1, "t1"))
+    woken = PlacementProblem(_table({("a", "t1"): flat, ("b", "t1"): flat}), roles, LINK, 4)
+    sol = build_model(woken).solve("dp")
+    assert sol.placement == (Assignment(0, 3, 0, "t1"),)
+    assert sol.evaluation.latency_s == pytest.approx(0.050)
+    # a budget only the split met without wake-up: infeasible now, naming the least latency with it
+    with pytest.raises(InfeasibleError, match="least feasible latency is 0.05 s"):
+        build_model(dataclasses.replace(woken, max_latency_s=0.040)).solve("dp")
+
+
+def test_what_the_search_cannot_hold_keeps_the_backends_plan_and_says_so():
+    problem = dataclasses.replace(_with_curves(system_problem(3), 3), one_setting_per_device=True)
+    if unusable("highs"):
+        pytest.skip(unusable("highs"))
+    sol = build_model(problem).solve("highs")
+    assert "the plan is optimal without it" in sol.note
+    assert sol.evaluation == problem.evaluate(list(sol.placement))
+
+
+def test_node_limit_says_best_found():
+    problem = _with_curves(system_problem(5, max_layers=5), 5)
+    res = search(problem, "latency", node_limit=3)
+    assert not res.proven and res.nodes == 4
