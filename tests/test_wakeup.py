@@ -92,6 +92,25 @@ def test_split_by_hand():
     assert ev.period_s == plain.period_s  # a saturated pipeline's bottleneck never idles
 
 
+def test_each_bundle_of_a_segment_pays_its_own():
+    """Past the curve's last idle time every bundle pays its own extra as timed (the curve is
+    flat there, at its value at ref_idle_s): a's l0 3 ms; b's l1 1 ms and l2..l3 4 ms, one
+    segment of two bundles; a bundle timed without its own pays the curve's 2 ms."""
+    curve = WakeUp((0.0, 0.001), (0.0, 0.002), ref_idle_s=0.001)
+    table = _table({("a", "t1"): curve, ("b", "t1"): curve})
+    own = {("a", "t1", 0, 0): 0.003, ("b", "t1", 1, 1): 0.001, ("b", "t1", 2, 3): 0.004}
+    table.costs.update({k: dataclasses.replace(table.costs[k], wakeup_s=v) for k, v in own.items()})
+    placement = [Assignment(0, 0, 0, "t1"), Assignment(1, 1, 1, "t1"), Assignment(2, 3, 1, "t1")]
+    plain = evaluate(_table(), ROLES, LINK, placement)
+    ev = evaluate(table, ROLES, LINK, placement)
+    assert ev.wakeup_s == pytest.approx(0.008)
+    assert ev.latency_s == pytest.approx(plain.latency_s + 0.008)
+    assert ev.device_compute_s == pytest.approx((plain.device_compute_s[0] + 0.003, plain.device_compute_s[1] + 0.005))
+    assert ev.energy_j == pytest.approx(plain.energy_j + 2.0 * 0.003)
+    table.costs[("b", "t1", 2, 3)] = dataclasses.replace(table.costs[("b", "t1", 2, 3)], wakeup_s=None)
+    assert evaluate(table, ROLES, LINK, placement).wakeup_s == pytest.approx(0.006)
+
+
 def test_coming_back_pays_for_the_idle_in_between():
     """a: l0, b: l1, a: l2..l3. a's second segment idled from 10 ms to 10 + 2 + 10 + 3 = 25 ms
     (15 ms, the transfers and b's compute); its first idled since its second one ended, the rest of
@@ -135,12 +154,37 @@ def test_reader_makes_the_curve_from_medians(tmp_path):
     _append(path, _wake_rows(table, "a", (2, 3), {0.0: [0.020, 0.020], 0.01: [0.025, 0.025, 0.026],
                                                   0.02: [0.022, 0.022, 0.022], 0.1: [0.026, 0.026, 0.026]}))
     read = load_profiles(path)
-    assert read.costs == load_profiles(write_profile_csv(tmp_path / "q.csv", table)).costs  # bundle costs untouched
+    plain = load_profiles(write_profile_csv(tmp_path / "q.csv", table))
+    assert {k: dataclasses.replace(c, wakeup_s=None) for k, c in read.costs.items()} == plain.costs  # costs untouched
     curve = read.wakeup[("a", "t1")]
     assert set(read.wakeup) == {("a", "t1")}
     assert curve.idle_s == (0.0, 0.01, 0.02, 0.1)
     # 0.01: probes +0.003, +0.005 -> 0.004; 0.02: +0.0010, +0.002 -> 0.0015, raised to 0.004; 0.1: +0.010, +0.006 -> 0.008
     assert curve.extra_s == pytest.approx((0.0, 0.004, 0.004, 0.008))
+    # both bundles were timed at every idle: the reference idle is the longest, their own extras there
+    assert curve.ref_idle_s == 0.1
+    assert read.costs[("a", "t1", 0, 1)].wakeup_s == pytest.approx(0.010)
+    assert read.costs[("a", "t1", 2, 3)].wakeup_s == pytest.approx(0.006)
+    assert read.costs[("a", "t1", 0, 0)].wakeup_s is None
+    # a bundle's own extra scales by the curve: half the curve's value at 0.01 s
+    assert curve.bundle_extra(0.01, 0.010) == pytest.approx(0.010 * 0.004 / 0.008)
+    assert curve.bundle_extra(0.01, None) == pytest.approx(0.004)
+
+
+def test_bundles_without_idle_0_references_use_their_own_runs(tmp_path):
+    """The bundles' own pass (dime.profile --wakeup) has no idle-0 rows: its reference is the
+    bundle's back-to-back runs (their median)."""
+    table = _table()
+    path = write_profile_csv(tmp_path / "p.csv", table)
+    for s, e in [(0, 0), (1, 3)]:
+        base = table.costs[("a", "t1", s, e)].latency_s
+        _append(path, _wake_rows(table, "a", (s, e), {0.1: [base + 0.002 * (s + 1)] * 3}))
+    read = load_profiles(path)
+    assert read.costs[("a", "t1", 0, 0)].wakeup_s == pytest.approx(0.002)
+    assert read.costs[("a", "t1", 1, 3)].wakeup_s == pytest.approx(0.004)
+    curve = read.wakeup[("a", "t1")]
+    assert (curve.idle_s, curve.ref_idle_s) == ((0.0, 0.1), 0.1)
+    assert curve.extra_s == pytest.approx((0.0, 0.003))
 
 
 @pytest.mark.parametrize("cell, why", [("-1", "idle_s"), ("soon", "idle_s")])
@@ -156,7 +200,7 @@ def test_reader_refuses_bad_idle_cells(tmp_path, cell, why):
 
 def test_reader_refuses_wakeup_rows_without_references(tmp_path):
     table = _table()
-    path = write_profile_csv(tmp_path / "p.csv", table)
+    path = write_profile_csv(tmp_path / "p.csv", table, skip=[("a", "t1", 0, 1)])
     _append(path, _wake_rows(table, "a", (0, 1), {0.01: [0.04]}))
     with pytest.raises(ProfileError, match="without reference rows"):
         load_profiles(path)
@@ -181,15 +225,20 @@ def test_profiler_times_probes_after_each_idle_and_resumes(tmp_path, toy_samples
     assert _profile(samples, out, *wake).returncode == 0
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
-    probes = Counter((r["bundle"], r["idle_s"]) for r in rows if r["idle_s"])
+    probes = Counter((r["bundle"], r["idle_s"]) for r in rows if r["idle_s"] not in ("", "0.1"))
     # probes at layers 0, 5 // 3 = 1 and 2 * 5 // 3 = 3: the longest (2-layer) bundle starting there
     names = {m.bundle_name(s, s + 1) for s in (0, 1, 3)}
     assert probes == {(b, i): n for b in names for i, n in (("0.001", 3), ("0.002", 3), ("0", 6))}
+    # every bundle: its runs, then max(2, 3 // 2) calls after 0.1 s
+    own = Counter(r["bundle"] for r in rows if r["idle_s"] == "0.1")
+    assert own == {m.bundle_name(s, e): 2 for s in range(5) for e in range(s, min(5, s + 2))}
     plain = tmp_path / "plain.csv"
     assert _profile(samples, plain).returncode == 0
     table = load_profiles(out)
     assert set(table.costs) == set(load_profiles(plain).costs)
-    assert table.wakeup[("toy-cpu", "threads=1")].idle_s == (0.0, 0.001, 0.002)
+    assert table.wakeup[("toy-cpu", "threads=1")].idle_s == (0.0, 0.001, 0.002, 0.1)
+    assert table.wakeup[("toy-cpu", "threads=1")].ref_idle_s == 0.1
+    assert all(c.wakeup_s is not None and c.wakeup_s >= 0 for c in table.costs.values())
     assert json.loads((tmp_path / "p.csv.meta.json").read_text())["wakeup"] == {"idle_s": [0.001, 0.002], "runs": 3}
 
     # a torn last line (a kill in the last probe's write): that probe's pass is redone, whole
@@ -197,8 +246,9 @@ def test_profiler_times_probes_after_each_idle_and_resumes(tmp_path, toy_samples
     out.write_text(text[: text.rstrip("\n").rfind("\n") + 1] + "alexnet,tor")
     assert _profile(samples, out, *wake).returncode == 0
     with open(out, newline="") as f:
-        again = Counter((r["bundle"], r["idle_s"]) for r in csv.DictReader(f) if r["idle_s"])
-    assert again == probes
+        again = list(csv.DictReader(f))
+    assert Counter((r["bundle"], r["idle_s"]) for r in again if r["idle_s"] not in ("", "0.1")) == probes
+    assert Counter((r["bundle"], r["idle_s"]) for r in again) == Counter((r["bundle"], r["idle_s"]) for r in rows)
     # nothing left to do: the file is unchanged
     before = out.read_text()
     assert _profile(samples, out, *wake).returncode == 0
@@ -223,8 +273,10 @@ def _with_curves(problem, seed: int):
             if rng.random() < 0.8:
                 xs = sorted(rng.sample([0.001, 0.003, 0.01, 0.03, 0.1, 0.3], 3))
                 ys = sorted(rng.uniform(0, 0.03) for _ in xs)
-                wake[(device, t)] = WakeUp((0.0, *xs), (0.0, *ys))
-    return dataclasses.replace(problem, table=dataclasses.replace(table, wakeup=wake))
+                wake[(device, t)] = WakeUp((0.0, *xs), (0.0, *ys), rng.choice([None, xs[1]]))
+    costs = {k: dataclasses.replace(c, wakeup_s=rng.uniform(0, 0.04)) if rng.random() < 0.7 else c
+             for k, c in table.costs.items()}
+    return dataclasses.replace(problem, table=dataclasses.replace(table, wakeup=wake, costs=costs))
 
 
 def _check(problem, backend: str, points, lat_f, en_f) -> bool:
@@ -312,3 +364,11 @@ def test_node_limit_says_best_found():
     problem = _with_curves(system_problem(5, max_layers=5), 5)
     res = search(problem, "latency", node_limit=3)
     assert not res.proven and res.nodes == 4
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "61"])
+def test_bad_idle_times_are_one_line_errors_before_the_model_is_built(tmp_path, value):
+    out = tmp_path / "p.csv"
+    p = run_cli("dime.profile", *TOY, "--samples", str(tmp_path / "none"), "--out", str(out), "--wakeup", value)
+    assert_one_line_error(p)
+    assert "--wakeup" in p.stderr and not out.exists()

@@ -46,6 +46,7 @@ class BundleCost:
     latency_sd_s: float | None = None  # a predicted latency's uncertainty (sd)
     energy_origin: str = ""  # "measured", "predicted" or "" (no energy)
     energy_sd_j: float | None = None  # a predicted energy's uncertainty (sd)
+    wakeup_s: float | None = None  # extra seconds after its device idled WakeUp.ref_idle_s (None: not timed)
 
     @property
     def predicted(self) -> bool:
@@ -54,12 +55,17 @@ class BundleCost:
 
 @dataclass(frozen=True)
 class WakeUp:
-    """Extra seconds a segment takes after its device idled `idle_s` seconds (piecewise linear
-    between the measured idle times, flat beyond the last; 0 after no idle). Non-decreasing
-    and >= 0 (the reader makes it so), hence never below the back-to-back cost."""
+    """How much longer a device's bundles take after it idled, at one setting.
+
+    `extra(idle)` is the typical bundle's extra seconds after `idle_s` seconds of idle (the
+    median over the bundles timed; piecewise linear between the measured idle times, flat beyond
+    the last, 0 after no idle). A bundle whose own extra was timed after `ref_idle_s` (its
+    BundleCost.wakeup_s) scales that by the curve's shape. Non-decreasing and >= 0 (the reader
+    makes it so), hence never below the back-to-back cost."""
 
     idle_s: tuple[float, ...]  # ascending, starting at 0.0
     extra_s: tuple[float, ...]  # the same length, starting at 0.0
+    ref_idle_s: float | None = None  # the idle after which every bundle's own extra was timed
 
     def __post_init__(self) -> None:
         if len(self.idle_s) != len(self.extra_s) or not self.idle_s or self.idle_s[0] != 0.0:
@@ -78,9 +84,13 @@ class WakeUp:
         i = next(i for i in range(1, len(xs)) if idle_s < xs[i])
         return ys[i - 1] + (ys[i] - ys[i - 1]) * (idle_s - xs[i - 1]) / (xs[i] - xs[i - 1])
 
-    @property
-    def max_slope(self) -> float:
-        return max((b - a) / (y - x) for x, y, a, b in zip(self.idle_s, self.idle_s[1:], self.extra_s, self.extra_s[1:]))
+    def bundle_extra(self, idle_s: float, own_s: float | None) -> float:
+        """A bundle's extra seconds after `idle_s` of idle: its own extra after ref_idle_s
+        (`own_s`), scaled by the curve; the curve's where the bundle's own was not timed."""
+        if own_s is None or self.ref_idle_s is None:
+            return self.extra(idle_s)
+        at_ref = self.extra(self.ref_idle_s)
+        return own_s * self.extra(idle_s) / at_ref if at_ref > 0 else self.extra(idle_s)
 
 
 @dataclass
@@ -287,11 +297,11 @@ def evaluate(
     wake_s = sum(wake)
     wake_en = 0.0
     device_compute = list(busy)
-    for (role, _, _, bs), extra in zip(segments(placement), wake):
-        device_compute[role] += extra
-        if extra and energy[role]:
-            c = table.cost(roles[role].device, bs[0].setting, bs[0].start, bs[0].end)
-            # the extra time at the segment's first bundle's mean power
+    for a, extra in zip(placement, wake):
+        device_compute[a.role] += extra
+        if extra and energy[a.role]:
+            c = table.cost(roles[a.role].device, a.setting, a.start, a.end)
+            # the extra time at the bundle's mean power
             wake_en += math.nan if c.energy_j is None else extra * c.energy_j / max(c.latency_s, 1e-12)
     return Evaluation(
         latency_s=comp_lat + wake_s + comm_lat,
@@ -310,19 +320,25 @@ def evaluate(
 
 def wakeup_times(table: CostTable, roles: Sequence[Role], placement: Sequence[Assignment],
                  route_s: Mapping[int, float], base_latency_s: float) -> list[float]:
-    """Each segment's wake-up seconds (see the module's docstring), in single-stream queries
-    run back to back: the least fixed point of latency = base + wake-ups (the wake-ups grow
-    with the latency, through the idle before each device's first segment).
+    """Each bundle's wake-up seconds (see the module's docstring), in single-stream queries run
+    back to back: every bundle of a segment pays its own after the idle before the segment (its
+    weights went cold alike); the least fixed point of latency = base + wake-ups (the wake-ups
+    grow with the latency, through the idle before each device's first segment).
 
     `route_s` maps the cut of each move to its latency; `base_latency_s` is the query's
     latency without wake-up. All zeros where no role's profile measured wake-up.
     """
     segs = segments(placement)
-    curves = [table.wakeup.get((roles[r].device, bs[0].setting)) for r, _, _, bs in segs]
-    if not any(curves):
-        return [0.0] * len(segs)
-    compute = [sum(table.cost(roles[r].device, a.setting, a.start, a.end).latency_s for a in bs)
-               for r, _, _, bs in segs]
+    costs = [[table.cost(roles[r].device, a.setting, a.start, a.end) for a in bs] for r, _, _, bs in segs]
+    curves = [[table.wakeup.get((roles[r].device, a.setting)) for a in bs] for r, _, _, bs in segs]
+    if not any(c for cs in curves for c in cs):
+        return [0.0] * len(placement)
+    compute = [sum(c.latency_s for c in cs) for cs in costs]
+
+    def seg_extras(i: int, idle: float) -> list[float]:
+        return [w.bundle_extra(idle, c.wakeup_s) if w is not None else 0.0 for w, c in zip(curves[i], costs[i])]
+
+    per_bundle = [[0.0] * len(cs) for cs in costs]
     extras = [0.0] * len(segs)
     latency = base_latency_s
     for _ in range(10_000):
@@ -343,8 +359,8 @@ def wakeup_times(table: CostTable, roles: Sequence[Role], placement: Sequence[As
             else:
                 last = max(j for j in range(len(segs)) if segs[j][0] == r)
                 idle = latency + start[i] - end[last]
-            curve = curves[i]
-            new.append(curve.extra(idle) if curve is not None else 0.0)
+            per_bundle[i] = seg_extras(i, idle)
+            new.append(sum(per_bundle[i]))
         latency_new = base_latency_s + sum(new)
         # Each round's wake-ups are at least the last's (every idle grows by the wake-ups it spans):
         # a rising sequence, bounded by the curves' last values, so it settles.
@@ -352,7 +368,7 @@ def wakeup_times(table: CostTable, roles: Sequence[Role], placement: Sequence[As
         extras, latency = new, latency_new
         if done:
             break
-    return extras
+    return [x for xs in per_bundle for x in xs]
 
 
 def memory_use(table: CostTable, placement: Sequence[Assignment], role: int) -> int:

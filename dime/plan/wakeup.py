@@ -8,8 +8,8 @@ and per-cut terms, so neither the DP's recursion nor the ILP holds it. But it on
 - every placement's cost with wake-up is at least its cost without (what the DP and the ILP
   minimise), and a placement within the budgets with wake-up is within them without;
 - the DP's cost-to-go (merge rule relaxed) bounds any completion of a partial chain from below,
-  and so does each new segment's wake-up after at least the idle it is known to follow: its
-  device computed nothing while the previous segment ran and the data moved to it.
+  and so does each bundle's wake-up after at least the idle its segment is known to follow:
+  its device computed nothing while the previous segment ran and the data moved to it.
 
 The search walks chains of bundles depth first, cheapest bound first, from the backend's plan
 (evaluated with wake-up) as the first incumbent, and drops every partial chain whose bound
@@ -83,8 +83,16 @@ def search(problem: PlacementProblem, objective: str, max_latency_s: float | Non
     en_to_go = _to_go(ch, en, route_en)
     lat_cap = math.inf if max_latency_s is None else budget_with_slack(max_latency_s) * (1 + _TOL)
     en_cap = math.inf if max_energy_j is None else budget_with_slack(max_energy_j) * (1 + _TOL)
-    roles = problem.roles
-    curves: list[WakeUp | None] = [problem.table.wakeup.get((roles[r].device, t)) for r, t in ch.slots]
+    roles, table = problem.roles, problem.table
+    curves: list[WakeUp | None] = [table.wakeup.get((roles[r].device, t)) for r, t in ch.slots]
+
+    def bundle_extra(j: int, start: int, length: int, idle_s: float) -> float:
+        curve = curves[j]
+        if curve is None or idle_s <= 0.0:
+            return 0.0
+        r, t = ch.slots[j]
+        own = table.costs[(roles[r].device, t, start, start + length - 1)].wakeup_s
+        return curve.bundle_extra(idle_s, own)
 
     def key(ev: Evaluation) -> tuple[float, float]:
         other_en = ev.energy_j if not math.isnan(ev.energy_j) else 0.0
@@ -105,14 +113,14 @@ def search(problem: PlacementProblem, objective: str, max_latency_s: float | Non
         offer(list(p))
 
     # A partial chain: (bound, cut, slot, last length, latency, energy, wake-up bound, segment's
-    # compute so far, steps). Latency and energy are the DP's sums (no wake-up); the wake-up
-    # bound is added apart.
-    stack: list[tuple[float, int, int, int, float, float, float, float, tuple[tuple[int, int, int], ...]]]
-    stack = [(0.0, 0, -1, 0, 0.0, 0.0, 0.0, 0.0, ())]
+    # compute so far, the least idle before the segment, steps). Latency and energy are the DP's
+    # sums (no wake-up); the wake-up bound is added apart.
+    stack: list[tuple[float, int, int, int, float, float, float, float, float, tuple[tuple[int, int, int], ...]]]
+    stack = [(0.0, 0, -1, 0, 0.0, 0.0, 0.0, 0.0, 0.0, ())]
     nodes = 0
     proven = True
     while stack:
-        _, k, j, L, lat, energy, wake, seg, steps = stack.pop()
+        _, k, j, L, lat, energy, wake, seg, seg_idle, steps = stack.pop()
         if best is not None and _cannot_beat(objective, lat + wake + lat_to_go[k, sr[j] if j >= 0 else src],
                                               energy + en_to_go[k, sr[j] if j >= 0 else src], best[0]):
             continue  # the incumbent improved since this was pushed
@@ -134,18 +142,18 @@ def search(problem: PlacementProblem, objective: str, max_latency_s: float | Non
                     continue  # the merge rule: the union is profiled, and is what runs
                 r2 = int(sr[j2])
                 if r2 == here:
-                    lat2, en2, wake2, seg2 = lat + c_lat[j2], energy + c_en[j2], wake, seg + c_lat[j2]
+                    idle2 = seg_idle
+                    lat2, en2, seg2 = lat + c_lat[j2], energy + c_en[j2], seg + c_lat[j2]
                 else:
                     moved = ch.route_lat[k, here, r2]
                     if not math.isfinite(moved):
                         continue
-                    curve = curves[j2]
                     # r2 computed nothing during the segment just ended and the move
-                    idle_lb = moved + (seg if j >= 0 else 0.0)
-                    wake2 = wake + (curve.extra(idle_lb) if curve is not None else 0.0)
+                    idle2 = moved + (seg if j >= 0 else 0.0)
                     lat2 = lat + moved + c_lat[j2]
                     en2 = energy + route_en[k, here, r2] + c_en[j2]
                     seg2 = float(c_lat[j2])
+                wake2 = wake + bundle_extra(j2, k, length, idle2)
                 k2 = k + length
                 if k2 == n and r2 != src:
                     back_lat, back_en = ch.route_lat[n, r2, src], route_en[n, r2, src]
@@ -158,7 +166,7 @@ def search(problem: PlacementProblem, objective: str, max_latency_s: float | Non
                 if best is not None and _cannot_beat(objective, lb_lat, lb_en, best[0]):
                     continue
                 bound = lb_lat if objective == LATENCY else lb_en
-                children.append((bound, k2, j2, length, lat2, en2, wake2, seg2, steps + ((k, k2 - 1, j2),)))
+                children.append((bound, k2, j2, length, lat2, en2, wake2, seg2, idle2, steps + ((k, k2 - 1, j2),)))
         children.sort(key=lambda c: c[0], reverse=True)  # the cheapest bound is popped first
         stack.extend(children)
     elapsed = time.perf_counter() - t0

@@ -56,9 +56,12 @@ def _idle(row: list[str], idx: dict[str, int]) -> float | None:
         return None
 
 
-def _key(row: list[str], idx: dict[str, int]) -> tuple[str, str, str, str]:
+def _key(row: list[str], idx: dict[str, int], bundle_idle_s: float | None = None) -> tuple[str, str, str, str]:
+    """Whose runs a row counts in: its bundle's (also the bundle's own calls after
+    `bundle_idle_s`, written with them), or a wake-up probe's at its idle time."""
     idle = _idle(row, idx)
-    bundle = row[idx["bundle"]] if idle is None else wakeup_key(row[idx["bundle"]], idle)
+    own = idle is None or idle == bundle_idle_s
+    bundle = row[idx["bundle"]] if own else wakeup_key(row[idx["bundle"]], idle)
     return row[idx["model"]], row[idx["device"]], row[idx["setting"]], bundle
 
 
@@ -71,14 +74,18 @@ class ProfileFile:
     (an interrupted run) are dropped, and predicted rows (dime.profile --measure): they are
     predicted again once the measuring is done (`predicted_max_bundle` says up to what K).
     `prepare=False` opens nothing: `check()` then only reads (the profiler checks an identity
-    before it builds the model). Wake-up rows (dime.profile --wakeup) count per bundle and idle
-    time against `wakeup_rows` (idle time -> rows); without it they are kept as they are.
+    before it builds the model). Wake-up rows (dime.profile --wakeup): a bundle's own calls after
+    idling (`bundle_wakeup`: idle time, calls) count with its rows; the probes' count per bundle
+    and idle time against `wakeup_rows` (idle time -> rows). Without these, wake-up rows are kept
+    as they are.
     """
 
     def __init__(self, path: Path, expected_rows: int, identity: dict[str, Any] | None = None,
-                 overwrite: bool = False, prepare: bool = True, wakeup_rows: dict[float, int] | None = None) -> None:
+                 overwrite: bool = False, prepare: bool = True, wakeup_rows: dict[float, int] | None = None,
+                 bundle_wakeup: tuple[float, int] | None = None) -> None:
         self.path = path
-        self.expected_rows = expected_rows
+        self.expected_rows = expected_rows + (bundle_wakeup[1] if bundle_wakeup else 0)
+        self.bundle_idle_s = bundle_wakeup[0] if bundle_wakeup else None
         self.wakeup_rows = wakeup_rows
         self.identity = identity or {}
         self.overwrite = overwrite
@@ -139,17 +146,17 @@ class ProfileFile:
         counts: dict[tuple[str, str, str, str], int] = {}
         self._expected: dict[tuple[str, str, str, str], int] = {}
         for r in rows:
-            k = _key(r, idx)
+            k = _key(r, idx, self.bundle_idle_s)
             counts[k] = counts.get(k, 0) + 1
             idle = _idle(r, idx)
-            if idle is None:
+            if idle is None or idle == self.bundle_idle_s:
                 self._expected[k] = self.expected_rows
             elif self.wakeup_rows is not None:
                 self._expected[k] = self.wakeup_rows.get(idle, 0)
         over = {k: c for k, c in counts.items() if k in self._expected and c > self._expected[k]}
         if over:
             k, c = next(iter(over.items()))
-            flags = "--iterations x --runs" if "@idle=" not in k[3] else "--wakeup and --wakeup-runs"
+            flags = "--iterations x --runs, and --wakeup" if "@idle=" not in k[3] else "--wakeup and --wakeup-runs"
             raise self._refuse(
                 f"has {c} runs of bundle {k[3]} ({k[2]}) where this profile makes {self._expected[k]} "
                 f"({flags}): it was profiled with other parameters"
@@ -188,7 +195,7 @@ class ProfileFile:
         if dropped_lines or partial or upgrade:
             # predicted rows stay (a measured bundle's rows win over them when read) until
             # replace_predictions: an error before then leaves the file usable
-            keep = [dict(zip(header, r)) for r in rows if _key(r, idx) in self.done] + [dict(zip(header, r)) for r in guessed]
+            keep = [dict(zip(header, r)) for r in rows if _key(r, idx, self.bundle_idle_s) in self.done] + [dict(zip(header, r)) for r in guessed]
             atomic_write_text(self.path, _csv_text(keep))
             if upgrade:
                 log.info("%s: columns brought up to this profiler version", self.path)

@@ -83,14 +83,26 @@ class ProfileConfig:
     # measure this fraction of the bundles (single layers and longest first, then those the
     # predictor is least sure of) and predict the rest; None: measure every bundle
     measure_fraction: float | None = None
-    # time a few bundles after the device idled this long (s), for the cost model's wake-up
-    # term; () : not measured
+    # wake-up after idling, for the cost model: every bundle also timed after WAKEUP_BUNDLE_IDLE_S
+    # of idle, and a few bundles (probes) after each of these idle times (s); () : not measured
     wakeup_idle_s: tuple[float, ...] = ()
-    wakeup_runs: int = 8  # timed calls per idle time and bundle
+    wakeup_runs: int = 8  # a probe's timed calls per idle time (every bundle: half as many, at least 2)
+
+    @property
+    def probe_idle_s(self) -> tuple[float, ...]:
+        """The probes' idle times: those the bundles' own pass does not time."""
+        return tuple(t for t in self.wakeup_idle_s if t != WAKEUP_BUNDLE_IDLE_S)
+
+    @property
+    def bundle_wakeup_runs(self) -> int:
+        return max(2, self.wakeup_runs // 2)
 
 
 CONTEXTS = ("isolated", "chain")
 DEFAULT_WAKEUP_IDLE_S = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+# Every bundle is timed after this idle: how much its own cost grows after idling; the probes
+# say how that grows with the idle time (dime.core.costs.WakeUp).
+WAKEUP_BUNDLE_IDLE_S = 0.1
 
 
 class Timer:
@@ -246,9 +258,12 @@ def check_profile_out(out: Path, config: ProfileConfig, identity: dict[str, Any]
 
 
 def _profile_file(out: Path, config: ProfileConfig, identity: dict[str, Any], prepare: bool = True) -> ProfileFile:
-    wake = {0.0: config.wakeup_runs * len(config.wakeup_idle_s), **{t: config.wakeup_runs for t in config.wakeup_idle_s}}
+    if not config.wakeup_idle_s:
+        return ProfileFile(out, config.iterations * config.runs, identity, overwrite=config.overwrite, prepare=prepare)
+    probes = config.probe_idle_s
+    wake = {0.0: config.wakeup_runs * len(probes), **{t: config.wakeup_runs for t in probes}}
     return ProfileFile(out, config.iterations * config.runs, identity, overwrite=config.overwrite, prepare=prepare,
-                       wakeup_rows=wake if config.wakeup_idle_s else None)
+                       wakeup_rows=wake, bundle_wakeup=(WAKEUP_BUNDLE_IDLE_S, config.bundle_wakeup_runs))
 
 
 def profile(
@@ -313,7 +328,7 @@ def profile(
     fraction = config.measure_fraction
     per_point = budget_for(fraction, n, k) if fraction is not None else len(bundles)
     total = len(points) * per_point if fraction is not None else sum(len(points) if t is None else 1 for t, _, _ in picks)
-    probes = wakeup_probes(n, bundles if fraction is None else all_bundles(n, k)) if config.wakeup_idle_s else []
+    probes = wakeup_probes(n, bundles if fraction is None else all_bundles(n, k)) if config.probe_idle_s else []
     total += len(points) * len(probes)
     bar = tqdm(total=total, desc=f"profile {model.name}", unit="bundle", disable=not progress, file=sys.stderr)
     counts = {"profiled": 0, "skipped": 0}
@@ -348,7 +363,7 @@ def profile(
         point = points[p_i]
         for s, e in probes:
             keys = {(model.name, config.device_name, point.label, wakeup_key(model.bundle_name(s, e), t))
-                    for t in (0.0, *config.wakeup_idle_s)}
+                    for t in (0.0, *config.probe_idle_s)}
             if keys <= pfile.done:
                 counts["skipped"] += 1
                 bar.update(1)
@@ -397,7 +412,7 @@ class _MeasuredLatency:
         self.fresh: dict[tuple[int, int], float] = {}
 
     def add(self, bundle: tuple[int, int], rows: Sequence[dict[str, Any]]) -> None:
-        self.fresh[bundle] = latency_of_rows([r["latency_s"] for r in rows])
+        self.fresh[bundle] = latency_of_rows([r["latency_s"] for r in rows if not r.get("idle_s")])
 
     def __call__(self, bundle: tuple[int, int]) -> float:
         if bundle in self.fresh:
@@ -516,6 +531,16 @@ def _profile_bundle(
                     row["energy_j"] = f"{assumed_w * latency:.9g}"
                     row["energy_source"] = f"assumed:{assumed_w:g}"
                 rows.append(row)
+        if config.wakeup_idle_s:
+            # the same calls after idling (no energy: one call is below any meter's window)
+            for run in range(config.bundle_wakeup_runs):
+                x = bundle_input(run)
+                time.sleep(WAKEUP_BUNDLE_IDLE_S)
+                t0 = time.monotonic()
+                elapsed = timer.time_s(lambda: mod(*x))
+                rows.append(dict(common, iteration=run, run=0, latency_s=f"{elapsed:.9g}", t_start_s=f"{t0:.6f}",
+                                 t_end_s=f"{time.monotonic():.6f}", repeats=1, energy_j="",
+                                 idle_s=f"{WAKEUP_BUNDLE_IDLE_S:g}"))
     return rows
 
 
@@ -535,8 +560,8 @@ def wakeup_probes(n_layers: int, bundles: Sequence[tuple[int, int]]) -> list[tup
 
 def _wakeup_rows(model: SplitModel, s: int, e: int, inputs: list[tuple[torch.Tensor, ...]], device: torch.device,
                  timer: Timer, config: ProfileConfig, point: OperatingPoint) -> list[dict[str, Any]]:
-    """One call after each idle time, then one right after it (the reference, idle_s 0), for
-    config.wakeup_runs rounds. No energy: a single call is below any meter's window; the cost
+    """One call after each of the probes' idle times, then one right after it (the reference,
+    idle_s 0), for config.wakeup_runs rounds. No energy: a single call is below any meter's window; the cost
     model prices the extra time at the bundle's measured power."""
     mod = model.bundle(s, e).to(device)
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -553,7 +578,7 @@ def _wakeup_rows(model: SplitModel, s: int, e: int, inputs: list[tuple[torch.Ten
         for w in range(max(config.warmup, 1)):
             timer.time_s(lambda: mod(*inputs[w % len(inputs)]))
         for run in range(config.wakeup_runs):
-            for it, idle in enumerate(config.wakeup_idle_s):
+            for it, idle in enumerate(config.probe_idle_s):
                 for wait in (idle, 0.0):
                     x = inputs[calls % len(inputs)]
                     calls += 1
@@ -574,6 +599,13 @@ def _float_list(text: str, flag: str) -> list[float]:
     if not vals or any(not (v >= 0 and math.isfinite(v)) for v in vals):
         raise UsageError(f"{flag}: expected non-negative numbers, got {text!r}")
     return vals
+
+
+def _idle_times(text: str) -> tuple[float, ...]:
+    vals = _float_list(text, "--wakeup")
+    if any(not 0 < v <= 60 for v in vals):
+        raise UsageError(f"--wakeup: idle times in (0, 60] s, got {text!r}")
+    return tuple(sorted(set(vals)))
 
 
 def _int_list(text: str, flag: str) -> list[int]:
@@ -632,11 +664,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="isolated: time each bundle back to back (default); chain: before each timed run, run "
                         "the layers before the bundle untimed, as in a chain of bundles on one device")
     p.add_argument("--wakeup", nargs="?", const=",".join(f"{t:g}" for t in DEFAULT_WAKEUP_IDLE_S), metavar="IDLE_S",
-                   help="also time a few bundles after the device idled these many seconds (comma-separated; "
-                        f"default {','.join(f'{t:g}' for t in DEFAULT_WAKEUP_IDLE_S)}): the cost model then "
-                        "adds the extra time a device takes after idling to split placements (about 1 min per setting)")
+                   help="also time every bundle after the device idled 0.1 s, and three bundles after each of "
+                        "these idle times (comma-separated seconds; default "
+                        f"{','.join(f'{t:g}' for t in DEFAULT_WAKEUP_IDLE_S)}): the cost model then adds what "
+                        "a device's bundles take longer after idling, as the devices of split placements do")
     p.add_argument("--wakeup-runs", type=positive_int, default=8, metavar="N",
-                   help="with --wakeup: timed calls per idle time and bundle (default 8)")
+                   help="with --wakeup: timed calls per idle time of the three bundles (default 8); every bundle "
+                        "gets half as many (at least 2) after 0.1 s")
     p.add_argument("--samples", type=Path, help="feature maps folder (default samples/<model>)")
     p.add_argument("--out", type=Path, help="profile CSV to write or resume (default results/profiles/<model>-<device>.csv)")
     p.add_argument("--overwrite", action="store_true",
@@ -690,6 +724,7 @@ def main(argv: Sequence[str] | None = None, choose: Chooser | None = None) -> in
         raise UsageError("--assume-power is for devices without a meter; drop it or --power")
     threads = _int_list(args.threads, "--threads") if args.threads else []
     _check_threads(threads)
+    wakeup = _idle_times(args.wakeup) if args.wakeup else ()
     check_context(args.context, args.power != "none")
     if args.powerlog and args.power != "smartpower3":
         raise UsageError("--powerlog is for --power smartpower3")
@@ -721,7 +756,7 @@ def main(argv: Sequence[str] | None = None, choose: Chooser | None = None) -> in
         bundles=args.bundles,
         overwrite=args.overwrite,
         measure_fraction=args.measure,
-        wakeup_idle_s=tuple(sorted(set(_float_list(args.wakeup, "--wakeup")))) if args.wakeup else (),
+        wakeup_idle_s=wakeup,
         wakeup_runs=args.wakeup_runs,
         command=" ".join(shlex.quote(a) for a in ["python", "-m", "dime.profile", *(argv if argv is not None else sys.argv[1:])]),
     )

@@ -11,6 +11,7 @@ predicted ones. This module does not import torch: the solver runs where torch i
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -100,6 +101,7 @@ def load_profiles(
 
     wake = df["_idle"].notna()
     costs = _aggregate(df[~wake].reset_index(drop=True), trim, layer_names)
+    wakeup = _wakeup(df[wake].reset_index(drop=True), df[~wake].reset_index(drop=True), costs)  # fills costs' wakeup_s
     table = CostTable(
         model=model,
         layer_names=tuple(layer_names),
@@ -110,7 +112,7 @@ def load_profiles(
         sources=tuple(files),
         param_bytes=_param_bytes(df, layer_names),
         device_files={dev: tuple(dict.fromkeys(group)) for dev, group in df.groupby("device", sort=False)["_file"]},
-        wakeup=_wakeup(df[wake].reset_index(drop=True)),
+        wakeup=wakeup,
     )
     log.debug(
         "read %d runs of %s (%d layers, %d bundle costs) from %s",
@@ -514,31 +516,53 @@ def _aggregate(df: pd.DataFrame, trim: float, layer_names: list[str]) -> dict[tu
     return costs
 
 
-def _wakeup(df: pd.DataFrame) -> dict[tuple[str, str], WakeUp]:
-    """Per (device, setting): the extra seconds after each measured idle time, the median over
-    the probed bundles of (median after the idle - median of the reference calls timed among
-    them, idle 0). Medians, not trimmed means: calls after an idle have a long tail. The
-    curve is then made >= 0 and non-decreasing (a shorter idle never costs more than a longer
-    one; what the medians say otherwise is noise)."""
+def _wakeup(wake: pd.DataFrame, plain: pd.DataFrame, costs: dict[tuple[str, str, int, int], BundleCost]
+            ) -> dict[tuple[str, str], WakeUp]:
+    """Per (device, setting), the wake-up curve; each timed bundle's own extra goes into its
+    BundleCost (`costs`, replaced in place).
+
+    A bundle's extra after an idle time is the median of its calls after that idle less the
+    median of its reference calls: those timed right after another call in the same pass
+    (idle_s 0) where there are any, else its own back-to-back runs. Medians, not trimmed means:
+    calls after an idle have a long tail. The curve is the median over the bundles at each idle
+    time, made >= 0 and non-decreasing (a shorter idle never costs more than a longer one; what
+    the medians say otherwise is noise). `ref_idle_s` is the idle time most bundles were timed
+    after; their own extras there (>= 0) are what the cost model scales by the curve.
+    """
     out: dict[tuple[str, str], WakeUp] = {}
-    if df.empty:
+    if wake.empty:
         return out
-    for (device, setting), rows in df.groupby(["device", "setting"], sort=False):
+    measured = plain[plain["latency_source"] != PREDICTED]
+    back_to_back = measured.groupby(["device", "setting", "_s", "_e"], sort=False)["latency_s"].median()
+    for (device, setting), rows in wake.groupby(["device", "setting"], sort=False):
         by_idle: dict[float, list[float]] = {}
-        for _, b in rows.groupby(["_s", "_e"], sort=False):
-            ref = b[b["_idle"] == 0.0]["latency_s"]
-            if ref.empty:
+        own: dict[float, dict[tuple[int, int], float]] = {}
+        for (s, e), b in rows.groupby(["_s", "_e"], sort=False):
+            refs = b[b["_idle"] == 0.0]["latency_s"]
+            key = (device, setting, s, e)
+            if refs.empty and key not in back_to_back.index:
                 raise ProfileError(f"{b['_file'].iloc[0]}: line {b['_line'].iloc[0]}: wake-up rows of bundle "
-                                   f"{b['bundle'].iloc[0]} on {device} ({setting}) without reference rows (idle_s 0)")
+                                   f"{b['bundle'].iloc[0]} on {device} ({setting}) without reference rows "
+                                   "(idle_s 0, or the bundle's own runs)")
+            ref = float(refs.median()) if not refs.empty else float(back_to_back[key])
             for idle, g in b[b["_idle"] > 0.0].groupby("_idle"):
-                by_idle.setdefault(float(idle), []).append(float(g["latency_s"].median() - ref.median()))
+                extra = float(g["latency_s"].median()) - ref
+                by_idle.setdefault(float(idle), []).append(extra)
+                own.setdefault(float(idle), {})[(int(s), int(e))] = extra
+        if not by_idle:
+            continue
         xs, ys, top = [0.0], [0.0], 0.0
         for idle in sorted(by_idle):
             top = max(top, float(np.median(by_idle[idle])))
             xs.append(idle)
             ys.append(top)
-        if len(xs) > 1:
-            out[(str(device), str(setting))] = WakeUp(tuple(xs), tuple(ys))
+        ref_idle = max(own, key=lambda t: (len(own[t]), t))
+        out[(str(device), str(setting))] = WakeUp(tuple(xs), tuple(ys), ref_idle if len(own[ref_idle]) > 1 else None)
+        if len(own[ref_idle]) > 1:
+            for (s, e), extra in own[ref_idle].items():
+                key = (str(device), str(setting), s, e)
+                if key in costs:
+                    costs[key] = dataclasses.replace(costs[key], wakeup_s=max(0.0, extra))
     return out
 
 
