@@ -37,6 +37,16 @@ A DP objective that differs from an ILP's (relative 1e-9) is an error (exit 1). 
 of the whole latency-energy front of 4 devices x 60 layers x K=8 x 10 settings.
 
     python benchmarks/bench_solve.py --dp [--solvers cbc,highs] [--devices 4 --layers 60 --ks 8 --settings 10]
+
+With --wakeup, the cost of counting wake-up after idling (dime/plan/wakeup.py) on the same grid
+as --dp: each device gets the wake-up curve measured for alexnet at one thread on this VM
+(docs/data/wakeup-2026-12-07, 0..5.3 ms over 0..1 s of idle) and every bundle its own extra,
+the curve's value at 0.1 s times a SYNTHETIC random factor in [0.5, 2]. Per instance and
+objective: the DP alone (without wake-up) against the DP plus the search, end to end from the
+PlacementProblem, the partial chains searched, and whether the search proved its optimum
+(it stops at 2 million).
+
+    python benchmarks/bench_solve.py --wakeup [--devices 2,4 --layers 15,60 --ks 8 --settings 2,10]
 """
 
 from __future__ import annotations
@@ -56,10 +66,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dime.core.costs import BundleCost, CostTable, Role, bundles
+from dime.core.costs import BundleCost, CostTable, Role, WakeUp, bundles
 from dime.core.links import Link, get_link
 from dime.core.network import NetLink, Network
-from dime.errors import SolverError
+from dime.errors import InfeasibleError, SolverError
 from dime.plan import PlacementProblem, build_model, solve_front
 from dime.plan.backends import BackendUnavailableError, get_backend
 from dime.plan.moves import SCALE
@@ -301,6 +311,66 @@ def period_markdown(rows: list[PeriodRow]) -> str:
     return "\n".join(out)
 
 
+# -- wake-up after idling: the search's cost ---------------------------------------------------------
+
+# alexnet, threads=1, this VM (docs/data/wakeup-2026-12-07): idle s -> extra s
+WAKEUP_CURVE = ((0.0, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0), (0.0, 0.00012, 0.00012, 0.00093, 0.00222, 0.00222, 0.00526))
+
+
+@dataclass
+class WakeRow:
+    instance: str
+    objective: str
+    dp_s: float
+    with_wakeup_s: float
+    nodes: int
+    proven: bool
+    changed: bool  # the plan differs from the DP's without wake-up
+
+
+def with_wakeup(problem: PlacementProblem, seed: int) -> PlacementProblem:
+    rng = random.Random(seed)
+    curve = WakeUp(*WAKEUP_CURVE, ref_idle_s=0.1)
+    table = problem.table
+    costs = {k: dataclasses.replace(c, wakeup_s=curve.extra(0.1) * rng.uniform(0.5, 2.0)) for k, c in table.costs.items()}
+    wake = {(d, t): curve for d, settings in table.settings.items() for t in settings}
+    return dataclasses.replace(problem, table=dataclasses.replace(table, costs=costs, wakeup=wake))
+
+
+def run_wakeup(repeats: int, seed: int, grid: list[tuple[int, int, int, int]]) -> list[WakeRow]:
+    rows: list[WakeRow] = []
+    for d, n, k, settings in grid:
+        inst = f"dev{d}_n{n}_k{k}_s{settings}"
+        plain = scaling_problem(d, n, k, settings, seed)
+        woken = with_wakeup(plain, seed)
+        least = DpSolver(plain).solve("latency").objective
+        for objective, budget in (("latency", None), ("energy@1.2xlat", 1.2 * least)):
+            name = objective.split("@")[0]
+            dp_s, base = _median_time(lambda: DpSolver(plain).solve(name, max_latency_s=budget), repeats)
+            try:
+                wake_s, sol = _median_time(lambda: build_model(dataclasses.replace(woken, objective=name,
+                                                                                   max_latency_s=budget)).solve("dp"),
+                                           repeats)
+            except InfeasibleError:
+                logging.info("%s %s: infeasible with wake-up", inst, objective)
+                continue
+            nodes = int(sol.note.split("counted: ")[1].split()[0])
+            rows.append(WakeRow(inst, objective, dp_s, wake_s, nodes, sol.status == "optimal",
+                                sol.placement != base.placement))
+            logging.info("%s", rows[-1])
+    return rows
+
+
+def wakeup_markdown(rows: list[WakeRow]) -> str:
+    out = ["| instance | objective | dp s (no wake-up) | dp + search s | ratio | partial chains | proven | plan changed |",
+           "|---|---|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        out.append(f"| {r.instance} | {r.objective} | {r.dp_s:.4f} | {r.with_wakeup_s:.4f} | "
+                   f"{r.with_wakeup_s / r.dp_s:.1f}x | {r.nodes} | {'yes' if r.proven else 'no'} | "
+                   f"{'yes' if r.changed else 'no'} |")
+    return "\n".join(out)
+
+
 # -- the DP against the ILP backends ---------------------------------------------------------------
 
 DP_GRID = {"devices": (2, 3, 4, 6), "layers": (15, 30, 60), "ks": (4, 8), "settings": (2, 10)}
@@ -411,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, values in DP_GRID.items():
         p.add_argument(f"--{key}", default=",".join(map(str, values)), help="with --dp: comma list (default %(default)s)")
     p.add_argument("--no-front", action="store_true", help="with --dp: skip the front's timing")
+    p.add_argument("--wakeup", action="store_true", help="the cost of counting wake-up, on --dp's grid")
     p.add_argument("--out", help="also write the rows as CSV")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
@@ -421,6 +492,13 @@ def main(argv: list[str] | None = None) -> int:
         print(period_markdown(period_rows))
         if a.out:
             _write_rows(a.out, period_rows)
+        return 0
+    if a.wakeup:
+        grid = list(itertools.product(_ints(a.devices), _ints(a.layers), _ints(a.ks), _ints(a.settings)))
+        wake_rows = run_wakeup(a.repeats, a.seed, grid)
+        print(wakeup_markdown(wake_rows))
+        if a.out:
+            _write_rows(a.out, wake_rows)
         return 0
     if a.dp:
         solvers = a.solvers.split(",")

@@ -22,7 +22,7 @@ from dime.core.links import Link
 from dime.errors import InfeasibleError, ProfileError
 from dime.plan import PlacementProblem, build_model
 from dime.plan.bruteforce import evaluated, optimum
-from dime.plan.wakeup import search, wakeup_applies
+from dime.plan.wakeup import search
 from dime.profiling.reader import load_profiles
 from dime.profiling.schema import PROFILE_COLUMNS
 
@@ -254,7 +254,7 @@ def test_profiler_times_probes_after_each_idle_and_resumes(tmp_path, toy_samples
     assert _profile(samples, out, *wake).returncode == 0
     assert out.read_text() == before
     # other idle times: refused in one line, the file untouched
-    p = _profile(samples, out, "--wakeup", "0.5")
+    p = _profile(samples, out, "--wakeup", "0.05")
     assert_one_line_error(p)
     assert "was profiled with --wakeup/--wakeup-runs" in p.stderr
     assert out.read_text() == before
@@ -296,7 +296,7 @@ def _check(problem, backend: str, points, lat_f, en_f) -> bool:
     assert rel_close(sol.objective, ref[0], 1e-9), (p.objective, lat, en, sol.objective, ref[0], sol.placement, ref[1])
     assert sol.evaluation == p.evaluate(list(sol.placement))
     assert sol.status == "optimal"
-    assert ("wake-up after idling counted" in sol.note) == wakeup_applies(p)
+    assert ("wake-up after idling counted" in sol.note) == p.counts_wakeup
     plain = build_model(dataclasses.replace(p, table=dataclasses.replace(p.table, wakeup={})))
     try:
         return plain.solve(backend).placement != sol.placement
@@ -366,9 +366,32 @@ def test_node_limit_says_best_found():
     assert not res.proven and res.nodes == 4
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "soon", "61"])
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "0.1", "1"])
 def test_bad_idle_times_are_one_line_errors_before_the_model_is_built(tmp_path, value):
     out = tmp_path / "p.csv"
     p = run_cli("dime.profile", *TOY, "--samples", str(tmp_path / "none"), "--out", str(out), "--wakeup", value)
     assert_one_line_error(p)
     assert "--wakeup" in p.stderr and not out.exists()
+
+
+def test_solve_says_what_wake_up_adds(tmp_path):
+    """A profile with wake-up rows (3 ms after 0.1 s for every bundle timed): dime.solve's plan is
+    l0 on a, l1..l3 on b, as without wake-up (idles of 12 and 22 ms cost under 1 ms each), and its
+    report and JSON carry the wake-up the cost model gives that placement."""
+    table = _table()
+    path = write_profile_csv(tmp_path / "p.csv", table)
+    for dev in ("a", "b"):
+        for s, e in [(0, 0), (1, 3), (0, 3)]:
+            base = table.costs[(dev, "t1", s, e)].latency_s
+            _append(path, _wake_rows(table, dev, (s, e), {0.1: [base + 0.003] * 3}))
+    out = tmp_path / "sol.json"
+    p = run_cli("dime.solve", "--profile", str(path), "--edge", "a", "--cloud", "b", "--link", "8/8/0",
+                "--json", str(out))
+    assert p.returncode == 0, p.stderr
+    assert "wake-up after idling counted" in p.stdout and "of which wake-up after idling" in p.stdout
+    data = json.loads(out.read_text())
+    assert [(e["bundle"], e["role"]) for e in data["placement"]] == [("l0", "edge"), ("l1+l2+l3", "cloud")]
+    placement = [Assignment(0, 0, 0, "t1"), Assignment(1, 3, 1, "t1")]
+    ev = evaluate(load_profiles(path), ROLES, Link("8/8/0", 8.0, 8.0), placement)
+    assert 0 < ev.wakeup_s < 0.002
+    assert data["wakeup_s"] == pytest.approx(ev.wakeup_s) and data["latency_s"] == pytest.approx(ev.latency_s)

@@ -60,8 +60,11 @@ class WakeUp:
     `extra(idle)` is the typical bundle's extra seconds after `idle_s` seconds of idle (the
     median over the bundles timed; piecewise linear between the measured idle times, flat beyond
     the last, 0 after no idle). A bundle whose own extra was timed after `ref_idle_s` (its
-    BundleCost.wakeup_s) scales that by the curve's shape. Non-decreasing and >= 0 (the reader
-    makes it so), hence never below the back-to-back cost."""
+    BundleCost.wakeup_s) pays that after a longer idle, and less after a shorter one, as the
+    curve falls below its value at ref_idle_s. Not extrapolated past ref_idle_s: over links
+    where a split's devices idled 0.3-1.1 s, their bundles took about their own extra after
+    0.1 s (docs/run.md). Non-decreasing and >= 0 (the reader makes it so), hence never below the
+    back-to-back cost."""
 
     idle_s: tuple[float, ...]  # ascending, starting at 0.0
     extra_s: tuple[float, ...]  # the same length, starting at 0.0
@@ -86,11 +89,16 @@ class WakeUp:
 
     def bundle_extra(self, idle_s: float, own_s: float | None) -> float:
         """A bundle's extra seconds after `idle_s` of idle: its own extra after ref_idle_s
-        (`own_s`), scaled by the curve; the curve's where the bundle's own was not timed."""
-        if own_s is None or self.ref_idle_s is None:
+        (`own_s`) times the curve's fraction of its value there (1 from ref_idle_s on); the
+        curve's, up to ref_idle_s, where the bundle's own was not timed."""
+        if self.ref_idle_s is None:
             return self.extra(idle_s)
+        if own_s is None:
+            return self.extra(min(idle_s, self.ref_idle_s))
+        if idle_s >= self.ref_idle_s:
+            return own_s
         at_ref = self.extra(self.ref_idle_s)
-        return own_s * self.extra(idle_s) / at_ref if at_ref > 0 else self.extra(idle_s)
+        return own_s * self.extra(idle_s) / at_ref if at_ref > 0 else 0.0
 
 
 @dataclass

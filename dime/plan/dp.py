@@ -712,6 +712,8 @@ def solve_front(problem: PlacementProblem) -> Front:
     reason = _structure_unsupported(problem)
     if reason:
         raise UsageError(f"the latency-energy front needs the dp solver, which cannot hold {reason}")
+    if problem.counts_wakeup:
+        log.warning("the front is the DP's, without wake-up after idling; each point's numbers count it")
     solver = DpSolver(problem)
     if problem.max_energy_j is not None:
         solver._check_energy()

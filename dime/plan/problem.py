@@ -68,7 +68,7 @@ from dime.plan.linear import ERROR, INF, INFEASIBLE, LinearModel, ModelBuilder
 from dime.plan.moves import BYTES_SCALE, SCALE, add_moves
 from dime.plan.runs import RunCosts, RunModel, pipelines, run_costs
 from dime.plan.solution import Solution
-from dime.plan.wakeup import search, search_unsupported, wakeup_applies
+from dime.plan.wakeup import search, search_unsupported
 from dime.plan.statement import (  # noqa: F401  (re-exported: the ILP's users import them from here)
     ENERGY,
     LATENCY,
@@ -391,7 +391,7 @@ class PlacementModel:
             why = self.infeasibility(start)
             if why is not None:
                 raise UsageError(f"the start placement {why}")
-        if not wakeup_applies(self.problem):
+        if not self.problem.counts_wakeup:
             return self._solve(backend, time_limit_s, start)
         # The backends' sums and checks know no wake-up; it only ever adds, so a placement
         # within the budgets with it is within them without, and the search starts from there.

@@ -37,6 +37,7 @@ class Solution:
             "objective_name": self.objective_name,
             "latency_s": num_or_none(ev.latency_s),
             "compute_latency_s": num_or_none(ev.compute_latency_s),
+            "wakeup_s": num_or_none(ev.wakeup_s),
             "comm_latency_s": num_or_none(ev.comm_latency_s),
             "energy_j": num_or_none(ev.energy_j),
             "compute_energy_j": num_or_none(ev.compute_energy_j),

@@ -197,8 +197,9 @@ def format_report(problem: PlacementProblem, sol: Solution, data: dict, header: 
         lines += ["  " + line for line in _columns(rows, right={2, 3, 4})]
     else:
         lines.append(f"transfers: none (all on the {problem.roles[problem.source].name})")
+    wake = f" (of which wake-up after idling {_fmt(data['wakeup_s'], 's')})" if data.get("wakeup_s") else ""
     lines.append(
-        f"latency: {_fmt(data['latency_s'], 's')} = compute {_fmt(data['compute_latency_s'], 's')} "
+        f"latency: {_fmt(data['latency_s'], 's')} = compute {_fmt(data['compute_latency_s'], 's')}{wake} "
         f"+ communication {_fmt(data['comm_latency_s'], 's')}"
     )
     what = f"{' + '.join(counted)} energy" if counted else "energy"

@@ -163,6 +163,12 @@ class PlacementProblem:
     def evaluate(self, placement: Sequence[Assignment]) -> Evaluation:
         return evaluate(self.table, self.roles, self.network, placement)
 
+    @property
+    def counts_wakeup(self) -> bool:
+        """Whether some computing role's profile measured wake-up after idling at one of its
+        settings (dime.core.costs.WakeUp): then costs depend on the idle before each segment."""
+        return any((r.device, t) in self.table.wakeup for r in self.roles if r.compute for t in r.settings)
+
     def memory_fits(self, placement: Sequence[Assignment]) -> bool:
         return all(
             memory_use(self.table, placement, r) <= role.memory_bytes

@@ -39,12 +39,6 @@ DEFAULT_NODE_LIMIT = 2_000_000
 _TOL = 1e-12
 
 
-def wakeup_applies(problem: PlacementProblem) -> bool:
-    """Whether some computing role's profile measured wake-up at one of its settings."""
-    table = problem.table
-    return any((r.device, t) in table.wakeup for r in problem.roles if r.compute for t in r.settings)
-
-
 def search_unsupported(problem: PlacementProblem) -> str | None:
     """Why the search cannot run on this problem (None: it can)."""
     return _structure_unsupported(problem)

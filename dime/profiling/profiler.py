@@ -84,14 +84,9 @@ class ProfileConfig:
     # predictor is least sure of) and predict the rest; None: measure every bundle
     measure_fraction: float | None = None
     # wake-up after idling, for the cost model: every bundle also timed after WAKEUP_BUNDLE_IDLE_S
-    # of idle, and a few bundles (probes) after each of these idle times (s); () : not measured
+    # of idle, and a few bundles (probes) after each of these shorter idle times (s); (): not measured
     wakeup_idle_s: tuple[float, ...] = ()
     wakeup_runs: int = 8  # a probe's timed calls per idle time (every bundle: half as many, at least 2)
-
-    @property
-    def probe_idle_s(self) -> tuple[float, ...]:
-        """The probes' idle times: those the bundles' own pass does not time."""
-        return tuple(t for t in self.wakeup_idle_s if t != WAKEUP_BUNDLE_IDLE_S)
 
     @property
     def bundle_wakeup_runs(self) -> int:
@@ -99,10 +94,10 @@ class ProfileConfig:
 
 
 CONTEXTS = ("isolated", "chain")
-DEFAULT_WAKEUP_IDLE_S = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
-# Every bundle is timed after this idle: how much its own cost grows after idling; the probes
-# say how that grows with the idle time (dime.core.costs.WakeUp).
+# Every bundle is timed after WAKEUP_BUNDLE_IDLE_S of idle: how much its own cost grows after
+# idling; the probes say how much less it grows after shorter idles (dime.core.costs.WakeUp).
 WAKEUP_BUNDLE_IDLE_S = 0.1
+DEFAULT_WAKEUP_IDLE_S = (0.003, 0.01, 0.03)
 
 
 class Timer:
@@ -260,7 +255,7 @@ def check_profile_out(out: Path, config: ProfileConfig, identity: dict[str, Any]
 def _profile_file(out: Path, config: ProfileConfig, identity: dict[str, Any], prepare: bool = True) -> ProfileFile:
     if not config.wakeup_idle_s:
         return ProfileFile(out, config.iterations * config.runs, identity, overwrite=config.overwrite, prepare=prepare)
-    probes = config.probe_idle_s
+    probes = config.wakeup_idle_s
     wake = {0.0: config.wakeup_runs * len(probes), **{t: config.wakeup_runs for t in probes}}
     return ProfileFile(out, config.iterations * config.runs, identity, overwrite=config.overwrite, prepare=prepare,
                        wakeup_rows=wake, bundle_wakeup=(WAKEUP_BUNDLE_IDLE_S, config.bundle_wakeup_runs))
@@ -301,8 +296,8 @@ def profile(
         raise UsageError(f"--measure must be a fraction in (0, 1], got {config.measure_fraction:g}")
     if config.measure_fraction is not None and choose is None:
         raise UsageError("--measure needs a chooser of the bundles: run it as `python -m dime.profile`")
-    if any(not (0 < t <= 60 and math.isfinite(t)) for t in config.wakeup_idle_s) or config.wakeup_runs < 1:
-        raise UsageError("--wakeup: idle times in (0, 60] s, and --wakeup-runs >= 1")
+    if any(not 0 < t < WAKEUP_BUNDLE_IDLE_S for t in config.wakeup_idle_s) or config.wakeup_runs < 1:
+        raise UsageError(f"--wakeup: idle times in (0, {WAKEUP_BUNDLE_IDLE_S:g}) s, and --wakeup-runs >= 1")
     if config.iterations < 1 or config.runs < 1 or config.warmup < 0:
         raise UsageError("--iterations and --runs must be >= 1, --warmup >= 0")
     powers = config.assume_power_w
@@ -328,7 +323,7 @@ def profile(
     fraction = config.measure_fraction
     per_point = budget_for(fraction, n, k) if fraction is not None else len(bundles)
     total = len(points) * per_point if fraction is not None else sum(len(points) if t is None else 1 for t, _, _ in picks)
-    probes = wakeup_probes(n, bundles if fraction is None else all_bundles(n, k)) if config.probe_idle_s else []
+    probes = wakeup_probes(n, bundles if fraction is None else all_bundles(n, k)) if config.wakeup_idle_s else []
     total += len(points) * len(probes)
     bar = tqdm(total=total, desc=f"profile {model.name}", unit="bundle", disable=not progress, file=sys.stderr)
     counts = {"profiled": 0, "skipped": 0}
@@ -363,7 +358,7 @@ def profile(
         point = points[p_i]
         for s, e in probes:
             keys = {(model.name, config.device_name, point.label, wakeup_key(model.bundle_name(s, e), t))
-                    for t in (0.0, *config.probe_idle_s)}
+                    for t in (0.0, *config.wakeup_idle_s)}
             if keys <= pfile.done:
                 counts["skipped"] += 1
                 bar.update(1)
@@ -578,7 +573,7 @@ def _wakeup_rows(model: SplitModel, s: int, e: int, inputs: list[tuple[torch.Ten
         for w in range(max(config.warmup, 1)):
             timer.time_s(lambda: mod(*inputs[w % len(inputs)]))
         for run in range(config.wakeup_runs):
-            for it, idle in enumerate(config.probe_idle_s):
+            for it, idle in enumerate(config.wakeup_idle_s):
                 for wait in (idle, 0.0):
                     x = inputs[calls % len(inputs)]
                     calls += 1
@@ -603,8 +598,9 @@ def _float_list(text: str, flag: str) -> list[float]:
 
 def _idle_times(text: str) -> tuple[float, ...]:
     vals = _float_list(text, "--wakeup")
-    if any(not 0 < v <= 60 for v in vals):
-        raise UsageError(f"--wakeup: idle times in (0, 60] s, got {text!r}")
+    if any(not 0 < v < WAKEUP_BUNDLE_IDLE_S for v in vals):
+        raise UsageError(f"--wakeup: idle times in (0, {WAKEUP_BUNDLE_IDLE_S:g}) s (every bundle is timed after "
+                         f"{WAKEUP_BUNDLE_IDLE_S:g} s, and the cost model goes no further), got {text!r}")
     return tuple(sorted(set(vals)))
 
 
@@ -665,7 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the layers before the bundle untimed, as in a chain of bundles on one device")
     p.add_argument("--wakeup", nargs="?", const=",".join(f"{t:g}" for t in DEFAULT_WAKEUP_IDLE_S), metavar="IDLE_S",
                    help="also time every bundle after the device idled 0.1 s, and three bundles after each of "
-                        "these idle times (comma-separated seconds; default "
+                        "these shorter idle times (comma-separated seconds; default "
                         f"{','.join(f'{t:g}' for t in DEFAULT_WAKEUP_IDLE_S)}): the cost model then adds what "
                         "a device's bundles take longer after idling, as the devices of split placements do")
     p.add_argument("--wakeup-runs", type=positive_int, default=8, metavar="N",

@@ -55,7 +55,8 @@ class PointSource(Protocol):
 
 
 class IlpPoints:
-    """Each point one solve of the cell's ILP: built once, only the objective and budgets change."""
+    """Each point one solve of the cell's model (its ILP built once, or the DP; with wake-up, the
+    search from their plan): only the objective and budgets change."""
 
     def __init__(self, model: PlacementModel, solve: CellSolver) -> None:
         self.model, self.solve = model, solve
@@ -93,9 +94,10 @@ class FrontPoints:
 
 def point_source(spec: CellSpec, solve: CellSolver) -> PointSource:
     """Where the points of a cell come from: the DP's whole front (one solve) where the DP
-    applies and the cell's solver allows it (auto, dp), else the ILP re-solved per budget."""
+    applies and the cell's solver allows it (auto, dp), else the model re-solved per budget (also
+    where wake-up counts: the front is the DP's, without it)."""
     problem = spec.problem
-    if spec.solver in ("auto", "dp") and dp_unsupported(problem) is None:
+    if spec.solver in ("auto", "dp") and dp_unsupported(problem) is None and not problem.counts_wakeup:
         solve.count += 1
         return FrontPoints(solve_front(problem))
     return IlpPoints(build_model(problem), solve)

@@ -4,7 +4,12 @@
 # wake-up after idling (dime.profile --wakeup), so that every prediction (the solver's plan and
 # each split) counts it. Per model: a fresh threads=1 profile of this CPU, then right away
 # dime.validate over 4g, wifi and 300/300/1, links emulated in user space and shaped by the kernel.
+# The profiles went to profiles/wakeup/ (OUT_DIR was results/wakeup).
 # From the repository root, as root, nothing else running: bash docs/data/wakeup-2026-12-07/run.sh OUT_DIR
+#
+# model-choice/ holds an earlier pass of the same script (alexnet and resnet18; then --wakeup
+# timed the three probes up to 1 s and each bundle's own extra was scaled by the curve at any
+# idle): remodel.py predicts its rows with each candidate model of wake-up.
 set -euo pipefail
 PY=.venv/bin/python
 OUT=${1:?give an output folder}
