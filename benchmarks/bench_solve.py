@@ -40,8 +40,8 @@ of the whole latency-energy front of 4 devices x 60 layers x K=8 x 10 settings.
 
 With --wakeup, the cost of counting wake-up after idling (dime/plan/wakeup.py) on the same grid
 as --dp: each device gets the wake-up curve measured for alexnet at one thread on this VM
-(docs/data/wakeup-2026-12-07, 0..5.3 ms over 0..1 s of idle) and every bundle its own extra,
-the curve's value at 0.1 s times a SYNTHETIC random factor in [0.5, 2]. Per instance and
+(profiles/wakeup/alexnet-xeon-2core.csv, 0..2.2 ms over 0..0.1 s of idle) and every bundle its
+own extra, the curve's value at 0.1 s times a SYNTHETIC random factor in [0.5, 2]. Per instance and
 objective: the DP alone (without wake-up) against the DP plus the search, end to end from the
 PlacementProblem, the partial chains searched, and whether the search proved its optimum
 (it stops at 2 million).
@@ -313,8 +313,8 @@ def period_markdown(rows: list[PeriodRow]) -> str:
 
 # -- wake-up after idling: the search's cost ---------------------------------------------------------
 
-# alexnet, threads=1, this VM (docs/data/wakeup-2026-12-07): idle s -> extra s
-WAKEUP_CURVE = ((0.0, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0), (0.0, 0.00012, 0.00012, 0.00093, 0.00222, 0.00222, 0.00526))
+# alexnet, threads=1, this VM (profiles/wakeup/alexnet-xeon-2core.csv): idle s -> extra s
+WAKEUP_CURVE = ((0.0, 0.003, 0.01, 0.03, 0.1), (0.0, 0.000154, 0.000154, 0.000575, 0.002178))
 
 
 @dataclass

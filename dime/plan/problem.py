@@ -409,9 +409,9 @@ class PlacementModel:
             raise self._wakeup_infeasible() from None
         if self.objective == THROUGHPUT:  # the period has no wake-up; the latency has
             return dataclasses.replace(sol, evaluation=self.problem.evaluate(list(sol.placement)))
-        return self._with_wakeup(sol)
+        return self._with_wakeup(sol, time_limit_s)
 
-    def _with_wakeup(self, sol: Solution) -> Solution:
+    def _with_wakeup(self, sol: Solution, time_limit_s: float | None = None) -> Solution:
         """The optimum once wake-up after idling counts (dime.plan.wakeup), from the backend's
         plan; where the search cannot run, the backend's plan with a note."""
         why = search_unsupported(self.problem)
@@ -424,15 +424,15 @@ class PlacementModel:
                                        note=f"{sol.note}; {note}" if sol.note else note)
         chain = self._plain_chain()
         res = search(self.problem, self.objective, self.max_latency_s, self.max_energy_j,
-                     starts=[sol.placement], chain=chain)
+                     starts=[sol.placement], chain=chain, time_limit_s=time_limit_s)
         if res.placement is None or res.evaluation is None:
             raise self._wakeup_infeasible()
         ev = res.evaluation
         self._warn_over_budget(ev)
         note = (f"wake-up after idling counted: {res.nodes} partial chains searched in {res.time_s * 1e3:.0f} ms"
-                + ("" if res.proven else "; stopped at the node limit: best found, not proven optimal"))
+                + ("" if res.proven else "; stopped at its node or time limit: best found, not proven optimal"))
         return dataclasses.replace(
-            sol, status=sol.status if res.proven else "node_limit", objective=objective_value(self.objective, ev),
+            sol, status=sol.status if res.proven else "search_limit", objective=objective_value(self.objective, ev),
             evaluation=ev, placement=tuple(res.placement), solve_time_s=sol.solve_time_s + res.time_s,
             note=f"{sol.note}; {note}" if sol.note else note)
 

@@ -34,8 +34,9 @@ from dime.plan.statement import ENERGY, LATENCY, PlacementProblem, budget_with_s
 
 log = logging.getLogger(__name__)
 
-# Partial chains expanded before the search stops with the best placement found (a note says so).
-DEFAULT_NODE_LIMIT = 2_000_000
+# Partial chains expanded before the search stops with the best placement found (a note says so):
+# 10-30 s of Python on this project's VM (benchmarks/README.md).
+DEFAULT_NODE_LIMIT = 100_000
 _TOL = 1e-12
 
 
@@ -59,11 +60,13 @@ def _within(value: float, budget: float | None) -> bool:
 
 def search(problem: PlacementProblem, objective: str, max_latency_s: float | None = None,
            max_energy_j: float | None = None, starts: Sequence[Sequence[Assignment]] = (),
-           node_limit: int = DEFAULT_NODE_LIMIT, chain: _Chain | None = None) -> SearchResult:
+           node_limit: int = DEFAULT_NODE_LIMIT, chain: _Chain | None = None,
+           time_limit_s: float | None = None) -> SearchResult:
     """The least-`objective` placement (ties: the other quantity) with wake-up, within the budgets.
 
     `starts`: placements to begin with as incumbents (the backend's plan). `chain`: the DP's
-    arrays of this problem, when already built.
+    arrays of this problem, when already built. The search stops with the best found (proven
+    False) after `node_limit` partial chains or `time_limit_s` seconds.
     """
     if objective not in (LATENCY, ENERGY):
         raise ValueError(f"the wake-up search minimises latency or energy, not {objective}")
@@ -106,20 +109,22 @@ def search(problem: PlacementProblem, objective: str, max_latency_s: float | Non
     for p in starts:
         offer(list(p))
 
-    # A partial chain: (bound, cut, slot, last length, latency, energy, wake-up bound, segment's
-    # compute so far, the least idle before the segment, steps). Latency and energy are the DP's
-    # sums (no wake-up); the wake-up bound is added apart.
-    stack: list[tuple[float, int, int, int, float, float, float, float, float, tuple[tuple[int, int, int], ...]]]
-    stack = [(0.0, 0, -1, 0, 0.0, 0.0, 0.0, 0.0, 0.0, ())]
+    # A partial chain: (bound, cut, slot, last length, latency, energy, segment's time so far, the
+    # least idle before the segment, steps). Latency and energy are the DP's sums plus each
+    # bundle's wake-up after that least idle (and its energy at the bundle's mean power, as
+    # evaluate prices it): lower bounds of the chain's own.
+    stack: list[tuple[float, int, int, int, float, float, float, float, tuple[tuple[int, int, int], ...]]]
+    stack = [(0.0, 0, -1, 0, 0.0, 0.0, 0.0, 0.0, ())]
     nodes = 0
     proven = True
     while stack:
-        _, k, j, L, lat, energy, wake, seg, seg_idle, steps = stack.pop()
-        if best is not None and _cannot_beat(objective, lat + wake + lat_to_go[k, sr[j] if j >= 0 else src],
+        _, k, j, L, lat, energy, seg, seg_idle, steps = stack.pop()
+        if best is not None and _cannot_beat(objective, lat + lat_to_go[k, sr[j] if j >= 0 else src],
                                               energy + en_to_go[k, sr[j] if j >= 0 else src], best[0]):
             continue  # the incumbent improved since this was pushed
         nodes += 1
-        if nodes > node_limit:
+        if nodes > node_limit or (time_limit_s is not None and nodes % 1000 == 0
+                                  and time.perf_counter() - t0 > time_limit_s):
             proven = False
             break
         if k == n:
@@ -136,31 +141,31 @@ def search(problem: PlacementProblem, objective: str, max_latency_s: float | Non
                     continue  # the merge rule: the union is profiled, and is what runs
                 r2 = int(sr[j2])
                 if r2 == here:
-                    idle2 = seg_idle
-                    lat2, en2, seg2 = lat + c_lat[j2], energy + c_en[j2], seg + c_lat[j2]
+                    idle2, lat2, en2, seg2 = seg_idle, lat, energy, seg
                 else:
                     moved = ch.route_lat[k, here, r2]
                     if not math.isfinite(moved):
                         continue
                     # r2 computed nothing during the segment just ended and the move
                     idle2 = moved + (seg if j >= 0 else 0.0)
-                    lat2 = lat + moved + c_lat[j2]
-                    en2 = energy + route_en[k, here, r2] + c_en[j2]
-                    seg2 = float(c_lat[j2])
-                wake2 = wake + bundle_extra(j2, k, length, idle2)
+                    lat2, en2, seg2 = lat + moved, energy + route_en[k, here, r2], 0.0
+                extra = bundle_extra(j2, k, length, idle2)
+                lat2 += c_lat[j2] + extra
+                seg2 += c_lat[j2] + extra
+                en2 += c_en[j2] + (extra * c_en[j2] / max(c_lat[j2], 1e-12) if extra else 0.0)
                 k2 = k + length
                 if k2 == n and r2 != src:
                     back_lat, back_en = ch.route_lat[n, r2, src], route_en[n, r2, src]
                 else:
                     back_lat = back_en = 0.0
-                lb_lat = lat2 + wake2 + (lat_to_go[k2, r2] if k2 < n else back_lat)
+                lb_lat = lat2 + (lat_to_go[k2, r2] if k2 < n else back_lat)
                 lb_en = en2 + (en_to_go[k2, r2] if k2 < n else back_en)
                 if lb_lat > lat_cap or lb_en > en_cap or math.isnan(lb_en):
                     continue
                 if best is not None and _cannot_beat(objective, lb_lat, lb_en, best[0]):
                     continue
                 bound = lb_lat if objective == LATENCY else lb_en
-                children.append((bound, k2, j2, length, lat2, en2, wake2, seg2, idle2, steps + ((k, k2 - 1, j2),)))
+                children.append((bound, k2, j2, length, lat2, en2, seg2, idle2, steps + ((k, k2 - 1, j2),)))
         children.sort(key=lambda c: c[0], reverse=True)  # the cheapest bound is popped first
         stack.extend(children)
     elapsed = time.perf_counter() - t0
