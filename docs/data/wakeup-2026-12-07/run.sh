@@ -14,14 +14,18 @@ set -euo pipefail
 PY=.venv/bin/python
 OUT=${1:?give an output folder}
 IMG=../shared/data/imagenette_samples
+CONTEXT=${CONTEXT:-isolated}   # chain.sh: chain
+SHAPERS=${SHAPERS:-user netns}  # chain.sh: user
+TAG=$([ "$CONTEXT" = chain ] && echo -chain || true)
 mkdir -p "$OUT"
 for M in alexnet resnet18 mobilenet_v2; do
   $PY -m dime.samples -q --model $M --images $IMG --count 8 --out /tmp/feat/$M
   $PY -m dime.profile -q --model $M --device-name xeon-2core --torch-device cpu --threads 1 \
-      --iterations 5 --runs 4 --warmup 2 --wakeup --samples /tmp/feat/$M --out "$OUT/$M-xeon-2core.csv" --overwrite
-  for SHAPER in user netns; do
-    $PY -m dime.validate -q --profile "$OUT/$M-xeon-2core.csv" --models $M --links 4g,wifi,300/300/1 \
+      --iterations 5 --runs 4 --warmup 2 --context $CONTEXT --wakeup --samples /tmp/feat/$M \
+      --out "$OUT/$M-xeon-2core$TAG.csv" --overwrite
+  for SHAPER in $SHAPERS; do
+    $PY -m dime.validate -q --profile "$OUT/$M-xeon-2core$TAG.csv" --models $M --links 4g,wifi,300/300/1 \
         --edge xeon-2core --edge-settings threads=1 --cloud xeon-2core --cloud-settings threads=1 \
-        --shaper $SHAPER --images $IMG --out "$OUT/$M-$SHAPER.csv" --summary "$OUT/$M-$SHAPER.md"
+        --shaper $SHAPER --images $IMG --out "$OUT/$M$TAG-$SHAPER.csv" --summary "$OUT/$M$TAG-$SHAPER.md"
   done
 done
