@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from dime.core.costs import Assignment, Evaluation, WakeUp
-from dime.plan.dp import _Chain, _structure_unsupported, _to_go
+from dime.plan.dp import _Chain, _structure_unsupported, _to_go, _within
 from dime.plan.statement import ENERGY, LATENCY, PlacementProblem, budget_with_slack
 
 log = logging.getLogger(__name__)
@@ -52,10 +52,6 @@ class SearchResult:
     proven: bool  # False: stopped at the node limit, the best found
     nodes: int
     time_s: float
-
-
-def _within(value: float, budget: float | None) -> bool:
-    return budget is None or value <= budget_with_slack(budget)
 
 
 def search(problem: PlacementProblem, objective: str, max_latency_s: float | None = None,
